@@ -1,0 +1,289 @@
+//! The registry: which rooms run on this replica and who is in them.
+//!
+//! All membership changes go through here, so a room is retired only when
+//! the registry knows it is empty, and a join can never reach a room that is
+//! shutting down: the next join simply starts a fresh room actor.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::names::{direct_participants, direct_room};
+use super::room::{self, Room};
+use super::{Deliver, SessionId, SetAvatar};
+use crate::cluster::ClusterAdapter;
+use crate::store::Store;
+
+/// A WebSocket connection of `user` opened.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect {
+    pub session: SessionId,
+    pub user: String,
+    pub socket: Recipient<Deliver>,
+    pub avatar: Recipient<SetAvatar>,
+}
+
+/// A connection closed: it leaves every room it was in.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub session: SessionId,
+}
+
+/// A connection joins `room` (public, or a direct room of its user); the
+/// reply is the room to post to. `None` if the connection is unknown.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<Room>>")]
+pub struct JoinRoom {
+    pub session: SessionId,
+    pub room: String,
+}
+
+/// A connection leaves a public room. Direct rooms cannot be left: a user's
+/// connections always receive their direct messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaveRoom {
+    pub session: SessionId,
+    pub room: String,
+}
+
+/// A direct message from the post's author to `peer`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Direct {
+    pub peer: String,
+    pub post: room::Post,
+}
+
+/// `user` has a new profile photo; their connections should use it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AvatarChanged {
+    pub user: String,
+    pub avatar: Option<String>,
+}
+
+struct SessionEntry {
+    user: String,
+    socket: Recipient<Deliver>,
+    avatar: Recipient<SetAvatar>,
+    rooms: HashSet<String>,
+}
+
+struct RoomEntry {
+    addr: Addr<Room>,
+    members: HashSet<SessionId>,
+}
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    cluster: Arc<dyn ClusterAdapter>,
+    /// Room actors run on these threads, spread round-robin, so fan-out of
+    /// busy rooms uses every core instead of the registry's one.
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    rooms: HashMap<String, RoomEntry>,
+    sessions: HashMap<SessionId, SessionEntry>,
+    users: HashMap<String, HashSet<SessionId>>,
+    /// Running direct rooms by participant, so a new connection finds its
+    /// conversations without scanning every room.
+    direct_rooms: HashMap<String, HashSet<String>>,
+}
+
+impl Registry {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cluster: Arc<dyn ClusterAdapter>,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Self {
+        assert!(!arbiters.is_empty(), "rooms need at least one arbiter");
+        Self {
+            store,
+            cluster,
+            arbiters,
+            next_arbiter: 0,
+            rooms: HashMap::new(),
+            sessions: HashMap::new(),
+            users: HashMap::new(),
+            direct_rooms: HashMap::new(),
+        }
+    }
+
+    /// The running room, started if needed. A new direct room gets every
+    /// connection of both participants as a silent member.
+    fn ensure_room(&mut self, name: &str) -> Addr<Room> {
+        if let Some(entry) = self.rooms.get(name) {
+            return entry.addr.clone();
+        }
+        let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let (store, cluster, room_name) = (self.store.clone(), self.cluster.clone(), name.to_owned());
+        let addr = Room::start_in_arbiter(arbiter, move |_| Room::new(room_name, store, cluster));
+        self.rooms.insert(
+            name.to_owned(),
+            RoomEntry {
+                addr: addr.clone(),
+                members: HashSet::new(),
+            },
+        );
+        if let Some((first, second)) = direct_participants(name) {
+            for user in [first, second] {
+                self.direct_rooms
+                    .entry(user.to_owned())
+                    .or_default()
+                    .insert(name.to_owned());
+                let sessions: Vec<SessionId> =
+                    self.users.get(user).into_iter().flatten().copied().collect();
+                for session in sessions {
+                    self.add_member(name, session, false);
+                }
+            }
+        }
+        addr
+    }
+
+    fn add_member(&mut self, room: &str, session: SessionId, announce: bool) {
+        let (Some(entry), Some(member)) = (self.rooms.get_mut(room), self.sessions.get_mut(&session))
+        else {
+            return;
+        };
+        let newly = entry.members.insert(session);
+        member.rooms.insert(room.to_owned());
+        if newly || announce {
+            entry.addr.do_send(room::Join {
+                session,
+                user: member.user.clone(),
+                socket: member.socket.clone(),
+                announce,
+            });
+        }
+    }
+
+    fn remove_member(&mut self, room: &str, session: SessionId) {
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if !entry.members.remove(&session) {
+            return;
+        }
+        entry.addr.do_send(room::Leave { session });
+        if entry.members.is_empty() {
+            let entry = self.rooms.remove(room).expect("entry was just used");
+            entry.addr.do_send(room::Shutdown);
+            if let Some((first, second)) = direct_participants(room) {
+                for user in [first, second] {
+                    if let Some(rooms) = self.direct_rooms.get_mut(user) {
+                        rooms.remove(room);
+                        if rooms.is_empty() {
+                            self.direct_rooms.remove(user);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+impl Handler<Connect> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, connect: Connect, _ctx: &mut Self::Context) {
+        self.users
+            .entry(connect.user.clone())
+            .or_default()
+            .insert(connect.session);
+        let conversations: Vec<String> = self
+            .direct_rooms
+            .get(&connect.user)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        self.sessions.insert(
+            connect.session,
+            SessionEntry {
+                user: connect.user,
+                socket: connect.socket,
+                avatar: connect.avatar,
+                rooms: HashSet::new(),
+            },
+        );
+        for room in conversations {
+            self.add_member(&room, connect.session, false);
+        }
+    }
+}
+
+impl Handler<Disconnect> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, disconnect: Disconnect, _ctx: &mut Self::Context) {
+        let Some(entry) = self.sessions.remove(&disconnect.session) else {
+            return;
+        };
+        if let Some(sessions) = self.users.get_mut(&entry.user) {
+            sessions.remove(&disconnect.session);
+            if sessions.is_empty() {
+                self.users.remove(&entry.user);
+            }
+        }
+        for room in &entry.rooms {
+            self.remove_member(room, disconnect.session);
+        }
+    }
+}
+
+impl Handler<JoinRoom> for Registry {
+    type Result = Option<Addr<Room>>;
+
+    fn handle(&mut self, join: JoinRoom, _ctx: &mut Self::Context) -> Self::Result {
+        if !self.sessions.contains_key(&join.session) {
+            return None;
+        }
+        let addr = self.ensure_room(&join.room);
+        self.add_member(&join.room, join.session, true);
+        Some(addr)
+    }
+}
+
+impl Handler<LeaveRoom> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, leave: LeaveRoom, _ctx: &mut Self::Context) {
+        if direct_participants(&leave.room).is_some() {
+            return;
+        }
+        if let Some(entry) = self.sessions.get_mut(&leave.session) {
+            entry.rooms.remove(&leave.room);
+        }
+        self.remove_member(&leave.room, leave.session);
+    }
+}
+
+impl Handler<Direct> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, direct: Direct, _ctx: &mut Self::Context) {
+        let room = direct_room(&direct.post.user, &direct.peer);
+        self.ensure_room(&room).do_send(direct.post);
+    }
+}
+
+impl Handler<AvatarChanged> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, change: AvatarChanged, _ctx: &mut Self::Context) {
+        for session in self.users.get(&change.user).into_iter().flatten() {
+            if let Some(entry) = self.sessions.get(session) {
+                entry.avatar.do_send(SetAvatar(change.avatar.clone()));
+            }
+        }
+    }
+}

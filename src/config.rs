@@ -1,0 +1,91 @@
+//! Configuration: command-line flags, each with an environment variable.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rookery", version, about = "A clustered chat server")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free one (printed at start).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Where the embedded store keeps its database file.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Where profile photos are written; shared by all replicas. Defaults to DATA_DIR/uploads.
+    #[arg(long, env = "UPLOAD_DIR")]
+    pub upload_dir: Option<PathBuf>,
+
+    /// HTTP worker threads; 0 means one per core.
+    #[arg(long, env = "WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Frames per second a connection may send on average; 0 disables the limit.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 20)]
+    pub rate_limit: u32,
+
+    /// Frames a connection may send in a burst above the average rate.
+    #[arg(long, env = "RATE_BURST", default_value_t = 40)]
+    pub rate_burst: u32,
+
+    /// Mark cookies Secure (set this when serving over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+
+    /// How long a login lasts without activity, in hours.
+    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 7)]
+    pub session_ttl_hours: u32,
+
+    /// This replica's name in logs and /healthz; defaults to hostname plus a random suffix.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+}
+
+impl Config {
+    /// A loopback single replica on a free port keeping its data in
+    /// `data_dir`; other settings as the flags' defaults and environment give
+    /// them. Tests start servers from this.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::parse_from(["rookery"]);
+        config.host = "127.0.0.1".into();
+        config.port = 0;
+        config.data_dir = data_dir.into();
+        config.upload_dir = None;
+        config.workers = 2;
+        config.node_id = None;
+        config
+    }
+
+    pub fn upload_dir(&self) -> PathBuf {
+        self.upload_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("uploads"))
+    }
+
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        }
+    }
+
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "rookery".into());
+            format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+        })
+    }
+}

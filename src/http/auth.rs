@@ -1,0 +1,172 @@
+//! Login, registration and logout.
+//!
+//! Logging in with a new name registers it. Passwords are hashed with
+//! argon2id on the blocking pool: hashing is deliberately slow and must not
+//! stall the worker's other connections.
+
+use actix_session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordVerifier};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{render, AppState};
+use crate::chat::names::is_valid_user_name;
+use crate::store::StoreError;
+
+/// The session entry naming the logged-in user.
+const USER_KEY: &str = "user";
+/// Shortest password accepted for a new account.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted; bounds the hashing work one request can cause.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    error: Option<&'a str>,
+    name: &'a str,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    name: String,
+    password: String,
+}
+
+/// The logged-in user, if any.
+pub fn current_user(session: &Session) -> Option<String> {
+    session.get::<String>(USER_KEY).ok().flatten()
+}
+
+pub async fn login_page(session: Session) -> HttpResponse {
+    if current_user(&session).is_some() {
+        return redirect("/");
+    }
+    render(StatusCode::OK, &LoginPage { error: None, name: "" })
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
+    let LoginForm { name, password } = form.into_inner();
+    let refuse = |status, error: &str| render(status, &LoginPage { error: Some(error), name: &name });
+    if !is_valid_user_name(&name) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Names are 1–32 letters, digits, '_', '-' or '.'.",
+        );
+    }
+    if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+        return refuse(StatusCode::BAD_REQUEST, "Enter a password (at most 1024 bytes).");
+    }
+    match authenticate(&state, &name, password).await {
+        Ok(()) => {}
+        Err(LoginError::WrongPassword) => {
+            return refuse(StatusCode::UNAUTHORIZED, "Wrong password for this name.")
+        }
+        Err(LoginError::WeakPassword) => {
+            let message = format!(
+                "This name is free: choose a password of at least {MIN_PASSWORD_CHARS} characters to register it."
+            );
+            return refuse(StatusCode::BAD_REQUEST, &message);
+        }
+        Err(LoginError::Unavailable(err)) => {
+            tracing::warn!(error = %err, "login failed: store unavailable");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Storage is unavailable right now; try again shortly.",
+            );
+        }
+    }
+    // A fresh session id at login defeats session fixation.
+    session.renew();
+    if let Err(err) = session.insert(USER_KEY, &name) {
+        tracing::error!(error = %err, "could not write the session");
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Could not log you in.");
+    }
+    tracing::info!(user = %name, "logged in");
+    redirect("/")
+}
+
+pub async fn logout(session: Session) -> HttpResponse {
+    session.purge();
+    redirect("/login")
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+enum LoginError {
+    WrongPassword,
+    WeakPassword,
+    Unavailable(String),
+}
+
+impl From<StoreError> for LoginError {
+    fn from(err: StoreError) -> Self {
+        Self::Unavailable(err.to_string())
+    }
+}
+
+/// Checks the password of a known name, or registers a new one.
+async fn authenticate(state: &AppState, name: &str, password: String) -> Result<(), LoginError> {
+    if let Some(user) = state.store.find_user(name).await? {
+        return verify(user.password_hash, password).await;
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(LoginError::WeakPassword);
+    }
+    let hash = hash(password.clone()).await?;
+    match state.store.create_user(name, &hash).await {
+        Ok(()) => {
+            tracing::info!(user = %name, "registered");
+            Ok(())
+        }
+        // Someone registered the name between our lookup and insert: it is
+        // now a known name, so the password must match theirs.
+        Err(StoreError::Conflict) => match state.store.find_user(name).await? {
+            Some(user) => verify(user.password_hash, password).await,
+            None => Err(LoginError::Unavailable("user vanished after a conflict".into())),
+        },
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn hash(password: String) -> Result<String, LoginError> {
+    web::block(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+    })
+    .await
+    .map_err(|err| LoginError::Unavailable(err.to_string()))?
+    .map_err(|err| LoginError::Unavailable(err.to_string()))
+}
+
+async fn verify(stored: String, password: String) -> Result<(), LoginError> {
+    let matches = web::block(move || {
+        PasswordHash::new(&stored)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|err| LoginError::Unavailable(err.to_string()))?;
+    if matches {
+        Ok(())
+    } else {
+        Err(LoginError::WrongPassword)
+    }
+}

@@ -1,0 +1,63 @@
+//! HTTP: pages, login, uploads, health, and the route table.
+
+pub mod auth;
+pub mod avatar;
+pub mod health;
+pub mod pages;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{http::header, middleware::DefaultHeaders, web, HttpResponse};
+
+use crate::chat::registry::Registry;
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub registry: Addr<Registry>,
+    pub config: Arc<Config>,
+    pub node_id: String,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig, upload_dir: &std::path::Path) {
+    cfg.route("/", web::get().to(pages::chat))
+        .route("/login", web::get().to(auth::login_page))
+        .route("/login", web::post().to(auth::login))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/avatar", web::post().to(avatar::upload))
+        .route("/ws", web::get().to(crate::ws::upgrade))
+        .route("/healthz", web::get().to(health::live))
+        .route("/readyz", web::get().to(health::ready))
+        .route("/static/{file}", web::get().to(pages::asset))
+        .service(actix_files::Files::new("/avatars", upload_dir.join(avatar::AVATAR_DIR)));
+}
+
+/// Headers on every response: user content is never sniffed into HTML or
+/// script, pages are not framed, and scripts run only from our own files.
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; \
+             base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        ))
+}
+
+/// Renders an askama template with the given status.
+pub fn render(status: actix_web::http::StatusCode, page: &impl askama::Template) -> HttpResponse {
+    match page.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(err) => {
+            tracing::error!(error = %err, "template failed to render");
+            HttpResponse::InternalServerError().body("page failed to render")
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Server-rendered pages and the static assets they use.
+//!
+//! Assets are compiled into the binary: a replica is one file plus its data
+//! directory, and a page can never load a script from another build.
+
+use actix_session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::auth::current_user;
+use super::{render, AppState};
+
+/// Rooms suggested on the chat page.
+const SUGGESTED_ROOMS: u32 = 50;
+
+#[derive(Template)]
+#[template(path = "chat.html")]
+struct ChatPage<'a> {
+    user: &'a str,
+    avatar: Option<&'a str>,
+    rooms: &'a [String],
+    node: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "unavailable.html")]
+struct UnavailablePage;
+
+pub async fn chat(state: web::Data<AppState>, session: Session) -> HttpResponse {
+    let Some(user) = current_user(&session) else {
+        return see_other("/login");
+    };
+    let account = match state.store.find_user(&user).await {
+        Ok(Some(account)) => account,
+        Ok(None) => {
+            session.purge();
+            return see_other("/login");
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "chat page: store unavailable");
+            return render(StatusCode::SERVICE_UNAVAILABLE, &UnavailablePage);
+        }
+    };
+    let rooms = state
+        .store
+        .recent_rooms(SUGGESTED_ROOMS)
+        .await
+        .unwrap_or_default();
+    render(
+        StatusCode::OK,
+        &ChatPage {
+            user: &account.name,
+            avatar: account.avatar.as_deref(),
+            rooms: &rooms,
+            node: &state.node_id,
+        },
+    )
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+/// `(file name, content type, body)` of every file under `/static/`.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/chat.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/style.css"),
+    ),
+];
+
+pub async fn asset(file: web::Path<String>) -> HttpResponse {
+    match ASSETS.iter().find(|(name, _, _)| *name == file.as_str()) {
+        Some((_, content_type, body)) => HttpResponse::Ok()
+            .content_type(*content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(*body),
+        None => HttpResponse::NotFound().body("no such file"),
+    }
+}

@@ -1,0 +1,33 @@
+//! Rookery: a chat server built from actix actors.
+//!
+//! # Layout
+//!
+//! A message travels one way through these modules:
+//! socket → session actor → room → cluster adapter → other replicas → rooms
+//! → sessions.
+//!
+//! - [`config`]: flags and environment variables.
+//! - [`http`]: the route table, server-rendered pages (askama templates in
+//!   `templates/`, assets in `static/`), login, avatar uploads, health.
+//! - [`ws`]: the WebSocket endpoint. [`ws::protocol`] is the whole wire
+//!   protocol in one file; [`ws::session`] is the actor behind each
+//!   connection (heartbeat, rate limit, ordered outbox).
+//! - [`chat`]: the [`chat::room::Room`] actor (persists, sequences and fans
+//!   out a room's messages) and the [`chat::registry::Registry`] that starts,
+//!   joins and retires rooms.
+//! - [`cluster`]: the adapter seam rooms publish through; `LocalOnly` for a
+//!   single replica.
+//! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend,
+//!   and the actix-session store built on it.
+//! - [`server`]: wires all of the above into a running replica.
+
+pub mod chat;
+pub mod cluster;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod ws;
+
+pub use config::Config;
+pub use server::{start, Running};

@@ -1,0 +1,121 @@
+//! Persistence: one [`Store`] trait, one implementation per backend.
+//!
+//! Everything the chat keeps — accounts, room messages, HTTP sessions and the
+//! cookie-signing secret — goes through this trait, so the actors and HTTP
+//! handlers never know which database is behind it. The embedded
+//! [`sqlite::SqliteStore`] is the default; a networked backend slots in beside
+//! it by implementing the same trait.
+//!
+//! Sequence numbers are allocated by the store, not by the room actor, so
+//! that several processes writing the same room (replicas sharing one
+//! database) can never hand out the same `seq` twice.
+
+pub mod session;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// A registered account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// PHC-format argon2 hash.
+    pub password_hash: String,
+    /// URL path of the profile photo, e.g. `/avatars/3f2a….png`.
+    pub avatar: Option<String>,
+}
+
+/// A message waiting to be persisted; the store gives it its `seq`.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub from: String,
+    pub text: String,
+}
+
+/// A message as persisted, with its place in the room's sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub room: String,
+    /// Per-room, strictly increasing from 1, without gaps.
+    pub seq: u64,
+    pub from: String,
+    pub text: String,
+    pub ts: Millis,
+    /// The author's current profile photo; filled in on reads.
+    pub avatar: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or failed; the operation did not happen.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness constraint refused the write (e.g. the user name is taken).
+    #[error("already exists")]
+    Conflict,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the backend answers; drives `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates an account; [`StoreError::Conflict`] if the name is taken.
+    async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<()>;
+    async fn find_user(&self, name: &str) -> StoreResult<Option<User>>;
+    /// Sets (or clears) the profile photo and returns the previous one, so the
+    /// caller can delete its file.
+    async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>>;
+
+    /// Persists `batch` in order as the next messages of `room`, atomically:
+    /// either all get consecutive `seq`s or none is stored.
+    async fn append(
+        &self,
+        room: &str,
+        batch: Vec<NewMessage>,
+        ts: Millis,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Up to `limit` messages with `seq < before` (or the newest, if `before`
+    /// is `None`), oldest first.
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Public (non-direct) rooms, most recently active first.
+    async fn recent_rooms(&self, limit: u32) -> StoreResult<Vec<String>>;
+
+    /// The serialized state of a live session, `None` if unknown or expired.
+    async fn session_load(&self, key: &str, now: Millis) -> StoreResult<Option<String>>;
+    /// Creates a session; `key` is fresh and random.
+    async fn session_insert(&self, key: &str, state: &str, expires: Millis) -> StoreResult<()>;
+    /// Replaces a live session's state; `false` if it no longer exists, so an
+    /// expired or logged-out session is never resurrected.
+    async fn session_update(
+        &self,
+        key: &str,
+        state: &str,
+        expires: Millis,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()>;
+    async fn session_delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Returns the secret stored under `name`, storing `candidate` first if
+    /// there is none. Every process sharing the store ends up with the same
+    /// value (the first writer wins), which keeps session cookies valid across
+    /// restarts and replicas.
+    async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>>;
+}
+
+/// The current time in the store's unit.
+pub fn now_millis() -> Millis {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as Millis
+}

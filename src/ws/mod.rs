@@ -1,0 +1,75 @@
+//! WebSocket endpoint: the upgrade handler, one session actor per
+//! connection, and the wire protocol they speak.
+
+pub mod protocol;
+pub mod rate_limit;
+pub mod session;
+
+use actix::{Actor, AsyncContext};
+use actix_session::Session;
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+
+use self::session::WsSession;
+use crate::chat::next_session_id;
+use crate::http::{auth::current_user, AppState};
+
+/// `GET /ws`: upgrades a logged-in browser (or client with the session
+/// cookie) to a chat connection.
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    session: Session,
+    state: web::Data<AppState>,
+) -> actix_web::Result<HttpResponse> {
+    let Some(user) = current_user(&session) else {
+        return Ok(HttpResponse::Unauthorized().body("log in before opening a chat connection"));
+    };
+    if !same_origin(&req) {
+        return Ok(HttpResponse::Forbidden().body("cross-origin chat connections are refused"));
+    }
+    let account = match state.store.find_user(&user).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return Ok(HttpResponse::Unauthorized().body("this account no longer exists")),
+        Err(err) => {
+            tracing::warn!(error = %err, "store unavailable at WebSocket upgrade");
+            return Ok(HttpResponse::ServiceUnavailable().body("storage is unavailable, try again"));
+        }
+    };
+    let (response, socket, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream
+        .max_frame_size(protocol::MAX_FRAME_BYTES)
+        .aggregate_continuations()
+        .max_continuation_size(protocol::MAX_FRAME_BYTES);
+    let config = &state.config;
+    let actor = WsSession::new(
+        next_session_id(),
+        account,
+        state.registry.clone(),
+        state.store.clone(),
+        socket,
+        rate_limit::RateLimiter::new(config.rate_limit, config.rate_burst),
+    );
+    WsSession::create(|ctx| {
+        ctx.add_stream(stream);
+        actor
+    });
+    Ok(response)
+}
+
+/// Browsers send `Origin` on WebSocket handshakes and do not apply CORS to
+/// them, so a page on another site could otherwise open a socket with the
+/// user's cookie. Clients that send no `Origin` (not browsers) are let through.
+fn same_origin(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Some(host) = req.headers().get(header::HOST) else {
+        return false;
+    };
+    match (origin.to_str(), host.to_str()) {
+        (Ok(origin), Ok(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}

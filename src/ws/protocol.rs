@@ -1,0 +1,346 @@
+//! The wire protocol: JSON text frames over one WebSocket, tagged by `type`.
+//!
+//! This file is the reference; `docs/PROTOCOL.md` explains it with examples.
+//! Clients send [`ClientFrame`]s and receive [`ServerFrame`]s. Every frame is
+//! one JSON object whose `type` field names the variant (snake_case); unknown
+//! extra fields are ignored so clients can be newer than the server.
+//!
+//! Rules a client can rely on:
+//! - Within a room, `message.seq` starts at 1 and grows by exactly one per
+//!   message, so a client can tell a gap from a duplicate.
+//! - An `ack` is sent only after the message is durably stored. A message
+//!   that could not be stored gets an `error` with the same `ref` instead,
+//!   never both.
+//! - Bad input yields an `error` frame and the connection stays open, except
+//!   a frame over [`MAX_FRAME_BYTES`], which is closed with code 1009.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::{Millis, StoredMessage};
+
+/// Largest accepted WebSocket frame; larger ones close the connection (1009).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Longest message text, in characters (Unicode scalar values).
+pub const MAX_TEXT_CHARS: usize = 4000;
+/// Most messages one `history` request returns.
+pub const MAX_HISTORY_LIMIT: u32 = 100;
+/// Messages returned with `joined` and by `history` without a `limit`.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
+
+/// A client-chosen correlation id, echoed back in `ack` and `error`.
+/// Any JSON value is accepted; a string or a number is the norm.
+pub type Ref = Value;
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Start receiving `room`'s messages; answered with `joined`.
+    /// A direct room (`@a:b`) can be joined only by `a` or `b`.
+    Join { room: String },
+    /// Stop receiving `room`'s messages.
+    Leave { room: String },
+    /// Post `text` to a joined room; answered with `ack` (or `error`).
+    Send {
+        room: String,
+        text: String,
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+    },
+    /// Tell the room's other members whether this user is typing.
+    Typing { room: String, active: bool },
+    /// Fetch up to `limit` messages with `seq < before` (newest if absent).
+    History {
+        room: String,
+        #[serde(default)]
+        before: Option<u64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Send `text` to user `to`, in the direct room `@a:b` of the two names
+    /// sorted. Both users' connections receive it without joining.
+    Direct {
+        to: String,
+        text: String,
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+    },
+}
+
+/// The variant names of [`ClientFrame`], to tell an unknown `type` from a
+/// known one with bad fields.
+const CLIENT_FRAME_TYPES: &[&str] = &["join", "leave", "send", "typing", "history", "direct"];
+
+/// Why a frame was refused; the `code` of an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a JSON object.
+    Malformed,
+    /// A JSON object whose `type` is missing or unknown.
+    UnknownType,
+    /// A known `type` with missing or mistyped fields.
+    InvalidFrame,
+    /// A room name that is not valid, or a direct room of other users.
+    InvalidRoom,
+    /// A user name that is not valid.
+    InvalidUser,
+    /// A direct message to a user that does not exist.
+    UnknownUser,
+    EmptyText,
+    TextTooLong,
+    /// `send`, `typing` or `history` for a room not joined.
+    NotJoined,
+    /// Over the per-connection frame rate; the frame was dropped.
+    RateLimited,
+    /// The store failed; the message was not stored and will not be delivered.
+    StoreUnavailable,
+    /// Binary frames are not part of the protocol.
+    Unsupported,
+}
+
+/// A chat message as clients see it.
+#[derive(Debug, Serialize)]
+pub struct WireMessage<'a> {
+    pub room: &'a str,
+    pub seq: u64,
+    pub from: &'a str,
+    pub avatar: Option<&'a str>,
+    pub text: &'a str,
+    /// RFC 3339, UTC, millisecond precision.
+    pub ts: String,
+}
+
+impl<'a> From<&'a StoredMessage> for WireMessage<'a> {
+    fn from(message: &'a StoredMessage) -> Self {
+        Self {
+            room: &message.room,
+            seq: message.seq,
+            from: &message.from,
+            avatar: message.avatar.as_deref(),
+            text: &message.text,
+            ts: rfc3339(message.ts),
+        }
+    }
+}
+
+/// Frames the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// A new message in a joined room, or a direct message (room `@a:b`).
+    /// The sender receives its own messages too.
+    Message(WireMessage<'a>),
+    /// `ref`'s message is stored as `seq` of `room`.
+    Ack {
+        #[serde(rename = "ref")]
+        reference: Option<&'a Ref>,
+        room: &'a str,
+        seq: u64,
+    },
+    /// Answer to `join`: the latest messages (oldest first) and who is online.
+    Joined {
+        room: &'a str,
+        history: Vec<WireMessage<'a>>,
+        online: &'a [String],
+    },
+    /// The room's online users changed.
+    Presence { room: &'a str, online: &'a [String] },
+    /// Another member started or stopped typing.
+    Typing {
+        room: &'a str,
+        user: &'a str,
+        active: bool,
+    },
+    /// Answer to `history`, oldest first; empty when there is nothing older.
+    History {
+        room: &'a str,
+        messages: Vec<WireMessage<'a>>,
+    },
+    /// A refused frame; `ref` is the refused frame's, when it had one.
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(rename = "ref")]
+        reference: Option<&'a Ref>,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// Serializes the frame once, into a buffer that can be shared by every
+    /// recipient without copying.
+    pub fn encode(&self) -> bytestring::ByteString {
+        // Serializing these types cannot fail: all keys are strings and
+        // there are no non-finite floats.
+        serde_json::to_string(self)
+            .expect("server frames always serialize")
+            .into()
+    }
+}
+
+/// A client frame that could not be accepted, ready to become an `error` frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub code: ErrorCode,
+    pub message: String,
+    pub reference: Option<Ref>,
+}
+
+impl Rejected {
+    pub fn new(code: ErrorCode, message: impl Into<String>, reference: Option<Ref>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            reference,
+        }
+    }
+
+    pub fn encode(&self) -> bytestring::ByteString {
+        ServerFrame::Error {
+            code: self.code,
+            message: &self.message,
+            reference: self.reference.as_ref(),
+        }
+        .encode()
+    }
+}
+
+/// Parses a text frame, telling apart broken JSON, an unknown `type` and bad
+/// fields, and keeping the frame's `ref` so the error can be correlated.
+pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|err| Rejected::new(ErrorCode::Malformed, format!("not valid JSON: {err}"), None))?;
+    let Value::Object(fields) = &value else {
+        return Err(Rejected::new(
+            ErrorCode::Malformed,
+            "a frame must be a JSON object",
+            None,
+        ));
+    };
+    let reference = fields.get("ref").cloned();
+    match fields.get("type").and_then(Value::as_str) {
+        Some(kind) if CLIENT_FRAME_TYPES.contains(&kind) => {}
+        Some(kind) => {
+            return Err(Rejected::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type {kind:?}"),
+                reference,
+            ))
+        }
+        None => {
+            return Err(Rejected::new(
+                ErrorCode::UnknownType,
+                "a frame needs a string field \"type\"",
+                reference,
+            ))
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|err| Rejected::new(ErrorCode::InvalidFrame, err.to_string(), reference))
+}
+
+/// Checks a message text against the protocol's limits.
+pub fn check_text(text: &str, reference: Option<&Ref>) -> Result<(), Rejected> {
+    if text.trim().is_empty() {
+        return Err(Rejected::new(
+            ErrorCode::EmptyText,
+            "message text is empty",
+            reference.cloned(),
+        ));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(Rejected::new(
+            ErrorCode::TextTooLong,
+            format!("message text has {chars} characters; at most {MAX_TEXT_CHARS} are allowed"),
+            reference.cloned(),
+        ));
+    }
+    Ok(())
+}
+
+fn rfc3339(ts: Millis) -> String {
+    let nanos = i128::from(ts) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|at| {
+            at.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_every_client_frame() {
+        assert_eq!(
+            parse(r#"{"type":"send","room":"general","text":"hi","ref":7}"#),
+            Ok(ClientFrame::Send {
+                room: "general".into(),
+                text: "hi".into(),
+                reference: Some(json!(7)),
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"history","room":"r"}"#),
+            Ok(ClientFrame::History {
+                room: "r".into(),
+                before: None,
+                limit: None,
+            })
+        );
+        assert!(matches!(
+            parse(r#"{"type":"direct","to":"bob","text":"x"}"#),
+            Ok(ClientFrame::Direct { .. })
+        ));
+    }
+
+    #[test]
+    fn tells_bad_input_apart() {
+        assert_eq!(parse("{nope").unwrap_err().code, ErrorCode::Malformed);
+        assert_eq!(parse("[1,2]").unwrap_err().code, ErrorCode::Malformed);
+        let unknown = parse(r#"{"type":"shout","ref":"r1"}"#).unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::UnknownType);
+        assert_eq!(unknown.reference, Some(json!("r1")));
+        let missing = parse(r#"{"type":"send","room":"x","ref":3}"#).unwrap_err();
+        assert_eq!(missing.code, ErrorCode::InvalidFrame);
+        assert!(missing.message.contains("text"), "{}", missing.message);
+        assert_eq!(missing.reference, Some(json!(3)));
+    }
+
+    #[test]
+    fn text_limits_count_characters_not_bytes() {
+        assert!(check_text(&"é".repeat(MAX_TEXT_CHARS), None).is_ok());
+        assert_eq!(
+            check_text(&"é".repeat(MAX_TEXT_CHARS + 1), None).unwrap_err().code,
+            ErrorCode::TextTooLong
+        );
+        assert_eq!(check_text(" \n", None).unwrap_err().code, ErrorCode::EmptyText);
+    }
+
+    #[test]
+    fn messages_render_as_documented() {
+        let stored = StoredMessage {
+            room: "general".into(),
+            seq: 3,
+            from: "alice".into(),
+            text: "<b>hi</b>".into(),
+            ts: 1_700_000_000_123,
+            avatar: None,
+        };
+        let frame: Value =
+            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&stored)).encode()).unwrap();
+        assert_eq!(
+            frame,
+            json!({"type":"message","room":"general","seq":3,"from":"alice","avatar":null,
+                   "text":"<b>hi</b>","ts":"2023-11-14T22:13:20.123Z"})
+        );
+    }
+}

@@ -1,0 +1,478 @@
+//! One actor per WebSocket connection.
+//!
+//! The actor reads client frames from the socket stream, checks them, and
+//! turns them into messages for the registry and rooms. Everything written
+//! back goes through one ordered outbox drained by a single in-flight write,
+//! so frames reach the client in the order they were produced.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use bytestring::ByteString;
+
+use super::protocol::{
+    self, ClientFrame, ErrorCode, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
+};
+use super::rate_limit::RateLimiter;
+use crate::chat::names::{is_valid_user_name, may_access};
+use crate::chat::registry::{self, Registry};
+use crate::chat::room::{self, Room};
+use crate::chat::{Deliver, SessionId, SetAvatar};
+use crate::store::{Store, User};
+
+/// How often the server pings an idle client.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// A client silent for this long (not even a pong) is disconnected.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Frames queued for a client that reads slower than it is written to. Past
+/// this the connection is closed rather than let memory grow without bound;
+/// the client reconnects and catches up from history.
+pub const MAX_OUTBOX: usize = 4096;
+/// Rooms one connection may be in at once.
+pub const MAX_ROOMS_PER_SESSION: usize = 100;
+/// Users remembered as existing, to spare a store lookup per direct message.
+const KNOWN_USERS_CAPACITY: usize = 1024;
+
+enum Outbound {
+    Text(ByteString),
+    Ping,
+    Pong(actix_web::web::Bytes),
+    Close(Option<CloseReason>),
+}
+
+pub struct WsSession {
+    id: SessionId,
+    user: String,
+    avatar: Option<String>,
+    registry: Addr<Registry>,
+    store: Arc<dyn Store>,
+    rooms: HashMap<String, Addr<Room>>,
+    known_users: HashSet<String>,
+    limiter: RateLimiter,
+    last_heard: Instant,
+    outbox: VecDeque<Outbound>,
+    /// `None` while a write is in flight (the write owns it) and after close.
+    socket: Option<actix_ws::Session>,
+    closing: bool,
+}
+
+impl WsSession {
+    pub fn new(
+        id: SessionId,
+        account: User,
+        registry: Addr<Registry>,
+        store: Arc<dyn Store>,
+        socket: actix_ws::Session,
+        limiter: RateLimiter,
+    ) -> Self {
+        Self {
+            id,
+            user: account.name,
+            avatar: account.avatar,
+            registry,
+            store,
+            rooms: HashMap::new(),
+            known_users: HashSet::new(),
+            limiter,
+            last_heard: Instant::now(),
+            outbox: VecDeque::new(),
+            socket: Some(socket),
+            closing: false,
+        }
+    }
+
+    fn send(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
+        self.enqueue(Outbound::Text(frame), ctx);
+    }
+
+    fn reject(&mut self, rejected: Rejected, ctx: &mut Context<Self>) {
+        self.send(rejected.encode(), ctx);
+    }
+
+    fn enqueue(&mut self, item: Outbound, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        if self.outbox.len() >= MAX_OUTBOX {
+            tracing::warn!(user = %self.user, "client reads too slowly; closing its connection");
+            self.close(CloseCode::Again, "too slow reading; reconnect", ctx);
+            return;
+        }
+        self.outbox.push_back(item);
+        self.pump(ctx);
+    }
+
+    /// Sends a close frame after whatever is queued, then stops.
+    fn close(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        self.outbox.push_back(Outbound::Close(Some(CloseReason {
+            code,
+            description: Some(description.to_owned()),
+        })));
+        self.pump(ctx);
+    }
+
+    /// Writes everything queued, unless a write is already in flight (its
+    /// completion calls `pump` again).
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let Some(mut socket) = self.socket.take() else {
+            return;
+        };
+        let batch = std::mem::take(&mut self.outbox);
+        let write = async move {
+            for item in batch {
+                let sent = match item {
+                    Outbound::Text(text) => socket.text(text).await,
+                    Outbound::Ping => socket.ping(b"").await,
+                    Outbound::Pong(payload) => socket.pong(&payload).await,
+                    Outbound::Close(reason) => {
+                        let _ = socket.close(reason).await;
+                        return None;
+                    }
+                };
+                sent.ok()?;
+            }
+            Some(socket)
+        };
+        ctx.spawn(write.into_actor(self).map(|socket, this, ctx| match socket {
+            Some(socket) => {
+                this.socket = Some(socket);
+                this.pump(ctx);
+            }
+            // Closed by us, or the client went away.
+            None => ctx.stop(),
+        }));
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.last_heard.elapsed() > CLIENT_TIMEOUT {
+            tracing::info!(user = %self.user, "client timed out");
+            ctx.stop();
+            return;
+        }
+        self.enqueue(Outbound::Ping, ctx);
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        let parsed = protocol::parse(text);
+        if !self.limiter.allow() {
+            let reference = match &parsed {
+                Ok(frame) => frame_reference(frame),
+                Err(rejected) => rejected.reference.clone(),
+            };
+            let rejected = Rejected::new(
+                ErrorCode::RateLimited,
+                "too many frames; this one was dropped, slow down",
+                reference,
+            );
+            return self.reject(rejected, ctx);
+        }
+        match parsed {
+            Ok(frame) => self.on_frame(frame, ctx),
+            Err(rejected) => self.reject(rejected, ctx),
+        }
+    }
+
+    fn on_frame(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+        match frame {
+            ClientFrame::Join { room } => self.join(room, ctx),
+            ClientFrame::Leave { room } => {
+                if self.rooms.remove(&room).is_some() {
+                    self.registry.do_send(registry::LeaveRoom {
+                        session: self.id,
+                        room,
+                    });
+                } else {
+                    self.reject(not_joined(&room, None), ctx);
+                }
+            }
+            ClientFrame::Send {
+                room,
+                text,
+                reference,
+            } => {
+                if let Err(rejected) = protocol::check_text(&text, reference.as_ref()) {
+                    return self.reject(rejected, ctx);
+                }
+                let Some(addr) = self.rooms.get(&room) else {
+                    return self.reject(not_joined(&room, reference), ctx);
+                };
+                addr.do_send(self.post(text, reference, ctx));
+            }
+            ClientFrame::Typing { room, active } => match self.rooms.get(&room) {
+                Some(addr) => addr.do_send(room::Typing {
+                    session: self.id,
+                    user: self.user.clone(),
+                    active,
+                }),
+                None => self.reject(not_joined(&room, None), ctx),
+            },
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            } => self.history(room, before, limit, ctx),
+            ClientFrame::Direct {
+                to,
+                text,
+                reference,
+            } => self.direct(to, text, reference, ctx),
+        }
+    }
+
+    fn post(
+        &self,
+        text: String,
+        reference: Option<protocol::Ref>,
+        ctx: &mut Context<Self>,
+    ) -> room::Post {
+        room::Post {
+            session: self.id,
+            user: self.user.clone(),
+            avatar: self.avatar.clone(),
+            text,
+            reference,
+            reply: ctx.address().recipient(),
+        }
+    }
+
+    fn join(&mut self, room: String, ctx: &mut Context<Self>) {
+        if !may_access(&self.user, &room) {
+            let rejected = Rejected::new(
+                ErrorCode::InvalidRoom,
+                format!(
+                    "{room:?} is not a room you can join: names are 1-64 letters, digits, '_', '-' or '.', \
+                     and direct rooms are open to their two users only"
+                ),
+                None,
+            );
+            return self.reject(rejected, ctx);
+        }
+        if !self.rooms.contains_key(&room) && self.rooms.len() >= MAX_ROOMS_PER_SESSION {
+            let rejected = Rejected::new(
+                ErrorCode::InvalidRoom,
+                format!("a connection can be in at most {MAX_ROOMS_PER_SESSION} rooms; leave one first"),
+                None,
+            );
+            return self.reject(rejected, ctx);
+        }
+        let request = self.registry.send(registry::JoinRoom {
+            session: self.id,
+            room: room.clone(),
+        });
+        // Wait so that a `send` right after `join` finds the room known.
+        ctx.wait(request.into_actor(self).map(move |reply, this, ctx| match reply {
+            Ok(Some(addr)) => {
+                this.rooms.insert(room, addr);
+            }
+            _ => this.close(CloseCode::Restart, "server is shutting down", ctx),
+        }));
+    }
+
+    fn history(
+        &mut self,
+        room: String,
+        before: Option<u64>,
+        limit: Option<u32>,
+        ctx: &mut Context<Self>,
+    ) {
+        if !self.rooms.contains_key(&room) {
+            return self.reject(not_joined(&room, None), ctx);
+        }
+        let limit = limit
+            .unwrap_or(DEFAULT_HISTORY_LIMIT)
+            .clamp(1, MAX_HISTORY_LIMIT);
+        let store = self.store.clone();
+        let read = async move {
+            let messages = store.history(&room, before, limit).await;
+            (room, messages)
+        };
+        ctx.spawn(read.into_actor(self).map(|(room, result), this, ctx| match result {
+            Ok(messages) => {
+                let frame = ServerFrame::History {
+                    room: &room,
+                    messages: messages.iter().map(WireMessage::from).collect(),
+                }
+                .encode();
+                this.send(frame, ctx);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "history read failed");
+                let rejected = Rejected::new(
+                    ErrorCode::StoreUnavailable,
+                    "history is unavailable right now, try again",
+                    None,
+                );
+                this.reject(rejected, ctx);
+            }
+        }));
+    }
+
+    fn direct(
+        &mut self,
+        to: String,
+        text: String,
+        reference: Option<protocol::Ref>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(rejected) = protocol::check_text(&text, reference.as_ref()) {
+            return self.reject(rejected, ctx);
+        }
+        if !is_valid_user_name(&to) {
+            let rejected = Rejected::new(
+                ErrorCode::InvalidUser,
+                format!("{to:?} is not a valid user name"),
+                reference,
+            );
+            return self.reject(rejected, ctx);
+        }
+        if self.known_users.contains(&to) {
+            let post = self.post(text, reference, ctx);
+            self.registry.do_send(registry::Direct { peer: to, post });
+            return;
+        }
+        let store = self.store.clone();
+        let peer = to.clone();
+        let lookup = async move { store.find_user(&peer).await };
+        // Waiting keeps this user's direct messages in the order sent.
+        ctx.wait(lookup.into_actor(self).map(move |found, this, ctx| match found {
+            Ok(Some(_)) => {
+                if this.known_users.len() >= KNOWN_USERS_CAPACITY {
+                    this.known_users.clear();
+                }
+                this.known_users.insert(to.clone());
+                let post = this.post(text, reference, ctx);
+                this.registry.do_send(registry::Direct { peer: to, post });
+            }
+            Ok(None) => {
+                let rejected = Rejected::new(
+                    ErrorCode::UnknownUser,
+                    format!("there is no user {to:?}"),
+                    reference,
+                );
+                this.reject(rejected, ctx);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "user lookup failed");
+                let rejected = Rejected::new(
+                    ErrorCode::StoreUnavailable,
+                    "the message could not be sent: storage is unavailable",
+                    reference,
+                );
+                this.reject(rejected, ctx);
+            }
+        }));
+    }
+}
+
+fn frame_reference(frame: &ClientFrame) -> Option<protocol::Ref> {
+    match frame {
+        ClientFrame::Send { reference, .. } | ClientFrame::Direct { reference, .. } => {
+            reference.clone()
+        }
+        _ => None,
+    }
+}
+
+fn not_joined(room: &str, reference: Option<protocol::Ref>) -> Rejected {
+    Rejected::new(
+        ErrorCode::NotJoined,
+        format!("join {room:?} first"),
+        reference,
+    )
+}
+
+/// Whether a stream error means the client sent more than we accept. The
+/// continuation aggregator reports its limit as a plain I/O error.
+fn is_oversized(err: &ProtocolError) -> bool {
+    match err {
+        ProtocolError::Overflow => true,
+        ProtocolError::Io(io) => io.kind() == io::ErrorKind::Other,
+        _ => false,
+    }
+}
+
+impl Actor for WsSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::debug!(user = %self.user, session = self.id, "connected");
+        self.registry.do_send(registry::Connect {
+            session: self.id,
+            user: self.user.clone(),
+            socket: ctx.address().recipient(),
+            avatar: ctx.address().recipient(),
+        });
+        ctx.run_interval(HEARTBEAT_INTERVAL, |this, ctx| this.heartbeat(ctx));
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        tracing::debug!(user = %self.user, session = self.id, "disconnected");
+        self.registry.do_send(registry::Disconnect { session: self.id });
+        Running::Stop
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Ok(AggregatedMessage::Binary(_)) => self.reject(
+                Rejected::new(
+                    ErrorCode::Unsupported,
+                    "binary frames are not supported; send JSON text frames",
+                    None,
+                ),
+                ctx,
+            ),
+            Ok(AggregatedMessage::Ping(payload)) => self.enqueue(Outbound::Pong(payload), ctx),
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => {
+                self.close(CloseCode::Normal, "bye", ctx);
+            }
+            Err(err) if is_oversized(&err) => {
+                let limit = protocol::MAX_FRAME_BYTES;
+                self.close(CloseCode::Size, &format!("frame larger than {limit} bytes"), ctx);
+            }
+            Err(err) => {
+                tracing::debug!(user = %self.user, error = %err, "protocol error");
+                self.close(CloseCode::Protocol, "protocol error", ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The client's half is gone; nothing more can arrive.
+        if !self.closing {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(frame): Deliver, ctx: &mut Self::Context) {
+        self.send(frame, ctx);
+    }
+}
+
+impl Handler<SetAvatar> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, SetAvatar(avatar): SetAvatar, _ctx: &mut Self::Context) {
+        self.avatar = avatar;
+    }
+}

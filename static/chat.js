@@ -1,0 +1,398 @@
+// Rookery browser client. Speaks the protocol in docs/PROTOCOL.md.
+// All user-supplied text is inserted with textContent, never as HTML.
+"use strict";
+
+(() => {
+  const app = document.getElementById("app");
+  const me = app.dataset.user;
+  const $ = (id) => document.getElementById(id);
+
+  const TYPING_IDLE_MS = 3000; // stop announcing typing after this much quiet
+  const TYPING_SHOWN_MS = 6000; // hide someone's indicator if no update comes
+  const MAX_BACKOFF_MS = 10000;
+  const STORAGE_KEY = `rookery:${me}:rooms`;
+
+  /** name -> { messages: Map(seq -> message), online: [], typing: Map(user -> timer), unread, hasOlder } */
+  const rooms = new Map();
+  /** ref -> { room, li } for messages not yet acknowledged */
+  const pending = new Map();
+  let current = null;
+  let socket = null;
+  let backoff = 500;
+  let nextRef = 1;
+  let typingSent = false;
+  let typingTimer = null;
+
+  const isDirect = (room) => room.startsWith("@");
+  const directRoom = (a, b) => (a <= b ? `@${a}:${b}` : `@${b}:${a}`);
+  const peerOf = (room) => room.slice(1).split(":").find((u) => u !== me) || me;
+  const label = (room) => (isDirect(room) ? `@${peerOf(room)}` : `#${room}`);
+
+  function remembered() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "[]");
+      return Array.isArray(saved) && saved.length ? saved : ["general"];
+    } catch {
+      return ["general"];
+    }
+  }
+
+  function remember() {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify([...rooms.keys()]));
+  }
+
+  function roomState(name) {
+    let room = rooms.get(name);
+    if (!room) {
+      room = { messages: new Map(), online: [], typing: new Map(), unread: false, hasOlder: true };
+      rooms.set(name, room);
+      remember();
+      renderRoomLists();
+    }
+    return room;
+  }
+
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  function notice(text) {
+    const el = $("notice");
+    el.textContent = text;
+    el.classList.toggle("hidden", !text);
+  }
+
+  // ---- rendering -------------------------------------------------------
+
+  function avatarNode(url, user) {
+    if (url) {
+      const img = document.createElement("img");
+      img.className = "avatar";
+      img.src = url;
+      img.alt = "";
+      return img;
+    }
+    const span = document.createElement("span");
+    span.className = "initial";
+    span.textContent = user.slice(0, 1).toUpperCase();
+    return span;
+  }
+
+  function messageNode(message) {
+    const li = document.createElement("li");
+    li.className = "msg";
+    li.dataset.seq = message.seq;
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const author = document.createElement("strong");
+    author.textContent = message.from;
+    const time = document.createElement("time");
+    time.dateTime = message.ts;
+    time.textContent = new Date(message.ts).toLocaleTimeString();
+    meta.append(author, time);
+    const text = document.createElement("div");
+    text.className = "text";
+    text.textContent = message.text;
+    li.append(avatarNode(message.avatar, message.from), meta, text);
+    return li;
+  }
+
+  function renderMessages() {
+    const list = $("messages");
+    list.replaceChildren();
+    if (!current) return;
+    const room = rooms.get(current);
+    const ordered = [...room.messages.values()].sort((a, b) => a.seq - b.seq);
+    for (const message of ordered) list.append(messageNode(message));
+    for (const entry of pending.values()) if (entry.room === current) list.append(entry.li);
+    $("load-older").classList.toggle("hidden", !room.hasOlder || ordered.length === 0 || ordered[0].seq <= 1);
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function renderOnline() {
+    const list = $("online");
+    list.replaceChildren();
+    const room = current && rooms.get(current);
+    for (const user of room ? room.online : []) {
+      const li = document.createElement("li");
+      li.textContent = user === me ? `${user} (you)` : user;
+      list.append(li);
+    }
+  }
+
+  function renderTyping() {
+    const room = current && rooms.get(current);
+    const who = room ? [...room.typing.keys()] : [];
+    $("typing").textContent =
+      who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.join(", ")} are typing…`;
+  }
+
+  function roomButton(name) {
+    const li = document.createElement("li");
+    li.classList.toggle("current", name === current);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link";
+    button.textContent = label(name);
+    button.classList.toggle("unread", rooms.get(name).unread);
+    button.addEventListener("click", () => select(name));
+    li.append(button);
+    if (!isDirect(name) && name !== "general") {
+      const leave = document.createElement("button");
+      leave.type = "button";
+      leave.className = "link";
+      leave.title = `leave ${label(name)}`;
+      leave.textContent = " ×";
+      leave.addEventListener("click", () => leaveRoom(name));
+      li.append(leave);
+    }
+    return li;
+  }
+
+  function renderRoomLists() {
+    const names = [...rooms.keys()];
+    $("room-list").replaceChildren(...names.filter((n) => !isDirect(n)).map(roomButton));
+    $("dm-list").replaceChildren(...names.filter(isDirect).map(roomButton));
+  }
+
+  function select(name) {
+    current = name;
+    roomState(name).unread = false;
+    $("room-title").textContent = label(name);
+    renderRoomLists();
+    renderMessages();
+    renderOnline();
+    renderTyping();
+  }
+
+  // ---- protocol --------------------------------------------------------
+
+  function addMessage(message) {
+    const room = roomState(message.room);
+    if (room.messages.has(message.seq)) return; // already shown
+    room.messages.set(message.seq, message);
+    if (message.room !== current) {
+      room.unread = true;
+      renderRoomLists();
+      return;
+    }
+    const list = $("messages");
+    const last = list.querySelector("li.msg:not(.pending):last-of-type");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const newest = [...list.querySelectorAll("li.msg[data-seq]")].pop();
+    if (!newest || Number(newest.dataset.seq) < message.seq) {
+      const firstPending = list.querySelector("li.pending");
+      list.insertBefore(messageNode(message), firstPending);
+    } else {
+      renderMessages();
+    }
+    if (atBottom || last === null || message.from === me) list.scrollTop = list.scrollHeight;
+  }
+
+  const handlers = {
+    joined(frame) {
+      const room = roomState(frame.room);
+      room.online = frame.online;
+      for (const message of frame.history) room.messages.set(message.seq, message);
+      if (frame.room === current) select(current);
+    },
+    message(frame) {
+      addMessage(frame);
+    },
+    ack(frame) {
+      const entry = pending.get(frame.ref);
+      if (entry) {
+        entry.li.remove();
+        pending.delete(frame.ref);
+      }
+    },
+    presence(frame) {
+      const room = roomState(frame.room);
+      room.online = frame.online;
+      if (frame.room === current) renderOnline();
+    },
+    typing(frame) {
+      const room = roomState(frame.room);
+      clearTimeout(room.typing.get(frame.user));
+      if (frame.active) {
+        room.typing.set(
+          frame.user,
+          setTimeout(() => {
+            room.typing.delete(frame.user);
+            renderTyping();
+          }, TYPING_SHOWN_MS),
+        );
+      } else {
+        room.typing.delete(frame.user);
+      }
+      if (frame.room === current) renderTyping();
+    },
+    history(frame) {
+      const room = roomState(frame.room);
+      if (frame.messages.length === 0) room.hasOlder = false;
+      for (const message of frame.messages) room.messages.set(message.seq, message);
+      if (frame.room === current) {
+        const list = $("messages");
+        const fromBottom = list.scrollHeight - list.scrollTop;
+        renderMessages();
+        list.scrollTop = list.scrollHeight - fromBottom; // keep the reader's place
+      }
+    },
+    error(frame) {
+      const entry = frame.ref != null && pending.get(frame.ref);
+      if (entry) {
+        entry.li.classList.add("failed");
+        entry.li.querySelector(".meta").textContent = `not sent: ${frame.message}`;
+        pending.delete(frame.ref);
+      } else {
+        notice(frame.message);
+        setTimeout(() => notice(""), 5000);
+      }
+    },
+  };
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    $("status").textContent = "connecting…";
+    socket.addEventListener("open", () => {
+      backoff = 500;
+      $("status").textContent = "connected";
+      for (const name of rooms.keys()) send({ type: "join", room: name });
+    });
+    socket.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      const handler = handlers[frame.type];
+      if (handler) handler(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      $("status").textContent = "disconnected, reconnecting…";
+      for (const entry of pending.values()) {
+        entry.li.classList.add("failed");
+        entry.li.querySelector(".meta").textContent = "not confirmed: connection lost";
+      }
+      pending.clear();
+      if (event.code === 1008 || event.code === 4001) return; // refused: do not hammer
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    });
+  }
+
+  function joinRoom(name) {
+    roomState(name);
+    send({ type: "join", room: name });
+    select(name);
+  }
+
+  function leaveRoom(name) {
+    send({ type: "leave", room: name });
+    rooms.delete(name);
+    remember();
+    if (current === name) select("general");
+    else renderRoomLists();
+  }
+
+  function stopTyping() {
+    clearTimeout(typingTimer);
+    if (typingSent && current) send({ type: "typing", room: current, active: false });
+    typingSent = false;
+  }
+
+  // ---- user actions ----------------------------------------------------
+
+  $("send-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("text");
+    const text = input.value;
+    if (!text.trim() || !current) return;
+    const ref = `${me}-${Date.now()}-${nextRef++}`;
+    const frame = isDirect(current)
+      ? { type: "direct", to: peerOf(current), text, ref }
+      : { type: "send", room: current, text, ref };
+    if (!send(frame)) {
+      notice("Not connected; your message was not sent.");
+      return;
+    }
+    const li = messageNode({ seq: 0, from: me, text, ts: new Date().toISOString(), avatar: $("my-avatar").getAttribute("src") });
+    li.classList.add("pending");
+    delete li.dataset.seq;
+    $("messages").append(li);
+    $("messages").scrollTop = $("messages").scrollHeight;
+    pending.set(ref, { room: current, li });
+    input.value = "";
+    stopTyping();
+  });
+
+  $("text").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      $("send-form").requestSubmit();
+    }
+  });
+
+  $("text").addEventListener("input", () => {
+    if (!current) return;
+    if (!typingSent) {
+      send({ type: "typing", room: current, active: true });
+      typingSent = true;
+    }
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+  });
+
+  $("load-older").addEventListener("click", () => {
+    const room = rooms.get(current);
+    const oldest = Math.min(...room.messages.keys());
+    send({ type: "history", room: current, before: oldest, limit: 50 });
+  });
+
+  $("join-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = $("join-name").value.trim();
+    if (name) joinRoom(name);
+    $("join-name").value = "";
+  });
+
+  for (const button of document.querySelectorAll("#suggested button[data-room]")) {
+    button.addEventListener("click", () => joinRoom(button.dataset.room));
+  }
+
+  $("dm-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const peer = $("dm-name").value.trim();
+    if (peer) joinRoom(directRoom(me, peer));
+    $("dm-name").value = "";
+  });
+
+  $("avatar-input").addEventListener("change", async () => {
+    const file = $("avatar-input").files[0];
+    if (!file) return;
+    const body = new FormData();
+    body.append("avatar", file);
+    try {
+      const response = await fetch("/avatar", { method: "POST", body });
+      const reply = await response.json();
+      if (!response.ok) throw new Error(reply.error || response.statusText);
+      const img = $("my-avatar");
+      img.src = reply.avatar;
+      img.classList.remove("hidden");
+      notice("");
+    } catch (err) {
+      notice(`Photo not changed: ${err.message}`);
+    }
+    $("avatar-input").value = "";
+  });
+
+  for (const name of remembered()) roomState(name);
+  select(remembered()[0]);
+  connect();
+})();
