@@ -43,6 +43,10 @@ pub struct Config {
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 7)]
     pub session_ttl_hours: u32,
 
+    /// Seconds in-flight requests and connections get to finish at shutdown.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    pub shutdown_timeout: u64,
+
     /// This replica's name in logs and /healthz; defaults to hostname plus a random suffix.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
@@ -59,6 +63,7 @@ impl Config {
         config.data_dir = data_dir.into();
         config.upload_dir = None;
         config.workers = 2;
+        config.shutdown_timeout = 1;
         config.node_id = None;
         config
     }

@@ -9,9 +9,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = rookery::Config::parse();
-    let running = rookery::start(config).await?;
+    let mut running = rookery::start(config).await?;
     // Scripts and tests started with PORT=0 read the chosen port from here.
     println!("listening on http://{}", running.addr);
-    running.server.await?;
+    running.serve().await?;
     Ok(())
 }

@@ -21,19 +21,32 @@ use crate::store::Store;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "rookery_session";
-/// How long in-flight requests get to finish when the server stops.
-const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
-/// A started replica. Poll [`Running::server`] (await or spawn it) to serve.
+/// A started replica; [`Running::serve`] or [`Running::spawn`] makes it serve.
 pub struct Running {
     pub addr: SocketAddr,
     pub node_id: String,
-    pub server: Server,
+    server: Option<Server>,
     handle: ServerHandle,
     room_arbiters: Vec<Arbiter>,
 }
 
 impl Running {
+    /// Serves until the server stops (on SIGINT/SIGTERM or [`Running::stop`]).
+    pub async fn serve(&mut self) -> std::io::Result<()> {
+        match self.server.take() {
+            Some(server) => server.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Serves in the background of the current actix system.
+    pub fn spawn(&mut self) {
+        if let Some(server) = self.server.take() {
+            actix_web::rt::spawn(server);
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish, and stops the room threads.
     pub async fn stop(self) {
         self.handle.stop(true).await;
@@ -64,7 +77,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .secret("session_cookie_key", Key::generate().master().to_vec())
         .await
         .context("loading the session cookie key")?;
-    let cookie_key = Key::try_from(cookie_key.as_slice()).context("stored cookie key is too short")?;
+    let cookie_key =
+        Key::try_from(cookie_key.as_slice()).context("stored cookie key is too short")?;
 
     let cluster: Arc<dyn ClusterAdapter> = Arc::new(LocalOnly);
     let workers = config.worker_count();
@@ -103,7 +117,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .configure(move |cfg| http::routes(cfg, &upload_dir))
     })
     .workers(workers)
-    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .shutdown_timeout(config.shutdown_timeout)
     .bind((config.host.as_str(), config.port))
     .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let addr = *http_server
@@ -116,7 +130,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         addr,
         node_id,
         handle: server.handle(),
-        server,
+        server: Some(server),
         room_arbiters,
     })
 }

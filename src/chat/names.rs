@@ -29,8 +29,7 @@ pub fn direct_room(a: &str, b: &str) -> String {
 /// The two participants of a well-formed direct room name.
 pub fn direct_participants(room: &str) -> Option<(&str, &str)> {
     let (first, second) = room.strip_prefix('@')?.split_once(':')?;
-    let well_formed =
-        is_valid_user_name(first) && is_valid_user_name(second) && first <= second;
+    let well_formed = is_valid_user_name(first) && is_valid_user_name(second) && first <= second;
     well_formed.then_some((first, second))
 }
 

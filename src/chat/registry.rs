@@ -120,7 +120,8 @@ impl Registry {
         }
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
-        let (store, cluster, room_name) = (self.store.clone(), self.cluster.clone(), name.to_owned());
+        let (store, cluster, room_name) =
+            (self.store.clone(), self.cluster.clone(), name.to_owned());
         let addr = Room::start_in_arbiter(arbiter, move |_| Room::new(room_name, store, cluster));
         self.rooms.insert(
             name.to_owned(),
@@ -135,8 +136,13 @@ impl Registry {
                     .entry(user.to_owned())
                     .or_default()
                     .insert(name.to_owned());
-                let sessions: Vec<SessionId> =
-                    self.users.get(user).into_iter().flatten().copied().collect();
+                let sessions: Vec<SessionId> = self
+                    .users
+                    .get(user)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect();
                 for session in sessions {
                     self.add_member(name, session, false);
                 }
@@ -146,7 +152,8 @@ impl Registry {
     }
 
     fn add_member(&mut self, room: &str, session: SessionId, announce: bool) {
-        let (Some(entry), Some(member)) = (self.rooms.get_mut(room), self.sessions.get_mut(&session))
+        let (Some(entry), Some(member)) =
+            (self.rooms.get_mut(room), self.sessions.get_mut(&session))
         else {
             return;
         };

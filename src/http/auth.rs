@@ -45,7 +45,13 @@ pub async fn login_page(session: Session) -> HttpResponse {
     if current_user(&session).is_some() {
         return redirect("/");
     }
-    render(StatusCode::OK, &LoginPage { error: None, name: "" })
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            error: None,
+            name: "",
+        },
+    )
 }
 
 pub async fn login(
@@ -54,7 +60,15 @@ pub async fn login(
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
     let LoginForm { name, password } = form.into_inner();
-    let refuse = |status, error: &str| render(status, &LoginPage { error: Some(error), name: &name });
+    let refuse = |status, error: &str| {
+        render(
+            status,
+            &LoginPage {
+                error: Some(error),
+                name: &name,
+            },
+        )
+    };
     if !is_valid_user_name(&name) {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -62,7 +76,10 @@ pub async fn login(
         );
     }
     if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-        return refuse(StatusCode::BAD_REQUEST, "Enter a password (at most 1024 bytes).");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Enter a password (at most 1024 bytes).",
+        );
     }
     match authenticate(&state, &name, password).await {
         Ok(()) => {}
@@ -134,7 +151,9 @@ async fn authenticate(state: &AppState, name: &str, password: String) -> Result<
         // now a known name, so the password must match theirs.
         Err(StoreError::Conflict) => match state.store.find_user(name).await? {
             Some(user) => verify(user.password_hash, password).await,
-            None => Err(LoginError::Unavailable("user vanished after a conflict".into())),
+            None => Err(LoginError::Unavailable(
+                "user vanished after a conflict".into(),
+            )),
         },
         Err(err) => Err(err.into()),
     }

@@ -32,7 +32,10 @@ fn reply(status: StatusCode, error: impl Into<String>) -> HttpResponse {
 fn too_large() -> HttpResponse {
     reply(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the photo is larger than {} MiB", MAX_AVATAR_BYTES / (1024 * 1024)),
+        format!(
+            "the photo is larger than {} MiB",
+            MAX_AVATAR_BYTES / (1024 * 1024)
+        ),
     )
 }
 
@@ -154,7 +157,10 @@ pub async fn upload(
     let path = dir.join(&name);
     if let Err(err) = write_file(&dir, &path, photo).await {
         tracing::error!(error = %err, dir = %dir.display(), "could not write avatar");
-        return reply(StatusCode::INSUFFICIENT_STORAGE, "the photo could not be saved");
+        return reply(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the photo could not be saved",
+        );
     }
     let url = format!("{URL_PREFIX}{name}");
     let previous = match state.store.set_avatar(&user, Some(&url)).await {

@@ -32,7 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, upload_dir: &std::path::Path) {
         .route("/healthz", web::get().to(health::live))
         .route("/readyz", web::get().to(health::ready))
         .route("/static/{file}", web::get().to(pages::asset))
-        .service(actix_files::Files::new("/avatars", upload_dir.join(avatar::AVATAR_DIR)));
+        .service(actix_files::Files::new(
+            "/avatars",
+            upload_dir.join(avatar::AVATAR_DIR),
+        ));
 }
 
 /// Headers on every response: user content is never sniffed into HTML or

@@ -43,7 +43,8 @@ impl SessionStore for StoreSessions {
     }
 
     async fn save(&self, state: SessionState, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let json = serde_json::to_string(&state).map_err(|err| SaveError::Serialization(err.into()))?;
+        let json =
+            serde_json::to_string(&state).map_err(|err| SaveError::Serialization(err.into()))?;
         let key = generate_session_key();
         self.store
             .session_insert(key.as_ref(), &json, expiry(ttl))

@@ -254,7 +254,9 @@ impl Store for SqliteStore {
                  ORDER BY m.seq DESC LIMIT ?3",
             )?;
             let mut messages = query
-                .query_map(params![room, before, limit], |row| message_from_row(&room, row))?
+                .query_map(params![room, before, limit], |row| {
+                    message_from_row(&room, row)
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             messages.reverse();
             Ok(messages)

@@ -209,8 +209,9 @@ impl Rejected {
 /// Parses a text frame, telling apart broken JSON, an unknown `type` and bad
 /// fields, and keeping the frame's `ref` so the error can be correlated.
 pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|err| Rejected::new(ErrorCode::Malformed, format!("not valid JSON: {err}"), None))?;
+    let value: Value = serde_json::from_str(text).map_err(|err| {
+        Rejected::new(ErrorCode::Malformed, format!("not valid JSON: {err}"), None)
+    })?;
     let Value::Object(fields) = &value else {
         return Err(Rejected::new(
             ErrorCode::Malformed,
@@ -319,10 +320,15 @@ mod tests {
     fn text_limits_count_characters_not_bytes() {
         assert!(check_text(&"é".repeat(MAX_TEXT_CHARS), None).is_ok());
         assert_eq!(
-            check_text(&"é".repeat(MAX_TEXT_CHARS + 1), None).unwrap_err().code,
+            check_text(&"é".repeat(MAX_TEXT_CHARS + 1), None)
+                .unwrap_err()
+                .code,
             ErrorCode::TextTooLong
         );
-        assert_eq!(check_text(" \n", None).unwrap_err().code, ErrorCode::EmptyText);
+        assert_eq!(
+            check_text(" \n", None).unwrap_err().code,
+            ErrorCode::EmptyText
+        );
     }
 
     #[test]
@@ -336,7 +342,8 @@ mod tests {
             avatar: None,
         };
         let frame: Value =
-            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&stored)).encode()).unwrap();
+            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&stored)).encode())
+                .unwrap();
         assert_eq!(
             frame,
             json!({"type":"message","room":"general","seq":3,"from":"alice","avatar":null,

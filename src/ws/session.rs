@@ -145,14 +145,18 @@ impl WsSession {
             }
             Some(socket)
         };
-        ctx.spawn(write.into_actor(self).map(|socket, this, ctx| match socket {
-            Some(socket) => {
-                this.socket = Some(socket);
-                this.pump(ctx);
-            }
-            // Closed by us, or the client went away.
-            None => ctx.stop(),
-        }));
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(|socket, this, ctx| match socket {
+                    Some(socket) => {
+                        this.socket = Some(socket);
+                        this.pump(ctx);
+                    }
+                    // Closed by us, or the client went away.
+                    None => ctx.stop(),
+                }),
+        );
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
@@ -262,7 +266,9 @@ impl WsSession {
         if !self.rooms.contains_key(&room) && self.rooms.len() >= MAX_ROOMS_PER_SESSION {
             let rejected = Rejected::new(
                 ErrorCode::InvalidRoom,
-                format!("a connection can be in at most {MAX_ROOMS_PER_SESSION} rooms; leave one first"),
+                format!(
+                    "a connection can be in at most {MAX_ROOMS_PER_SESSION} rooms; leave one first"
+                ),
                 None,
             );
             return self.reject(rejected, ctx);
@@ -272,12 +278,16 @@ impl WsSession {
             room: room.clone(),
         });
         // Wait so that a `send` right after `join` finds the room known.
-        ctx.wait(request.into_actor(self).map(move |reply, this, ctx| match reply {
-            Ok(Some(addr)) => {
-                this.rooms.insert(room, addr);
-            }
-            _ => this.close(CloseCode::Restart, "server is shutting down", ctx),
-        }));
+        ctx.wait(
+            request
+                .into_actor(self)
+                .map(move |reply, this, ctx| match reply {
+                    Ok(Some(addr)) => {
+                        this.rooms.insert(room, addr);
+                    }
+                    _ => this.close(CloseCode::Restart, "server is shutting down", ctx),
+                }),
+        );
     }
 
     fn history(
@@ -298,25 +308,28 @@ impl WsSession {
             let messages = store.history(&room, before, limit).await;
             (room, messages)
         };
-        ctx.spawn(read.into_actor(self).map(|(room, result), this, ctx| match result {
-            Ok(messages) => {
-                let frame = ServerFrame::History {
-                    room: &room,
-                    messages: messages.iter().map(WireMessage::from).collect(),
-                }
-                .encode();
-                this.send(frame, ctx);
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "history read failed");
-                let rejected = Rejected::new(
-                    ErrorCode::StoreUnavailable,
-                    "history is unavailable right now, try again",
-                    None,
-                );
-                this.reject(rejected, ctx);
-            }
-        }));
+        ctx.spawn(
+            read.into_actor(self)
+                .map(|(room, result), this, ctx| match result {
+                    Ok(messages) => {
+                        let frame = ServerFrame::History {
+                            room: &room,
+                            messages: messages.iter().map(WireMessage::from).collect(),
+                        }
+                        .encode();
+                        this.send(frame, ctx);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "history read failed");
+                        let rejected = Rejected::new(
+                            ErrorCode::StoreUnavailable,
+                            "history is unavailable right now, try again",
+                            None,
+                        );
+                        this.reject(rejected, ctx);
+                    }
+                }),
+        );
     }
 
     fn direct(
@@ -346,33 +359,37 @@ impl WsSession {
         let peer = to.clone();
         let lookup = async move { store.find_user(&peer).await };
         // Waiting keeps this user's direct messages in the order sent.
-        ctx.wait(lookup.into_actor(self).map(move |found, this, ctx| match found {
-            Ok(Some(_)) => {
-                if this.known_users.len() >= KNOWN_USERS_CAPACITY {
-                    this.known_users.clear();
-                }
-                this.known_users.insert(to.clone());
-                let post = this.post(text, reference, ctx);
-                this.registry.do_send(registry::Direct { peer: to, post });
-            }
-            Ok(None) => {
-                let rejected = Rejected::new(
-                    ErrorCode::UnknownUser,
-                    format!("there is no user {to:?}"),
-                    reference,
-                );
-                this.reject(rejected, ctx);
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "user lookup failed");
-                let rejected = Rejected::new(
-                    ErrorCode::StoreUnavailable,
-                    "the message could not be sent: storage is unavailable",
-                    reference,
-                );
-                this.reject(rejected, ctx);
-            }
-        }));
+        ctx.wait(
+            lookup
+                .into_actor(self)
+                .map(move |found, this, ctx| match found {
+                    Ok(Some(_)) => {
+                        if this.known_users.len() >= KNOWN_USERS_CAPACITY {
+                            this.known_users.clear();
+                        }
+                        this.known_users.insert(to.clone());
+                        let post = this.post(text, reference, ctx);
+                        this.registry.do_send(registry::Direct { peer: to, post });
+                    }
+                    Ok(None) => {
+                        let rejected = Rejected::new(
+                            ErrorCode::UnknownUser,
+                            format!("there is no user {to:?}"),
+                            reference,
+                        );
+                        this.reject(rejected, ctx);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "user lookup failed");
+                        let rejected = Rejected::new(
+                            ErrorCode::StoreUnavailable,
+                            "the message could not be sent: storage is unavailable",
+                            reference,
+                        );
+                        this.reject(rejected, ctx);
+                    }
+                }),
+        );
     }
 }
 
@@ -419,7 +436,8 @@ impl Actor for WsSession {
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
         tracing::debug!(user = %self.user, session = self.id, "disconnected");
-        self.registry.do_send(registry::Disconnect { session: self.id });
+        self.registry
+            .do_send(registry::Disconnect { session: self.id });
         Running::Stop
     }
 }
@@ -444,7 +462,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
             }
             Err(err) if is_oversized(&err) => {
                 let limit = protocol::MAX_FRAME_BYTES;
-                self.close(CloseCode::Size, &format!("frame larger than {limit} bytes"), ctx);
+                self.close(
+                    CloseCode::Size,
+                    &format!("frame larger than {limit} bytes"),
+                    ctx,
+                );
             }
             Err(err) => {
                 tracing::debug!(user = %self.user, error = %err, "protocol error");

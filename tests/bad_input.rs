@@ -1,0 +1,158 @@
+//! Bad input gets a clear error and loses nothing: the connection stays
+//! open and later good frames still work.
+
+mod common;
+
+use common::{Client, TestServer};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+#[actix_web::test]
+async fn bad_frames_get_errors_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let alice = Client::new(&server);
+    alice.login("alice").await;
+    let mut ws = alice.ws().await;
+    ws.join("general").await;
+
+    let cases: Vec<(String, &str, serde_json::Value)> = vec![
+        ("{not json".into(), "malformed", json!(null)),
+        ("[1,2,3]".into(), "malformed", json!(null)),
+        (
+            json!({"type": "shout", "ref": "u"}).to_string(),
+            "unknown_type",
+            json!("u"),
+        ),
+        (
+            json!({"text": "no type"}).to_string(),
+            "unknown_type",
+            json!(null),
+        ),
+        (
+            json!({"type": "send", "room": "general", "ref": 1}).to_string(),
+            "invalid_frame",
+            json!(1),
+        ),
+        (
+            json!({"type": "send", "room": "general", "text": 5, "ref": 2}).to_string(),
+            "invalid_frame",
+            json!(2),
+        ),
+        (
+            json!({"type": "send", "room": "general", "text": "   ", "ref": 3}).to_string(),
+            "empty_text",
+            json!(3),
+        ),
+        (
+            json!({"type": "send", "room": "general", "text": "x".repeat(4001), "ref": 4})
+                .to_string(),
+            "text_too_long",
+            json!(4),
+        ),
+        (
+            json!({"type": "send", "room": "elsewhere", "text": "hi", "ref": 5}).to_string(),
+            "not_joined",
+            json!(5),
+        ),
+        (
+            json!({"type": "join", "room": "bad room!"}).to_string(),
+            "invalid_room",
+            json!(null),
+        ),
+        (
+            json!({"type": "join", "room": "x".repeat(65)}).to_string(),
+            "invalid_room",
+            json!(null),
+        ),
+        (
+            json!({"type": "direct", "to": "no such/user", "text": "hi", "ref": 6}).to_string(),
+            "invalid_user",
+            json!(6),
+        ),
+        (
+            json!({"type": "history", "room": "nowhere"}).to_string(),
+            "not_joined",
+            json!(null),
+        ),
+    ];
+    for (frame, code, reference) in cases {
+        ws.send_text(&frame).await;
+        let error = ws.recv_type("error").await;
+        assert_eq!(error["code"], code, "for {frame:.80}: {error}");
+        assert_eq!(error["ref"], reference, "for {frame:.80}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+    ws.stream
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(ws.recv_type("error").await["code"], "unsupported");
+
+    // Exactly at the limit is fine, and nothing above was stored.
+    let seq = ws.say("general", &"é".repeat(4000), "ok").await;
+    assert_eq!(seq, 1, "no refused frame consumed a sequence number");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let alice = Client::new(&server);
+    alice.login("alice").await;
+    let mut ws = alice.ws().await;
+    let huge = json!({"type": "send", "room": "general", "text": "x".repeat(70 * 1024)});
+    ws.send(huge).await;
+    let close = loop {
+        match ws.stream.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.expect("a close reason").code, CloseCode::Size);
+
+    // The user is not harmed: a new connection works.
+    let mut again = alice.ws().await;
+    again.join("general").await;
+    assert_eq!(again.say("general", "after", "r").await, 1);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_burst_over_the_rate_limit_is_refused_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.rate_limit = 5;
+    config.rate_burst = 5;
+    let server = TestServer::start_with(config).await;
+    let alice = Client::new(&server);
+    alice.login("alice").await;
+    let mut ws = alice.ws().await;
+    ws.join("general").await; // one token
+    for i in 0..10 {
+        ws.send(json!({"type": "send", "room": "general", "text": format!("m{i}"), "ref": i}))
+            .await;
+    }
+    let (mut acked, mut limited) = (Vec::new(), Vec::new());
+    while acked.len() + limited.len() < 10 {
+        let frame = ws.recv().await;
+        match frame["type"].as_str().unwrap() {
+            "ack" => acked.push(frame["ref"].as_i64().unwrap()),
+            "error" => {
+                assert_eq!(frame["code"], "rate_limited");
+                limited.push(frame["ref"].as_i64().unwrap());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(acked, vec![0, 1, 2, 3], "the burst allowance, in order");
+    assert_eq!(limited, (4..10).collect::<Vec<_>>());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let seq = ws.say("general", "later", "late").await;
+    assert_eq!(seq, 5, "refused frames were never stored");
+    server.stop().await;
+}

@@ -1,0 +1,113 @@
+// Browser test: real headless Chromium (Debian's) driven by playwright-core
+// against a real Rookery binary on a free loopback port.
+//   node tests/browser/run.mjs <path to rookery binary>
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const binary = resolve(process.argv[2] ?? "target/debug/rookery");
+const dataDir = mkdtempSync(join(tmpdir(), "rookery-browser-"));
+const XSS = "<img src=x onerror=alert(1)>";
+const PASSWORD = "browser-pass-1";
+
+// A 2x2 red PNG, enough to be a real image.
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==",
+  "base64",
+);
+
+function startServer() {
+  return new Promise((resolveStart, reject) => {
+    const server = spawn(binary, [], {
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, RUST_LOG: "warn" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const timer = setTimeout(() => reject(new Error("server did not start in 30 s")), 30000);
+    server.stdout.on("data", (chunk) => {
+      const match = /listening on http:\/\/([\d.]+:\d+)/.exec(chunk.toString());
+      if (match) {
+        clearTimeout(timer);
+        resolveStart({ server, base: `http://${match[1]}` });
+      }
+    });
+    server.on("exit", (code) => reject(new Error(`server exited early with ${code}`)));
+  });
+}
+
+async function login(browser, base, name) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("dialog", () => {
+    throw new Error("a script from a chat message ran (alert dialog)");
+  });
+  await page.goto(`${base}/login`);
+  await page.fill("input[name=name]", name);
+  await page.fill("input[name=password]", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/`);
+  await page.waitForSelector("#status:text('connected')");
+  return page;
+}
+
+const { server, base } = await startServer();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+try {
+  const alice = await login(browser, base, "alice");
+  const bob = await login(browser, base, "bob");
+  await alice.waitForSelector("#online li:text('bob')");
+
+  // A message from alice appears on bob's page, once.
+  await alice.fill("#text", "hello from alice");
+  await alice.press("#text", "Enter");
+  await bob.waitForSelector("#messages li.msg .text:text('hello from alice')");
+  assert.equal(await bob.locator("#messages li.msg .text", { hasText: "hello from alice" }).count(), 1);
+
+  // Typing indicator.
+  await bob.type("#text", "typing…");
+  await alice.waitForSelector("#typing:text('bob is typing')");
+  await bob.fill("#text", "");
+
+  // Avatar upload renders next to alice's next message on bob's page.
+  const upload = mkdtempSync(join(tmpdir(), "rookery-png-"));
+  writeFileSync(join(upload, "me.png"), PNG);
+  await alice.setInputFiles("#avatar-input", join(upload, "me.png"));
+  await alice.waitForSelector("#my-avatar:not(.hidden)");
+  const avatarUrl = await alice.getAttribute("#my-avatar", "src");
+  assert.match(avatarUrl, /^\/avatars\/[0-9a-f]+\.png$/);
+  await alice.fill("#text", "new photo");
+  await alice.press("#text", "Enter");
+  const img = bob.locator("#messages li.msg", { hasText: "new photo" }).locator("img.avatar");
+  await img.waitFor();
+  assert.equal(await img.getAttribute("src"), avatarUrl);
+  assert.ok(await img.evaluate((el) => el.complete && el.naturalWidth === 2), "the photo loads");
+  rmSync(upload, { recursive: true });
+
+  // Markup in a message is shown as text and never runs.
+  await bob.fill("#text", XSS);
+  await bob.press("#text", "Enter");
+  const shown = alice.locator("#messages li.msg .text", { hasText: "onerror" });
+  await shown.waitFor();
+  assert.equal(await shown.textContent(), XSS);
+  assert.equal(await alice.locator("#messages img[src=x]").count(), 0, "no element was injected");
+
+  // Reloading keeps the conversation (history from the server).
+  await bob.reload();
+  await bob.waitForSelector("#messages li.msg .text:text('hello from alice')");
+
+  await alice.setViewportSize({ width: 1100, height: 640 });
+  await alice.screenshot({ path: process.env.SCREENSHOT ?? "target/screenshot.png" });
+  console.log("browser test passed");
+} finally {
+  await browser.close();
+  server.kill();
+  rmSync(dataDir, { recursive: true, force: true });
+}

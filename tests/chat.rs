@@ -1,0 +1,330 @@
+//! The single-replica chat, end to end, over real HTTP and WebSocket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, TestServer, PASSWORD};
+use serde_json::json;
+
+#[actix_web::test]
+async fn two_users_see_each_others_messages_once_in_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, bob) = (Client::new(&server), Client::new(&server));
+    alice.login("alice").await;
+    bob.login("bob").await;
+    let (mut a, mut b) = (alice.ws().await, bob.ws().await);
+    a.join("general").await;
+    let joined = b.join("general").await;
+    assert_eq!(joined["online"], json!(["alice", "bob"]));
+
+    let first = a.say("general", "hello bob", "a1").await;
+    let second = a.say("general", "still there?", "a2").await;
+    assert_eq!(second, first + 1, "seqs are consecutive");
+    let mut received = Vec::new();
+    for _ in 0..2 {
+        received.push(b.recv_type("message").await);
+    }
+    let reply = b.say("general", "yes!", "b1").await;
+    assert_eq!(reply, second + 1);
+    received.push(b.recv_type("message").await);
+
+    let expected = [
+        (first, "alice", "hello bob"),
+        (second, "alice", "still there?"),
+        (reply, "bob", "yes!"),
+    ];
+    for ((seq, from, text), got) in expected.into_iter().zip(received) {
+        assert_eq!(
+            (
+                got["seq"].as_u64().unwrap(),
+                got["from"].as_str().unwrap(),
+                got["text"].as_str().unwrap()
+            ),
+            (seq, from, text)
+        );
+        assert_eq!(got["room"], "general");
+        assert!(got["ts"].as_str().unwrap().ends_with('Z'));
+    }
+    // alice sees her own two and bob's reply, each exactly once.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(a.recv_type("message").await["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seen, vec![first, second, reply]);
+    assert!(
+        b.quiet_for(Duration::from_millis(300)).await.is_none(),
+        "no duplicate deliveries"
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn history_on_join_and_scroll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.rate_limit = 0;
+    let server = TestServer::start_with(config).await;
+    let alice = Client::new(&server);
+    alice.login("alice").await;
+    let mut a = alice.ws().await;
+    a.join("archive").await;
+    for i in 1..=70 {
+        a.say("archive", &format!("m{i}"), &format!("r{i}")).await;
+    }
+
+    let bob = Client::new(&server);
+    bob.login("bob").await;
+    let mut b = bob.ws().await;
+    let joined = b.join("archive").await;
+    let history = joined["history"].as_array().unwrap();
+    assert_eq!(history.len(), 50, "join brings the latest 50");
+    assert_eq!(history[0]["seq"], 21);
+    assert_eq!(history[49]["text"], "m70");
+
+    b.send(json!({"type": "history", "room": "archive", "before": 21, "limit": 15}))
+        .await;
+    let older = b.recv_type("history").await;
+    let seqs: Vec<u64> = older["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (6..=20).collect::<Vec<_>>(),
+        "oldest first, just before the cursor"
+    );
+
+    b.send(json!({"type": "history", "room": "archive", "before": 6, "limit": 100}))
+        .await;
+    assert_eq!(
+        b.recv_type("history").await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    b.send(json!({"type": "history", "room": "archive", "before": 1}))
+        .await;
+    assert_eq!(
+        b.recv_type("history").await["messages"],
+        json!([]),
+        "nothing before the first"
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn typing_and_presence_reach_the_other_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, bob) = (Client::new(&server), Client::new(&server));
+    alice.login("alice").await;
+    bob.login("bob").await;
+    let mut a = alice.ws().await;
+    a.join("lobby").await;
+    let mut b = bob.ws().await;
+    b.join("lobby").await;
+    assert_eq!(
+        a.recv_type("presence").await["online"],
+        json!(["alice", "bob"])
+    );
+
+    b.send(json!({"type": "typing", "room": "lobby", "active": true}))
+        .await;
+    let typing = a.recv_type("typing").await;
+    assert_eq!(
+        typing,
+        json!({"type": "typing", "room": "lobby", "user": "bob", "active": true})
+    );
+
+    // A second tab of bob's changes nothing about who is online...
+    let mut b2 = bob.ws().await;
+    b2.join("lobby").await;
+    // ...and bob leaving with one tab open keeps him online.
+    b.send(json!({"type": "leave", "room": "lobby"})).await;
+    drop(b);
+    drop(b2);
+    assert_eq!(a.recv_type("presence").await["online"], json!(["alice"]));
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn direct_messages_reach_every_tab_of_both_users_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let (alice, bob, carol) = (
+        Client::new(&server),
+        Client::new(&server),
+        Client::new(&server),
+    );
+    alice.login("alice").await;
+    bob.login("bob").await;
+    carol.login("carol").await;
+    let (mut a, mut b1, mut b2, mut c) = (
+        alice.ws().await,
+        bob.ws().await,
+        bob.ws().await,
+        carol.ws().await,
+    );
+
+    a.send(json!({"type": "direct", "to": "bob", "text": "psst", "ref": "d1"}))
+        .await;
+    let ack = a.recv_type("ack").await;
+    assert_eq!(
+        ack,
+        json!({"type": "ack", "ref": "d1", "room": "@alice:bob", "seq": 1})
+    );
+    for ws in [&mut b1, &mut b2, &mut a] {
+        let message = ws.recv_type("message").await;
+        assert_eq!(
+            (
+                message["room"].as_str(),
+                message["from"].as_str(),
+                message["text"].as_str()
+            ),
+            (Some("@alice:bob"), Some("alice"), Some("psst"))
+        );
+    }
+    assert!(
+        c.quiet_for(Duration::from_millis(300)).await.is_none(),
+        "carol sees nothing"
+    );
+
+    // Carol cannot read their conversation; bob can open it and see the history.
+    c.send(json!({"type": "join", "room": "@alice:bob"})).await;
+    assert_eq!(c.recv_type("error").await["code"], "invalid_room");
+    let joined = b1.join("@alice:bob").await;
+    assert_eq!(joined["history"][0]["text"], "psst");
+
+    // A reply from bob, and a message to nobody.
+    b1.send(json!({"type": "direct", "to": "alice", "text": "hi!", "ref": 2}))
+        .await;
+    assert_eq!(b1.recv_type("ack").await["seq"], 2);
+    assert_eq!(a.recv_type("message").await["text"], "hi!");
+    a.send(json!({"type": "direct", "to": "nobody", "text": "hello?", "ref": "d3"}))
+        .await;
+    let error = a.recv_type("error").await;
+    assert_eq!(
+        (error["code"].as_str(), error["ref"].as_str()),
+        (Some("unknown_user"), Some("d3"))
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn history_and_login_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let alice = Client::new(&server);
+    alice.login("alice").await;
+    let mut a = alice.ws().await;
+    a.join("general").await;
+    let seq = a.say("general", "remember me", "x").await;
+    drop(a);
+    server.stop().await;
+
+    let server = TestServer::start(dir.path()).await;
+    // Same cookie jar, new process state, new port: still logged in.
+    let again = Client::with_jar(&server, alice.jar.clone());
+    let cookie = alice.cookie_header().unwrap();
+    again
+        .jar
+        .add_cookie_str(&cookie, &server.url("/").parse().unwrap());
+    let page = again.get("/").await;
+    assert_eq!(page.status(), 200, "the session survived the restart");
+    assert!(page.text().await.unwrap().contains("data-user=\"alice\""));
+    let mut a = again.ws().await;
+    let joined = a.join("general").await;
+    let last = &joined["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["seq"].as_u64(), last["text"].as_str()),
+        (Some(seq), Some("remember me"))
+    );
+    assert_eq!(
+        a.say("general", "and after", "y").await,
+        seq + 1,
+        "seq continues without a gap"
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn login_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let anonymous = Client::new(&server);
+    let page = anonymous.get("/").await;
+    assert_eq!(
+        (
+            page.status().as_u16(),
+            page.headers()["location"].to_str().unwrap()
+        ),
+        (303, "/login")
+    );
+    let ws = anonymous.try_ws().await.unwrap_err();
+    assert!(ws.to_string().contains("401"), "{ws}");
+
+    let alice = Client::new(&server);
+    alice.login("alice").await;
+    let cookie_before = alice.cookie_header().unwrap();
+    let set_cookie = alice.login_with("alice", PASSWORD).await;
+    let header = set_cookie.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Lax"),
+        "{header}"
+    );
+    assert_ne!(
+        alice.cookie_header().unwrap(),
+        cookie_before,
+        "session id rotates at login"
+    );
+
+    let mallory = Client::new(&server);
+    let wrong = mallory.login_with("alice", "not the password").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.unwrap().contains("Wrong password"));
+    assert_eq!(mallory.get("/").await.status(), 303, "still logged out");
+
+    for bad in ["", "has space", "<script>", &"x".repeat(33)] {
+        assert_eq!(
+            mallory.login_with(bad, PASSWORD).await.status(),
+            400,
+            "name {bad:?}"
+        );
+    }
+    assert_eq!(
+        mallory.login_with("newbie", "short").await.status(),
+        400,
+        "weak password"
+    );
+
+    let logout = alice.http.post(server.url("/logout")).send().await.unwrap();
+    assert_eq!(logout.status(), 303);
+    assert_eq!(alice.get("/").await.status(), 303, "logged out");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn health_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let client = Client::new(&server);
+    let live: serde_json::Value = client.get("/healthz").await.json().await.unwrap();
+    assert_eq!(live["status"], "ok");
+    assert!(!live["node"].as_str().unwrap().is_empty());
+    let ready = client.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    server.stop().await;
+}
