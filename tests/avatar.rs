@@ -34,10 +34,8 @@ async fn upload(
 
 #[actix_web::test]
 async fn upload_replace_and_show_on_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let (dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
     let mut ws = alice.ws().await;
     ws.join("general").await;
 
@@ -76,8 +74,7 @@ async fn upload_replace_and_show_on_messages() {
         .collect();
     assert_eq!(files.len(), 1, "only the current photo is kept");
 
-    let bob = Client::new(&server);
-    bob.login("bob").await;
+    let bob = Client::logged_in(&server, "bob").await;
     let joined = bob.ws().await.join("general").await;
     assert_eq!(
         joined["history"][0]["avatar"],
@@ -89,10 +86,8 @@ async fn upload_replace_and_show_on_messages() {
 
 #[actix_web::test]
 async fn bad_uploads_are_refused_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let (dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
     let good: serde_json::Value = upload(&alice, "avatar", "a.png", PNG.to_vec())
         .await
         .json()

@@ -11,10 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[actix_web::test]
 async fn bad_frames_get_errors_and_the_connection_survives() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let (_dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
     let mut ws = alice.ws().await;
     ws.join("general").await;
 
@@ -99,10 +97,8 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
 
 #[actix_web::test]
 async fn an_oversized_frame_closes_with_1009() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let (_dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
     let mut ws = alice.ws().await;
     let huge = json!({"type": "send", "room": "general", "text": "x".repeat(70 * 1024)});
     ws.send(huge).await;
@@ -129,8 +125,7 @@ async fn a_burst_over_the_rate_limit_is_refused_then_recovers() {
     config.rate_limit = 5;
     config.rate_burst = 5;
     let server = TestServer::start_with(config).await;
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let alice = Client::logged_in(&server, "alice").await;
     let mut ws = alice.ws().await;
     ws.join("general").await; // one token
     for i in 0..10 {

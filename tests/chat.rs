@@ -9,8 +9,7 @@ use serde_json::json;
 
 #[actix_web::test]
 async fn two_users_see_each_others_messages_once_in_sequence() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let (alice, bob) = (Client::new(&server), Client::new(&server));
     alice.login("alice").await;
     bob.login("bob").await;
@@ -66,16 +65,14 @@ async fn history_on_join_and_scroll_back() {
     let mut config = rookery::Config::local(dir.path());
     config.rate_limit = 0;
     let server = TestServer::start_with(config).await;
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let alice = Client::logged_in(&server, "alice").await;
     let mut a = alice.ws().await;
     a.join("archive").await;
     for i in 1..=70 {
         a.say("archive", &format!("m{i}"), &format!("r{i}")).await;
     }
 
-    let bob = Client::new(&server);
-    bob.login("bob").await;
+    let bob = Client::logged_in(&server, "bob").await;
     let mut b = bob.ws().await;
     let joined = b.join("archive").await;
     let history = joined["history"].as_array().unwrap();
@@ -119,8 +116,7 @@ async fn history_on_join_and_scroll_back() {
 
 #[actix_web::test]
 async fn typing_and_presence_reach_the_other_members() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let (alice, bob) = (Client::new(&server), Client::new(&server));
     alice.login("alice").await;
     bob.login("bob").await;
@@ -154,8 +150,7 @@ async fn typing_and_presence_reach_the_other_members() {
 
 #[actix_web::test]
 async fn direct_messages_reach_every_tab_of_both_users_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let (alice, bob, carol) = (
         Client::new(&server),
         Client::new(&server),
@@ -217,10 +212,8 @@ async fn direct_messages_reach_every_tab_of_both_users_only() {
 
 #[actix_web::test]
 async fn history_and_login_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let (dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
     let mut a = alice.ws().await;
     a.join("general").await;
     let seq = a.say("general", "remember me", "x").await;
@@ -259,8 +252,7 @@ async fn history_and_login_survive_a_restart() {
 
 #[actix_web::test]
 async fn login_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let anonymous = Client::new(&server);
     let page = anonymous.get("/").await;
     assert_eq!(
@@ -273,8 +265,7 @@ async fn login_rules() {
     let ws = anonymous.try_ws().await.unwrap_err();
     assert!(ws.to_string().contains("401"), "{ws}");
 
-    let alice = Client::new(&server);
-    alice.login("alice").await;
+    let alice = Client::logged_in(&server, "alice").await;
     let cookie_before = alice.cookie_header().unwrap();
     let set_cookie = alice.login_with("alice", PASSWORD).await;
     let header = set_cookie.headers()["set-cookie"]
@@ -318,8 +309,7 @@ async fn login_rules() {
 
 #[actix_web::test]
 async fn health_endpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let (_dir, server) = TestServer::fresh().await;
     let client = Client::new(&server);
     let live: serde_json::Value = client.get("/healthz").await.json().await.unwrap();
     assert_eq!(live["status"], "ok");

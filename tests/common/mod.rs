@@ -25,6 +25,13 @@ impl TestServer {
         Self::start_with(rookery::Config::local(data_dir)).await
     }
 
+    /// A server on a new temporary data directory, kept alive by the guard.
+    pub async fn fresh() -> (tempfile::TempDir, Self) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Self::start(dir.path()).await;
+        (dir, server)
+    }
+
     pub async fn start_with(config: rookery::Config) -> Self {
         let mut running = rookery::start(config).await.expect("server starts");
         let addr = running.addr;
@@ -69,6 +76,13 @@ impl Client {
             jar,
             base: server.url(""),
         }
+    }
+
+    /// A new client, logged in (registered) as `name`.
+    pub async fn logged_in(server: &TestServer, name: &str) -> Self {
+        let client = Self::new(server);
+        client.login(name).await;
+        client
     }
 
     pub async fn login_with(&self, name: &str, password: &str) -> reqwest::Response {
