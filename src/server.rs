@@ -54,10 +54,6 @@ impl Running {
             arbiter.stop();
         }
     }
-
-    pub fn handle(&self) -> ServerHandle {
-        self.handle.clone()
-    }
 }
 
 /// Opens the store and binds the listener. Must run inside an actix system.

@@ -5,14 +5,14 @@
 //! stall the worker's other connections.
 
 use actix_session::Session;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{render, AppState};
+use super::{render, see_other, AppState};
 use crate::chat::names::is_valid_user_name;
 use crate::store::StoreError;
 
@@ -43,7 +43,7 @@ pub fn current_user(session: &Session) -> Option<String> {
 
 pub async fn login_page(session: Session) -> HttpResponse {
     if current_user(&session).is_some() {
-        return redirect("/");
+        return see_other("/");
     }
     render(
         StatusCode::OK,
@@ -107,18 +107,12 @@ pub async fn login(
         return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Could not log you in.");
     }
     tracing::info!(user = %name, "logged in");
-    redirect("/")
+    see_other("/")
 }
 
 pub async fn logout(session: Session) -> HttpResponse {
     session.purge();
-    redirect("/login")
-}
-
-fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to))
-        .finish()
+    see_other("/login")
 }
 
 enum LoginError {

@@ -52,6 +52,13 @@ pub fn security_headers() -> DefaultHeaders {
         ))
 }
 
+/// A `303 See Other` to `to`: where a form post or a page without login leads.
+pub fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
 /// Renders an askama template with the given status.
 pub fn render(status: actix_web::http::StatusCode, page: &impl askama::Template) -> HttpResponse {
     match page.render() {

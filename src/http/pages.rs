@@ -9,7 +9,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use super::auth::current_user;
-use super::{render, AppState};
+use super::{render, see_other, AppState};
 
 /// Rooms suggested on the chat page.
 const SUGGESTED_ROOMS: u32 = 50;
@@ -56,12 +56,6 @@ pub async fn chat(state: web::Data<AppState>, session: Session) -> HttpResponse 
             node: &state.node_id,
         },
     )
-}
-
-fn see_other(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, to))
-        .finish()
 }
 
 /// `(file name, content type, body)` of every file under `/static/`.
