@@ -47,9 +47,43 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10)]
     pub shutdown_timeout: u64,
 
+    /// MongoDB connection string, e.g. `mongodb://user:pass@db:27017/rookery`;
+    /// wins over DB_HOST. Without either, the embedded SQLite store is used.
+    #[arg(long, env = "MONGO_URL", hide_env_values = true)]
+    pub mongo_url: Option<String>,
+
+    /// MongoDB host, when not giving MONGO_URL.
+    #[arg(long, env = "DB_HOST")]
+    pub db_host: Option<String>,
+
+    #[arg(long, env = "DB_PORT", default_value_t = 27017)]
+    pub db_port: u16,
+
+    /// MongoDB user, authenticated against MONGO_DATABASE.
+    #[arg(long, env = "MONGO_USERNAME")]
+    pub mongo_username: Option<String>,
+
+    #[arg(long, env = "MONGO_PASSWORD", hide_env_values = true)]
+    pub mongo_password: Option<String>,
+
+    /// MongoDB database, unless MONGO_URL names one.
+    #[arg(long, env = "MONGO_DATABASE", default_value = "rookery")]
+    pub mongo_database: String,
+
     /// This replica's name in logs and /healthz; defaults to hostname plus a random suffix.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+}
+
+/// Where the shared MongoDB is: a URL, or docker-chat's separate variables.
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub database: String,
 }
 
 impl Config {
@@ -65,7 +99,27 @@ impl Config {
         config.workers = 2;
         config.shutdown_timeout = 1;
         config.node_id = None;
+        config.mongo_url = None;
+        config.db_host = None;
         config
+    }
+
+    /// The MongoDB to use, if one is configured; otherwise the embedded store.
+    pub fn mongo(&self) -> Option<MongoConfig> {
+        let set = |value: &Option<String>| value.clone().filter(|value| !value.trim().is_empty());
+        let url = set(&self.mongo_url);
+        let host = set(&self.db_host);
+        if url.is_none() && host.is_none() {
+            return None;
+        }
+        Some(MongoConfig {
+            url,
+            host,
+            port: self.db_port,
+            username: set(&self.mongo_username),
+            password: set(&self.mongo_password),
+            database: self.mongo_database.clone(),
+        })
     }
 
     pub fn upload_dir(&self) -> PathBuf {

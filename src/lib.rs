@@ -17,9 +17,10 @@
 //!   joins and retires rooms.
 //! - [`cluster`]: the adapter seam rooms publish through; `LocalOnly` for a
 //!   single replica.
-//! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend,
-//!   and the actix-session store built on it.
-//! - [`server`]: wires all of the above into a running replica.
+//! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend
+//!   and the shared MongoDB one, and the actix-session store built on it.
+//! - [`server`]: wires all of the above into a running replica, serving a
+//!   standby app until the store answers.
 
 pub mod chat;
 pub mod cluster;
@@ -30,4 +31,4 @@ pub mod store;
 pub mod ws;
 
 pub use config::Config;
-pub use server::{start, Running};
+pub use server::{start, Running, Stopper};

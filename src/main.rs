@@ -9,9 +9,25 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = rookery::Config::parse();
-    let mut running = rookery::start(config).await?;
+    let running = rookery::start(config).await?;
     // Scripts and tests started with PORT=0 read the chosen port from here.
     println!("listening on http://{}", running.addr);
-    running.serve().await?;
+    let stopper = running.stopper();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stopper.stop();
+    });
+    running.wait().await?;
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

@@ -1,7 +1,15 @@
-//! Assembling a replica: store, actors, HTTP server.
+//! Assembling a replica: store, actors, HTTP server, and its lifecycle.
+//!
+//! The listening socket is bound first, so the port is known at once and
+//! health probes always get an answer. Until the database has answered (its
+//! schema is in place and the shared cookie key is loaded) the socket is
+//! served by a small standby app: `/healthz` is up, `/readyz` says why it is
+//! not ready, and everything else gets 503. The replica keeps retrying with
+//! backoff instead of exiting, then hands the same socket to the real app.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use actix::prelude::*;
 use actix_session::config::PersistentSession;
@@ -10,123 +18,250 @@ use actix_web::cookie::{time::Duration, Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
+use tokio::sync::watch;
 
 use crate::chat::registry::Registry;
 use crate::cluster::{ClusterAdapter, LocalOnly};
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::store::mongo::MongoStore;
 use crate::store::session::StoreSessions;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "rookery_session";
+/// First pause between attempts to reach the database; doubles up to the max.
+const STORE_RETRY_FIRST: StdDuration = StdDuration::from_millis(500);
+const STORE_RETRY_MAX: StdDuration = StdDuration::from_secs(10);
 
-/// A started replica; [`Running::serve`] or [`Running::spawn`] makes it serve.
+/// A started replica. It serves until [`Stopper::stop`] or [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
     pub node_id: String,
-    server: Option<Server>,
-    handle: ServerHandle,
-    room_arbiters: Vec<Arbiter>,
+    stopper: Stopper,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Asks a replica to stop; cheap to clone, e.g. into a signal handler.
+#[derive(Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
 }
 
 impl Running {
-    /// Serves until the server stops (on SIGINT/SIGTERM or [`Running::stop`]).
-    pub async fn serve(&mut self) -> std::io::Result<()> {
-        match self.server.take() {
-            Some(server) => server.await,
-            None => Ok(()),
-        }
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 
-    /// Serves in the background of the current actix system.
-    pub fn spawn(&mut self) {
-        if let Some(server) = self.server.take() {
-            actix_web::rt::spawn(server);
-        }
+    /// Waits until the replica has stopped.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join)))
     }
 
-    /// Stops accepting, lets in-flight requests finish, and stops the room threads.
-    pub async fn stop(self) {
-        self.handle.stop(true).await;
-        for arbiter in self.room_arbiters {
-            arbiter.stop();
-        }
+    /// Stops accepting, lets in-flight requests finish, and waits for the end.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.stopper.stop();
+        self.wait().await
     }
 }
 
-/// Opens the store and binds the listener. Must run inside an actix system.
+/// Binds the listener and starts serving in the background of the current
+/// actix system. Fails only on what retrying cannot fix: a port in use, an
+/// unwritable directory, a malformed database URL.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let node_id = config.node_id();
-    let upload_dir = config.upload_dir();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
+    let upload_dir = config.upload_dir();
     std::fs::create_dir_all(upload_dir.join(http::avatar::AVATAR_DIR))
         .with_context(|| format!("creating UPLOAD_DIR {}", upload_dir.display()))?;
+    let store = open_store(&config).await?;
 
-    let db_path = config.data_dir.join("rookery.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?,
-    );
-    let cookie_key = store
-        .secret("session_cookie_key", Key::generate().master().to_vec())
-        .await
-        .context("loading the session cookie key")?;
-    let cookie_key =
-        Key::try_from(cookie_key.as_slice()).context("stored cookie key is too short")?;
+    let listener = TcpListener::bind((config.host.as_str(), config.port))
+        .with_context(|| format!("binding {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, node = %node_id, store = %store.describe(), "rookery listening");
 
-    let cluster: Arc<dyn ClusterAdapter> = Arc::new(LocalOnly);
-    let workers = config.worker_count();
-    let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
-    let registry = Registry::new(
-        store.clone(),
-        cluster,
-        room_arbiters.iter().map(Arbiter::handle).collect(),
-    )
-    .start();
-
-    let state = web::Data::new(AppState {
-        store: store.clone(),
-        registry,
-        config: Arc::new(config.clone()),
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let replica = Replica {
+        config,
         node_id: node_id.clone(),
-    });
-    let sessions = StoreSessions::new(store);
-    let session_ttl = Duration::hours(i64::from(config.session_ttl_hours));
-    let cookie_secure = config.cookie_secure;
-    let http_server = HttpServer::new(move || {
-        let session_middleware = SessionMiddleware::builder(sessions.clone(), cookie_key.clone())
-            .cookie_name(SESSION_COOKIE.into())
-            .cookie_http_only(true)
-            .cookie_same_site(SameSite::Lax)
-            .cookie_secure(cookie_secure)
-            .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
-            .build();
-        let upload_dir = upload_dir.clone();
-        App::new()
-            .app_data(state.clone())
-            .wrap(session_middleware)
-            .wrap(http::security_headers())
-            .wrap(middleware::Compress::default())
-            .wrap(middleware::Logger::new("%r %s %b %Dms").exclude("/healthz"))
-            .configure(move |cfg| http::routes(cfg, &upload_dir))
-    })
-    .workers(workers)
-    .shutdown_timeout(config.shutdown_timeout)
-    .bind((config.host.as_str(), config.port))
-    .with_context(|| format!("binding {}:{}", config.host, config.port))?;
-    let addr = *http_server
-        .addrs()
-        .first()
-        .context("the server bound no address")?;
-    let server = http_server.run();
-    tracing::info!(%addr, node = %node_id, data_dir = %config.data_dir.display(), "rookery listening");
+        store,
+    };
+    let task = actix_web::rt::spawn(replica.run(listener, stop_rx));
     Ok(Running {
         addr,
         node_id,
-        handle: server.handle(),
-        server: Some(server),
-        room_arbiters,
+        stopper: Stopper(Arc::new(stop_tx)),
+        task,
     })
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.mongo() {
+        Some(mongo) => Arc::new(
+            MongoStore::connect(&mongo)
+                .await
+                .context("configuring MongoDB (check MONGO_URL / DB_HOST)")?,
+        ),
+        None => {
+            let path = config.data_dir.join("rookery.db");
+            Arc::new(
+                SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
+            )
+        }
+    })
+}
+
+struct Replica {
+    config: Config,
+    node_id: String,
+    store: Arc<dyn Store>,
+}
+
+impl Replica {
+    async fn run(
+        self,
+        listener: TcpListener,
+        mut stop: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let Some(cookie_key) = self.wait_for_store(&listener, &mut stop).await? else {
+            return Ok(());
+        };
+
+        let workers = self.config.worker_count();
+        let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+        let cluster: Arc<dyn ClusterAdapter> = Arc::new(LocalOnly);
+        let registry = Registry::new(
+            self.store.clone(),
+            cluster,
+            room_arbiters.iter().map(Arbiter::handle).collect(),
+        )
+        .start();
+        let server = self.app_server(listener, registry, cookie_key)?;
+        let handle = server.handle();
+        let mut serving = actix_web::rt::spawn(server);
+        let result = tokio::select! {
+            result = &mut serving => result,
+            _ = stop.wait_for(|stop| *stop) => {
+                handle.stop(true).await;
+                serving.await
+            }
+        };
+        for arbiter in room_arbiters {
+            arbiter.stop();
+        }
+        result.unwrap_or_else(|join| Err(std::io::Error::other(join)))
+    }
+
+    /// Retries until the store is usable and returns the cookie key, serving
+    /// the standby app meanwhile; `None` if asked to stop first.
+    async fn wait_for_store(
+        &self,
+        listener: &TcpListener,
+        stop: &mut watch::Receiver<bool>,
+    ) -> std::io::Result<Option<Key>> {
+        let target = self.store.describe();
+        let mut standby: Option<ServerHandle> = None;
+        let mut delay = STORE_RETRY_FIRST;
+        let key = loop {
+            match self.load_cookie_key().await {
+                Ok(key) => break Some(key),
+                Err(err) => {
+                    tracing::error!(
+                        store = %target,
+                        error = %err,
+                        retry_in = ?delay,
+                        "the database is not reachable; not ready until it is"
+                    );
+                    if standby.is_none() {
+                        let server = http::health::standby_server(
+                            listener.try_clone()?,
+                            self.node_id.clone(),
+                            format!("waiting for the database at {target}"),
+                        )?;
+                        standby = Some(server.handle());
+                        actix_web::rt::spawn(server);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|stop| *stop) => break None,
+            }
+            delay = (delay * 2).min(STORE_RETRY_MAX);
+        };
+        if let Some(standby) = standby {
+            standby.stop(false).await;
+        }
+        if key.is_some() {
+            tracing::info!(store = %target, "database ready");
+        }
+        Ok(key)
+    }
+
+    async fn load_cookie_key(&self) -> anyhow::Result<Key> {
+        self.store.migrate().await?;
+        let key = self
+            .store
+            .secret("session_cookie_key", Key::generate().master().to_vec())
+            .await?;
+        Key::try_from(key.as_slice()).context("the stored cookie key is too short")
+    }
+
+    fn app_server(
+        &self,
+        listener: TcpListener,
+        registry: Addr<Registry>,
+        cookie_key: Key,
+    ) -> std::io::Result<Server> {
+        let config = &self.config;
+        let upload_dir = config.upload_dir();
+        let state = web::Data::new(AppState {
+            store: self.store.clone(),
+            registry,
+            config: Arc::new(config.clone()),
+            node_id: self.node_id.clone(),
+        });
+        let sessions = StoreSessions::new(self.store.clone());
+        let session_ttl = Duration::hours(i64::from(config.session_ttl_hours));
+        let cookie_secure = config.cookie_secure;
+        Ok(HttpServer::new(move || {
+            let session_middleware =
+                SessionMiddleware::builder(sessions.clone(), cookie_key.clone())
+                    .cookie_name(SESSION_COOKIE.into())
+                    .cookie_http_only(true)
+                    .cookie_same_site(SameSite::Lax)
+                    .cookie_secure(cookie_secure)
+                    .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
+                    .build();
+            let upload_dir = upload_dir.clone();
+            App::new()
+                .app_data(state.clone())
+                .wrap(http::security_headers())
+                .wrap(middleware::Compress::default())
+                .wrap(middleware::Logger::new("%r %s %b %Dms").exclude("/healthz"))
+                .configure(http::health_routes)
+                .service(
+                    web::scope("")
+                        .wrap(session_middleware)
+                        .wrap(middleware::from_fn(http::storage_errors))
+                        .configure(move |cfg| http::routes(cfg, &upload_dir)),
+                )
+        })
+        .workers(config.worker_count())
+        .shutdown_timeout(config.shutdown_timeout)
+        // Signals are the binary's business (see main.rs), so tests and
+        // embedders decide when a replica stops.
+        .disable_signals()
+        .listen(listener)?
+        .run())
+    }
 }

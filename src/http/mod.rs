@@ -8,7 +8,10 @@ pub mod pages;
 use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::{http::header, middleware::DefaultHeaders, web, HttpResponse};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{http::header, web, HttpResponse};
 
 use crate::chat::registry::Registry;
 use crate::config::Config;
@@ -22,6 +25,14 @@ pub struct AppState {
     pub node_id: String,
 }
 
+/// Probes: outside the session middleware, so they answer even when the
+/// session store cannot (a probe sent with a cookie must not fail on it).
+pub fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::live))
+        .route("/readyz", web::get().to(health::ready));
+}
+
+/// Everything a user reaches; runs inside the session middleware.
 pub fn routes(cfg: &mut web::ServiceConfig, upload_dir: &std::path::Path) {
     cfg.route("/", web::get().to(pages::chat))
         .route("/login", web::get().to(auth::login_page))
@@ -29,8 +40,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, upload_dir: &std::path::Path) {
         .route("/logout", web::post().to(auth::logout))
         .route("/avatar", web::post().to(avatar::upload))
         .route("/ws", web::get().to(crate::ws::upgrade))
-        .route("/healthz", web::get().to(health::live))
-        .route("/readyz", web::get().to(health::ready))
         .route("/static/{file}", web::get().to(pages::asset))
         .service(actix_files::Files::new(
             "/avatars",
@@ -50,6 +59,40 @@ pub fn security_headers() -> DefaultHeaders {
             "default-src 'self'; img-src 'self' data:; object-src 'none'; \
              base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
         ))
+}
+
+/// Turns the opaque 500 that the session middleware answers when it cannot
+/// reach the session store into a 503 that says so; the browser client
+/// retries on it, and nothing about the user's session is lost.
+pub async fn storage_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let path = req.path().to_owned();
+    next.call(req).await.map_err(|err| {
+        if err.as_response_error().status_code().is_server_error() {
+            tracing::warn!(%path, error = %err, "session store unavailable");
+            StorageUnavailable.into()
+        } else {
+            err
+        }
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("Storage is unavailable right now; try again shortly.")]
+struct StorageUnavailable;
+
+impl actix_web::ResponseError for StorageUnavailable {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .body(self.to_string())
+    }
 }
 
 /// A `303 See Other` to `to`: where a form post or a page without login leads.

@@ -3,13 +3,14 @@
 //! Everything the chat keeps — accounts, room messages, HTTP sessions and the
 //! cookie-signing secret — goes through this trait, so the actors and HTTP
 //! handlers never know which database is behind it. The embedded
-//! [`sqlite::SqliteStore`] is the default; a networked backend slots in beside
-//! it by implementing the same trait.
+//! [`sqlite::SqliteStore`] is the default; [`mongo::MongoStore`] is the one
+//! replicas share.
 //!
 //! Sequence numbers are allocated by the store, not by the room actor, so
 //! that several processes writing the same room (replicas sharing one
 //! database) can never hand out the same `seq` twice.
 
+pub mod mongo;
 pub mod session;
 pub mod sqlite;
 
@@ -62,6 +63,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Where the data lives, for logs; never includes a password.
+    fn describe(&self) -> String;
+
+    /// Creates what the store needs (tables, indexes); idempotent. A replica
+    /// retries it until it succeeds before it serves anything.
+    async fn migrate(&self) -> StoreResult<()>;
+
     /// Succeeds when the backend answers; drives `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -72,8 +80,11 @@ pub trait Store: Send + Sync + 'static {
     /// caller can delete its file.
     async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>>;
 
-    /// Persists `batch` in order as the next messages of `room`, atomically:
-    /// either all get consecutive `seq`s or none is stored.
+    /// Persists `batch` in order as the next messages of `room`. Each message
+    /// gets a `seq` above every `seq` stored before it, in batch order; no
+    /// `seq` is ever handed out twice or skipped, even with several processes
+    /// appending to one room. On `Err`, the caller must treat the batch as not
+    /// sent.
     async fn append(
         &self,
         room: &str,
@@ -112,6 +123,11 @@ pub trait Store: Send + Sync + 'static {
     /// value (the first writer wins), which keeps session cookies valid across
     /// restarts and replicas.
     async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>>;
+}
+
+/// Direct rooms (`@alice:bob`, see `chat::names`) stay off the public room list.
+pub fn is_direct(room: &str) -> bool {
+    room.starts_with('@')
 }
 
 /// The current time in the store's unit.

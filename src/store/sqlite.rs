@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS secrets (
 ";
 
 pub struct SqliteStore {
+    path: std::path::PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
 }
@@ -69,6 +70,7 @@ impl SqliteStore {
         writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let reader = connect(path)?;
         Ok(Self {
+            path: path.to_owned(),
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
         })
@@ -137,6 +139,15 @@ fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Sto
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    /// The schema is brought up to date by [`SqliteStore::open`].
+    async fn migrate(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await

@@ -2,6 +2,8 @@
 //! HTTP client with a cookie jar, and a real WebSocket client.
 #![allow(dead_code)]
 
+pub mod mongo;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,9 +35,8 @@ impl TestServer {
     }
 
     pub async fn start_with(config: rookery::Config) -> Self {
-        let mut running = rookery::start(config).await.expect("server starts");
+        let running = rookery::start(config).await.expect("server starts");
         let addr = running.addr;
-        running.spawn();
         Self {
             addr,
             running: Some(running),
@@ -48,7 +49,7 @@ impl TestServer {
 
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
-            running.stop().await;
+            running.stop().await.expect("server stops cleanly");
         }
     }
 }

@@ -1,0 +1,548 @@
+//! The shared store: MongoDB through the official driver, so every replica
+//! sees the same accounts, history and login sessions.
+//!
+//! Collections and why their indexes look the way they do:
+//!
+//! | collection | document | indexes |
+//! |---|---|---|
+//! | `users` | `{name, password_hash, avatar, created}` | `name` unique: logins look users up by name, and registration relies on it to refuse a taken name atomically |
+//! | `messages` | `{room, seq, from, text, ts}` | `(room, seq)` unique: history pages are range scans on it, and it is what makes `seq` allocation safe (below) |
+//! | `rooms` | `{_id: room, last_seq, last_ts, direct}` | `(direct, last_ts)`: the room list on the chat page is "public rooms, newest first" |
+//! | `sessions` | `{_id: key, state, expires}` | `expires` with a TTL of 0: MongoDB deletes a session once it expires |
+//! | `secrets` | `{_id: name, value}` | `_id` only |
+//!
+//! **Sequence numbers.** A message's `seq` is the room's last stored `seq`
+//! plus one, and the unique `(room, seq)` index is the arbiter: if another
+//! replica took that number first, the insert fails with a duplicate-key
+//! error, and the writer re-reads the room's last `seq` and tries again. A
+//! number is therefore only ever taken by a message that was actually
+//! stored, so there are neither collisions nor gaps, even when an insert
+//! fails half-way or the database dies. (A counter document bumped with
+//! `$inc` before the insert would leave a hole for every insert that fails
+//! after the bump.) Each process remembers the last `seq` it wrote per room,
+//! so while one replica is the only writer of a room an append is a single
+//! `insert_many` with no read before it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::{doc, spec::BinarySubtype, Binary, DateTime, Document};
+use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, Credential, IndexOptions, ServerAddress, WriteConcern};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use super::{Millis, NewMessage, Store, StoreError, StoreResult, StoredMessage, User};
+use crate::config::MongoConfig;
+
+/// How long an operation waits for a reachable server before failing. The
+/// driver's default (30 s) would leave a sender without an answer for that
+/// long when the database is down; a URL's `serverSelectionTimeoutMS` wins.
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// MongoDB's error code for a unique-index violation.
+const DUPLICATE_KEY: i32 = 11000;
+/// Appends retried after losing a `seq` race before giving up: each lost
+/// race means another writer stored a message, so this only runs out under
+/// pathological contention.
+const MAX_APPEND_ATTEMPTS: usize = 64;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UserDoc {
+    name: String,
+    password_hash: String,
+    #[serde(default)]
+    avatar: Option<String>,
+    created: DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageDoc {
+    room: String,
+    seq: i64,
+    from: String,
+    text: String,
+    ts: DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SessionDoc {
+    #[serde(rename = "_id")]
+    key: String,
+    state: String,
+    expires: DateTime,
+}
+
+pub struct MongoStore {
+    db: Database,
+    users: Collection<UserDoc>,
+    messages: Collection<MessageDoc>,
+    rooms: Collection<Document>,
+    sessions: Collection<SessionDoc>,
+    secrets: Collection<Document>,
+    /// The last `seq` this process stored per room; a hint, checked by the
+    /// unique index on every insert.
+    last_seq: Mutex<HashMap<String, u64>>,
+    target: String,
+}
+
+impl MongoStore {
+    /// Builds a client from the configuration. Nothing is contacted yet, so
+    /// this only fails on a malformed URL; [`Store::migrate`] is the first
+    /// round trip.
+    pub async fn connect(config: &MongoConfig) -> anyhow::Result<Self> {
+        let mut options = match &config.url {
+            Some(url) => ClientOptions::parse(url).await?,
+            None => {
+                let host = config.host.clone().unwrap_or_else(|| "localhost".into());
+                let mut options = ClientOptions::builder()
+                    .hosts(vec![ServerAddress::Tcp {
+                        host,
+                        port: Some(config.port),
+                    }])
+                    .build();
+                if let Some(username) = &config.username {
+                    // The app user lives in the app's own database, as the
+                    // compose and Kubernetes init scripts create it.
+                    options.credential = Some(
+                        Credential::builder()
+                            .username(username.clone())
+                            .password(config.password.clone())
+                            .source(config.database.clone())
+                            .build(),
+                    );
+                }
+                options
+            }
+        };
+        options
+            .server_selection_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+        // An ack tells the sender the message is safe, so a write counts only
+        // once it is in the journal: w:1 alone is acknowledged from memory
+        // and lost if the server is killed right after.
+        options
+            .write_concern
+            .get_or_insert_with(WriteConcern::default)
+            .journal
+            .get_or_insert(true);
+        options.app_name.get_or_insert_with(|| "rookery".into());
+        let database = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| config.database.clone());
+        let target = describe(&options, &database);
+        let client = Client::with_options(options)?;
+        let db = client.database(&database);
+        Ok(Self {
+            users: db.collection("users"),
+            messages: db.collection("messages"),
+            rooms: db.collection("rooms"),
+            sessions: db.collection("sessions"),
+            secrets: db.collection("secrets"),
+            db,
+            last_seq: Mutex::new(HashMap::new()),
+            target,
+        })
+    }
+
+    /// The highest stored `seq` of `room`, 0 if it has none.
+    async fn stored_last_seq(&self, room: &str) -> StoreResult<u64> {
+        let newest = self
+            .messages
+            .find_one(doc! { "room": room })
+            .sort(doc! { "seq": -1 })
+            .await
+            .map_err(unavailable)?;
+        Ok(newest.map_or(0, |message| message.seq as u64))
+    }
+
+    fn remembered_last_seq(&self, room: &str) -> Option<u64> {
+        self.last_seq_map().get(room).copied()
+    }
+
+    fn remember_last_seq(&self, room: &str, seq: Option<u64>) {
+        let mut map = self.last_seq_map();
+        match seq {
+            Some(seq) => map.insert(room.to_owned(), seq),
+            None => map.remove(room),
+        };
+    }
+
+    fn last_seq_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // The map is only a hint; a panic mid-update cannot make it unsafe.
+        self.last_seq
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// The server list and database, without credentials, for logs.
+fn describe(options: &ClientOptions, database: &str) -> String {
+    let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+    let user = options
+        .credential
+        .as_ref()
+        .and_then(|credential| credential.username.as_deref())
+        .map(|name| format!("{name}@"))
+        .unwrap_or_default();
+    format!("mongodb://{user}{}/{database}", hosts.join(","))
+}
+
+fn unavailable(err: MongoError) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+fn is_duplicate_key(err: &MongoError) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == DUPLICATE_KEY,
+        ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+/// For a failed ordered `insert_many`: how many documents went in before a
+/// duplicate key stopped it, or `None` if it failed for another reason.
+fn inserted_before_duplicate(err: &MongoError) -> Option<usize> {
+    let ErrorKind::InsertMany(failure) = err.kind.as_ref() else {
+        return None;
+    };
+    if failure.write_concern_error.is_some() {
+        return None;
+    }
+    let first = failure
+        .write_errors
+        .as_ref()?
+        .iter()
+        .min_by_key(|e| e.index)?;
+    (first.code == DUPLICATE_KEY).then_some(first.index)
+}
+
+fn conflict_or_unavailable(err: MongoError) -> StoreError {
+    if is_duplicate_key(&err) {
+        StoreError::Conflict
+    } else {
+        unavailable(err)
+    }
+}
+
+fn index(keys: Document, options: IndexOptions) -> IndexModel {
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn describe(&self) -> String {
+        self.target.clone()
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let named = |name: &str| IndexOptions::builder().name(name.to_owned());
+        self.users
+            .create_index(index(
+                doc! { "name": 1 },
+                named("users_by_name").unique(true).build(),
+            ))
+            .await
+            .map_err(unavailable)?;
+        self.messages
+            .create_index(index(
+                doc! { "room": 1, "seq": 1 },
+                named("messages_by_room_seq").unique(true).build(),
+            ))
+            .await
+            .map_err(unavailable)?;
+        self.rooms
+            .create_index(index(
+                doc! { "direct": 1, "last_ts": -1 },
+                named("rooms_by_activity").build(),
+            ))
+            .await
+            .map_err(unavailable)?;
+        self.sessions
+            .create_index(index(
+                doc! { "expires": 1 },
+                named("sessions_expire")
+                    .expire_after(Duration::ZERO)
+                    .build(),
+            ))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+        self.users
+            .insert_one(UserDoc {
+                name: name.to_owned(),
+                password_hash: password_hash.to_owned(),
+                avatar: None,
+                created: DateTime::now(),
+            })
+            .await
+            .map(drop)
+            .map_err(conflict_or_unavailable)
+    }
+
+    async fn find_user(&self, name: &str) -> StoreResult<Option<User>> {
+        let user = self
+            .users
+            .find_one(doc! { "name": name })
+            .await
+            .map_err(unavailable)?;
+        Ok(user.map(|user| User {
+            name: user.name,
+            password_hash: user.password_hash,
+            avatar: user.avatar,
+        }))
+    }
+
+    async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>> {
+        // Returning the document as it was before the update hands back the
+        // previous photo in the same atomic step.
+        let previous = self
+            .users
+            .find_one_and_update(doc! { "name": name }, doc! { "$set": { "avatar": avatar } })
+            .await
+            .map_err(unavailable)?;
+        Ok(previous.and_then(|user| user.avatar))
+    }
+
+    async fn append(
+        &self,
+        room: &str,
+        batch: Vec<NewMessage>,
+        ts: Millis,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut pending = batch.as_slice();
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            attempts += 1;
+            let last = match self.remembered_last_seq(room) {
+                Some(seq) => seq,
+                None => self.stored_last_seq(room).await?,
+            };
+            let docs = pending
+                .iter()
+                .enumerate()
+                .map(|(offset, message)| MessageDoc {
+                    room: room.to_owned(),
+                    seq: (last + 1 + offset as u64) as i64,
+                    from: message.from.clone(),
+                    text: message.text.clone(),
+                    ts: DateTime::from_millis(ts),
+                });
+            let inserted = match self.messages.insert_many(docs).ordered(true).await {
+                Ok(_) => pending.len(),
+                Err(err) => {
+                    // Whatever happened, the remembered seq may be stale now.
+                    self.remember_last_seq(room, None);
+                    match inserted_before_duplicate(&err) {
+                        Some(count) if attempts < MAX_APPEND_ATTEMPTS => count,
+                        _ => return Err(unavailable(err)),
+                    }
+                }
+            };
+            for (offset, message) in pending[..inserted].iter().enumerate() {
+                stored.push(StoredMessage {
+                    room: room.to_owned(),
+                    seq: last + 1 + offset as u64,
+                    from: message.from.clone(),
+                    text: message.text.clone(),
+                    ts,
+                    avatar: None,
+                });
+            }
+            if inserted == pending.len() {
+                self.remember_last_seq(room, Some(last + inserted as u64));
+            }
+            pending = &pending[inserted..];
+        }
+        if let Some(newest) = stored.last() {
+            // Only feeds the room list; a failure here must not fail a send
+            // whose messages are already stored.
+            let activity = self
+                .rooms
+                .update_one(
+                    doc! { "_id": room },
+                    doc! {
+                        "$max": { "last_seq": newest.seq as i64, "last_ts": DateTime::from_millis(ts) },
+                        "$set": { "direct": super::is_direct(room) },
+                    },
+                )
+                .upsert(true)
+                .await;
+            if let Err(err) = activity {
+                tracing::warn!(%room, error = %err, "could not record room activity");
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
+        let mut cursor = self
+            .messages
+            .find(doc! { "room": room, "seq": { "$lt": before } })
+            .sort(doc! { "seq": -1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(unavailable)?;
+        let mut page = Vec::new();
+        while cursor.advance().await.map_err(unavailable)? {
+            page.push(cursor.deserialize_current().map_err(unavailable)?);
+        }
+        page.reverse();
+
+        let mut authors: Vec<&str> = page.iter().map(|m| m.from.as_str()).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let mut avatars = HashMap::new();
+        if !authors.is_empty() {
+            let mut users = self
+                .users
+                .find(doc! { "name": { "$in": authors }, "avatar": { "$ne": null } })
+                .await
+                .map_err(unavailable)?;
+            while users.advance().await.map_err(unavailable)? {
+                let user = users.deserialize_current().map_err(unavailable)?;
+                if let Some(avatar) = user.avatar {
+                    avatars.insert(user.name, avatar);
+                }
+            }
+        }
+        Ok(page
+            .into_iter()
+            .map(|message| StoredMessage {
+                avatar: avatars.get(&message.from).cloned(),
+                room: message.room,
+                seq: message.seq as u64,
+                from: message.from,
+                text: message.text,
+                ts: message.ts.timestamp_millis(),
+            })
+            .collect())
+    }
+
+    async fn recent_rooms(&self, limit: u32) -> StoreResult<Vec<String>> {
+        let mut cursor = self
+            .rooms
+            .find(doc! { "direct": false })
+            .sort(doc! { "last_ts": -1 })
+            .limit(i64::from(limit))
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(unavailable)?;
+        let mut rooms = Vec::new();
+        while cursor.advance().await.map_err(unavailable)? {
+            let room = cursor.deserialize_current().map_err(unavailable)?;
+            if let Ok(name) = room.get_str("_id") {
+                rooms.push(name.to_owned());
+            }
+        }
+        Ok(rooms)
+    }
+
+    async fn session_load(&self, key: &str, now: Millis) -> StoreResult<Option<String>> {
+        // The TTL monitor deletes expired sessions only about once a minute,
+        // so expiry is also checked here.
+        let session = self
+            .sessions
+            .find_one(doc! { "_id": key, "expires": { "$gt": DateTime::from_millis(now) } })
+            .await
+            .map_err(unavailable)?;
+        Ok(session.map(|session| session.state))
+    }
+
+    async fn session_insert(&self, key: &str, state: &str, expires: Millis) -> StoreResult<()> {
+        self.sessions
+            .insert_one(SessionDoc {
+                key: key.to_owned(),
+                state: state.to_owned(),
+                expires: DateTime::from_millis(expires),
+            })
+            .await
+            .map(drop)
+            .map_err(conflict_or_unavailable)
+    }
+
+    async fn session_update(
+        &self,
+        key: &str,
+        state: &str,
+        expires: Millis,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let result = self
+            .sessions
+            .update_one(
+                doc! { "_id": key, "expires": { "$gt": DateTime::from_millis(now) } },
+                doc! { "$set": { "state": state, "expires": DateTime::from_millis(expires) } },
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(result.matched_count > 0)
+    }
+
+    async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()> {
+        self.sessions
+            .update_one(
+                doc! { "_id": key },
+                doc! { "$set": { "expires": DateTime::from_millis(expires) } },
+            )
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn session_delete(&self, key: &str) -> StoreResult<()> {
+        self.sessions
+            .delete_one(doc! { "_id": key })
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let value = Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: candidate,
+        };
+        match self
+            .secrets
+            .insert_one(doc! { "_id": name, "value": value })
+            .await
+        {
+            Ok(_) => {}
+            Err(err) if is_duplicate_key(&err) => {}
+            Err(err) => return Err(unavailable(err)),
+        }
+        let stored = self
+            .secrets
+            .find_one(doc! { "_id": name })
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| StoreError::Unavailable(format!("secret {name} vanished")))?;
+        stored
+            .get_binary_generic("value")
+            .cloned()
+            .map_err(|err| StoreError::Unavailable(format!("secret {name} is malformed: {err}")))
+    }
+}

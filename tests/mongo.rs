@@ -1,0 +1,247 @@
+//! Rookery on MongoDB: the schema it creates, shared login sessions, and
+//! what users see when the database is missing at start or dies mid-chat.
+//! Fault tests own their SecantusDB process so they can kill and restart it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::mongo::{MongoServer, TestMongo};
+use common::{Client, TestServer};
+use mongodb::bson::{doc, Document};
+use serde_json::{json, Value};
+
+fn mongo_config(url: &str) -> (tempfile::TempDir, rookery::Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.mongo_url = Some(url.to_owned());
+    (dir, config)
+}
+
+async fn get_json(client: &Client, path: &str) -> (u16, Value) {
+    let response = client.get(path).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `/readyz` until it answers 200.
+async fn wait_ready(client: &Client, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = get_json(client, "/readyz").await;
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready within {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
+async fn creates_the_indexes_its_queries_and_expiry_rely_on() {
+    let mongo = TestMongo::new();
+    let (_dir, config) = mongo_config(&mongo.url);
+    let server = TestServer::start_with(config).await;
+    wait_ready(&Client::new(&server), Duration::from_secs(20)).await;
+
+    let client = mongodb::Client::with_uri_str(&mongo.url).await.unwrap();
+    let db = client.default_database().unwrap();
+    let indexes = |collection: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut cursor = db
+                .collection::<Document>(collection)
+                .list_indexes()
+                .await
+                .unwrap();
+            let mut found = Vec::new();
+            while cursor.advance().await.unwrap() {
+                found.push(cursor.deserialize_current().unwrap());
+            }
+            found
+        }
+    };
+    let find = |indexes: &[mongodb::IndexModel], keys: Document| {
+        indexes
+            .iter()
+            .find(|index| index.keys == keys)
+            .cloned()
+            .unwrap_or_else(|| panic!("no index on {keys}"))
+    };
+    let users = indexes("users").await;
+    assert_eq!(
+        find(&users, doc! {"name": 1}).options.unwrap().unique,
+        Some(true)
+    );
+    let messages = indexes("messages").await;
+    let by_seq = find(&messages, doc! {"room": 1, "seq": 1});
+    assert_eq!(by_seq.options.unwrap().unique, Some(true));
+    let sessions = indexes("sessions").await;
+    let ttl = find(&sessions, doc! {"expires": 1}).options.unwrap();
+    assert_eq!(
+        ttl.expire_after,
+        Some(Duration::ZERO),
+        "sessions expire by TTL"
+    );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_login_survives_a_restart_and_works_on_every_replica() {
+    let mongo = TestMongo::new();
+    let (_dir_a, config_a) = mongo_config(&mongo.url);
+    let first = TestServer::start_with(config_a.clone()).await;
+    let alice = Client::new(&first);
+    wait_ready(&alice, Duration::from_secs(20)).await;
+    alice.login("alice").await;
+    assert_eq!(alice.get("/").await.status(), 200);
+    first.stop().await;
+
+    // Same database, new process and new local data directory: only
+    // MongoDB can know the session.
+    let (_dir_b, config_b) = mongo_config(&mongo.url);
+    let restarted = TestServer::start_with(config_b).await;
+    let alice = Client::with_jar(&restarted, alice.jar.clone());
+    wait_ready(&alice, Duration::from_secs(20)).await;
+    assert_eq!(
+        alice.get("/").await.status(),
+        200,
+        "still logged in after a restart"
+    );
+
+    let (_dir_c, config_c) = mongo_config(&mongo.url);
+    let other = TestServer::start_with(config_c).await;
+    let bob_here = Client::new(&restarted);
+    bob_here.login("bob").await;
+    let bob_there = Client::with_jar(&other, bob_here.jar.clone());
+    wait_ready(&bob_there, Duration::from_secs(20)).await;
+    let page = bob_there.get("/").await;
+    assert_eq!(
+        page.status(),
+        200,
+        "a login on one replica is valid on the other"
+    );
+    assert!(page.text().await.unwrap().contains("bob"));
+    let mut ws = bob_there.ws().await;
+    ws.join("general").await;
+
+    // Control: a replica with its own embedded store does not know the cookie.
+    let (_dir_d, stranger) = TestServer::fresh().await;
+    let bob_elsewhere = Client::with_jar(&stranger, bob_here.jar.clone());
+    assert_eq!(bob_elsewhere.get("/").await.status(), 303);
+
+    for server in [restarted, other, stranger] {
+        server.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn waits_for_an_unreachable_database_then_serves() {
+    let mut mongo = MongoServer::unstarted();
+    let url = mongo.url("rookery");
+    let (_dir, config) = mongo_config(&url);
+    let server = TestServer::start_with(config).await;
+    let client = Client::new(&server);
+
+    let (status, body) = get_json(&client, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert!(
+        body["reason"].as_str().unwrap().contains(&url),
+        "the reason names the database: {body}"
+    );
+    assert_eq!(
+        get_json(&client, "/healthz").await.0,
+        200,
+        "alive while waiting"
+    );
+    assert_eq!(client.get("/login").await.status(), 503);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    mongo.spawn();
+    wait_ready(&client, Duration::from_secs(30)).await;
+    client.login("alice").await;
+    let mut ws = client.ws().await;
+    ws.join("general").await;
+    ws.say("general", "the database is here", "r1").await;
+    server.stop().await;
+}
+
+/// Sends `text` and returns the `ack` or `error` answering its `ref`.
+async fn send_and_answer(ws: &mut common::Ws, text: &str, reference: &str) -> Value {
+    ws.send(json!({"type": "send", "room": "general", "text": text, "ref": reference}))
+        .await;
+    loop {
+        let frame = ws.recv().await;
+        if frame["ref"] == reference && (frame["type"] == "ack" || frame["type"] == "error") {
+            return frame;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
+    let mut mongo = MongoServer::start();
+    let (_dir, config) = mongo_config(&mongo.url("rookery"));
+    let server = TestServer::start_with(config).await;
+    let alice = Client::new(&server);
+    wait_ready(&alice, Duration::from_secs(20)).await;
+    alice.login("alice").await;
+    let bob = Client::logged_in(&server, "bob").await;
+    let (mut a, mut b) = (alice.ws().await, bob.ws().await);
+    a.join("general").await;
+    b.join("general").await;
+
+    let mut acked = vec![a.say("general", "before", "r0").await];
+    mongo.kill();
+    let answer = send_and_answer(&mut a, "during the outage", "r1").await;
+    assert_eq!(
+        answer["type"], "error",
+        "never an ack for an unstored message: {answer}"
+    );
+    assert_eq!(answer["code"], "store_unavailable");
+    let (status, _) = get_json(&alice, "/readyz").await;
+    assert_eq!(status, 503, "not ready while the database is down");
+
+    mongo.spawn();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let answer = send_and_answer(&mut a, "after", &format!("retry{attempt}")).await;
+        if answer["type"] == "ack" {
+            acked.push(answer["seq"].as_u64().unwrap());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sending never recovered: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    acked.push(a.say("general", "and again", "r2").await);
+
+    // bob got exactly the stored messages, live.
+    let mut delivered = Vec::new();
+    while delivered.len() < acked.len() {
+        let message = b.recv_type("message").await;
+        assert_ne!(message["text"], "during the outage");
+        delivered.push(message["seq"].as_u64().unwrap());
+    }
+    assert_eq!(delivered, acked);
+
+    a.send(json!({"type": "history", "room": "general"})).await;
+    let history = a.recv_type("history").await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["before", "after", "and again"]);
+    assert_eq!(acked, [1, 2, 3], "no seq was lost to the failed send");
+    server.stop().await;
+}

@@ -1,0 +1,370 @@
+//! One behavioural contract for every `Store` backend. Each case is written
+//! once, in `cases`, against a `Backend` that can open any number of
+//! handles onto the same data (as replicas or restarts would); the macro at
+//! the bottom runs every case on SQLite and on MongoDB.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::mongo::TestMongo;
+use rookery::config::MongoConfig;
+use rookery::store::mongo::MongoStore;
+use rookery::store::sqlite::SqliteStore;
+use rookery::store::{NewMessage, Store, StoreError};
+
+/// Where a case's data lives; dropping it removes the data (or the server).
+pub enum Backend {
+    Sqlite(tempfile::TempDir),
+    Mongo(TestMongo),
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn mongo() -> Self {
+        Self::Mongo(TestMongo::new())
+    }
+
+    /// A new, migrated handle onto this backend's data.
+    async fn open(&self) -> Arc<dyn Store> {
+        let store: Arc<dyn Store> = match self {
+            Self::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(&dir.path().join("rookery.db")).unwrap())
+            }
+            Self::Mongo(mongo) => Arc::new(
+                MongoStore::connect(&MongoConfig {
+                    url: Some(mongo.url.clone()),
+                    host: None,
+                    port: 27017,
+                    username: None,
+                    password: None,
+                    database: "unused".into(),
+                })
+                .await
+                .unwrap(),
+            ),
+        };
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+fn messages(from: &str, texts: &[&str]) -> Vec<NewMessage> {
+    texts
+        .iter()
+        .map(|text| NewMessage {
+            from: from.into(),
+            text: (*text).into(),
+        })
+        .collect()
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn accounts_have_unique_names(backend: Backend) {
+        let store = backend.open().await;
+        assert_eq!(store.find_user("alice").await.unwrap(), None);
+        store.create_user("alice", "hash-1").await.unwrap();
+        assert!(matches!(
+            store.create_user("alice", "hash-2").await,
+            Err(StoreError::Conflict)
+        ));
+        let alice = store.find_user("alice").await.unwrap().unwrap();
+        assert_eq!(
+            (alice.name.as_str(), alice.password_hash.as_str()),
+            ("alice", "hash-1"),
+            "the second registration must not overwrite the first"
+        );
+        assert_eq!(alice.avatar, None);
+    }
+
+    pub async fn avatar_changes_return_the_previous_photo(backend: Backend) {
+        let store = backend.open().await;
+        store.create_user("alice", "hash").await.unwrap();
+        assert_eq!(
+            store
+                .set_avatar("alice", Some("/avatars/a.png"))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .set_avatar("alice", Some("/avatars/b.png"))
+                .await
+                .unwrap(),
+            Some("/avatars/a.png".into())
+        );
+        let alice = store.find_user("alice").await.unwrap().unwrap();
+        assert_eq!(alice.avatar.as_deref(), Some("/avatars/b.png"));
+    }
+
+    pub async fn appends_get_consecutive_seqs_per_room(backend: Backend) {
+        let store = backend.open().await;
+        let first = store
+            .append("general", messages("alice", &["a", "b"]), 1_000)
+            .await
+            .unwrap();
+        let other = store
+            .append("random", messages("bob", &["x"]), 1_001)
+            .await
+            .unwrap();
+        let second = store
+            .append("general", messages("bob", &["c"]), 1_002)
+            .await
+            .unwrap();
+        let seqs = |batch: &[rookery::store::StoredMessage]| {
+            batch.iter().map(|m| m.seq).collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(&first), [1, 2]);
+        assert_eq!(seqs(&other), [1], "every room counts from 1");
+        assert_eq!(seqs(&second), [3]);
+        assert_eq!(first[1].text, "b");
+        assert_eq!(first[1].ts, 1_000);
+        assert!(store
+            .append("general", Vec::new(), 1_003)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn history_pages_backwards_oldest_first(backend: Backend) {
+        let store = backend.open().await;
+        store.create_user("alice", "hash").await.unwrap();
+        store
+            .set_avatar("alice", Some("/avatars/old.png"))
+            .await
+            .unwrap();
+        let texts: Vec<String> = (1..=7).map(|n| format!("m{n}")).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        store
+            .append("general", messages("alice", &texts), 5_000)
+            .await
+            .unwrap();
+        store
+            .append("general", messages("bob", &["from bob"]), 6_000)
+            .await
+            .unwrap();
+        store
+            .set_avatar("alice", Some("/avatars/new.png"))
+            .await
+            .unwrap();
+
+        let newest = store.history("general", None, 3).await.unwrap();
+        let summary = |page: &[rookery::store::StoredMessage]| {
+            page.iter()
+                .map(|m| (m.seq, m.text.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            summary(&newest),
+            [(6, "m6".into()), (7, "m7".into()), (8, "from bob".into())]
+        );
+        assert_eq!(
+            newest[1].avatar.as_deref(),
+            Some("/avatars/new.png"),
+            "the author's current photo"
+        );
+        assert_eq!(newest[2].avatar, None, "bob has no account, so no photo");
+        assert_eq!(newest[2].ts, 6_000);
+        let older = store.history("general", Some(6), 3).await.unwrap();
+        assert_eq!(
+            summary(&older),
+            [(3, "m3".into()), (4, "m4".into()), (5, "m5".into())]
+        );
+        let oldest = store.history("general", Some(3), 3).await.unwrap();
+        assert_eq!(summary(&oldest), [(1, "m1".into()), (2, "m2".into())]);
+        assert!(store
+            .history("general", Some(1), 3)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.history("nowhere", None, 3).await.unwrap().is_empty());
+    }
+
+    /// Two handles appending to one room at once, as two replicas would:
+    /// every message stored exactly once, seqs 1..=N without gaps, and each
+    /// writer's messages in the order it sent them.
+    pub async fn concurrent_writers_never_collide_or_leave_gaps(backend: Backend) {
+        let (one, two) = (backend.open().await, backend.open().await);
+        let write = |store: Arc<dyn Store>, who: &'static str| async move {
+            let mut seqs = Vec::new();
+            for batch in 0..10 {
+                let texts: Vec<String> =
+                    (0..3).map(|n| format!("{who}-{}", batch * 3 + n)).collect();
+                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let stored = store
+                    .append("busy", messages(who, &texts), 1)
+                    .await
+                    .unwrap();
+                seqs.extend(stored.iter().map(|m| m.seq));
+            }
+            seqs
+        };
+        let (seqs_one, seqs_two) = tokio::join!(write(one.clone(), "one"), write(two, "two"));
+        let mut all: Vec<u64> = seqs_one.iter().chain(&seqs_two).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=60).collect::<Vec<u64>>());
+
+        let stored = one.history("busy", None, 100).await.unwrap();
+        assert_eq!(
+            stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (1..=60).collect::<Vec<u64>>()
+        );
+        for who in ["one", "two"] {
+            let order: Vec<String> = stored
+                .iter()
+                .filter(|m| m.from == who)
+                .map(|m| m.text.clone())
+                .collect();
+            let sent: Vec<String> = (0..30).map(|n| format!("{who}-{n}")).collect();
+            assert_eq!(order, sent, "{who}'s messages keep their order");
+        }
+    }
+
+    pub async fn recent_rooms_lists_public_rooms_newest_first(backend: Backend) {
+        let store = backend.open().await;
+        store
+            .append("old", messages("a", &["x"]), 1_000)
+            .await
+            .unwrap();
+        store
+            .append("@alice:bob", messages("alice", &["psst"]), 2_000)
+            .await
+            .unwrap();
+        store
+            .append("newer", messages("a", &["x"]), 3_000)
+            .await
+            .unwrap();
+        store
+            .append("old", messages("a", &["y"]), 4_000)
+            .await
+            .unwrap();
+        assert_eq!(store.recent_rooms(10).await.unwrap(), ["old", "newer"]);
+        assert_eq!(store.recent_rooms(1).await.unwrap(), ["old"]);
+    }
+
+    pub async fn sessions_expire_and_are_never_resurrected(backend: Backend) {
+        let store = backend.open().await;
+        let now = rookery::store::now_millis();
+        store
+            .session_insert("live", "{\"user\":\"alice\"}", now + 60_000)
+            .await
+            .unwrap();
+        store.session_insert("stale", "{}", now - 1).await.unwrap();
+        assert_eq!(
+            store.session_load("live", now).await.unwrap().as_deref(),
+            Some("{\"user\":\"alice\"}")
+        );
+        assert_eq!(store.session_load("stale", now).await.unwrap(), None);
+        assert_eq!(store.session_load("unknown", now).await.unwrap(), None);
+
+        assert!(store
+            .session_update("live", "{\"n\":1}", now + 60_000, now)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.session_load("live", now).await.unwrap().as_deref(),
+            Some("{\"n\":1}")
+        );
+        assert!(
+            !store
+                .session_update("stale", "{\"n\":2}", now + 60_000, now)
+                .await
+                .unwrap(),
+            "an expired session is not updated back to life"
+        );
+        assert_eq!(store.session_load("stale", now).await.unwrap(), None);
+
+        store.session_touch("live", now + 120_000).await.unwrap();
+        assert!(
+            store
+                .session_load("live", now + 90_000)
+                .await
+                .unwrap()
+                .is_some(),
+            "touch extends"
+        );
+        store.session_delete("live").await.unwrap();
+        assert_eq!(store.session_load("live", now).await.unwrap(), None);
+    }
+
+    /// Replicas and restarts share one secret: whoever stores it first wins.
+    pub async fn the_first_secret_wins_across_handles(backend: Backend) {
+        let (one, two) = (backend.open().await, backend.open().await);
+        assert_eq!(
+            one.secret("cookie", vec![1; 64]).await.unwrap(),
+            vec![1; 64]
+        );
+        assert_eq!(
+            two.secret("cookie", vec![2; 64]).await.unwrap(),
+            vec![1; 64]
+        );
+        assert_eq!(two.secret("other", vec![3; 8]).await.unwrap(), vec![3; 8]);
+    }
+
+    /// What one handle wrote, a later one (a restart) reads and continues.
+    pub async fn data_survives_a_reopen(backend: Backend) {
+        let now = rookery::store::now_millis();
+        {
+            let store = backend.open().await;
+            store.create_user("alice", "hash").await.unwrap();
+            store
+                .append("general", messages("alice", &["before"]), 1)
+                .await
+                .unwrap();
+            store
+                .session_insert("key", "{}", now + 60_000)
+                .await
+                .unwrap();
+        }
+        let store = backend.open().await;
+        store.migrate().await.expect("migrating twice is harmless");
+        assert!(store.find_user("alice").await.unwrap().is_some());
+        assert!(store.session_load("key", now).await.unwrap().is_some());
+        let stored = store
+            .append("general", messages("alice", &["after"]), 2)
+            .await
+            .unwrap();
+        assert_eq!(stored[0].seq, 2, "the sequence continues where it was");
+        store.ping().await.unwrap();
+    }
+}
+
+/// Runs every listed case once per backend, as `sqlite::case` and `mongo::case`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $case() {
+                    super::cases::$case(super::Backend::sqlite()).await;
+                }
+            )*
+        }
+        mod mongo {
+            $(
+                #[actix_web::test]
+                async fn $case() {
+                    super::cases::$case(super::Backend::mongo()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    accounts_have_unique_names,
+    avatar_changes_return_the_previous_photo,
+    appends_get_consecutive_seqs_per_room,
+    history_pages_backwards_oldest_first,
+    concurrent_writers_never_collide_or_leave_gaps,
+    recent_rooms_lists_public_rooms_newest_first,
+    sessions_expire_and_are_never_resurrected,
+    the_first_secret_wins_across_handles,
+    data_survives_a_reopen,
+);
