@@ -148,3 +148,48 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut config = Config::local("/tmp/unused");
+        config.mongo_username = None;
+        config.mongo_password = None;
+        config.update_from(std::iter::once("rookery").chain(args.iter().copied()));
+        config
+    }
+
+    #[test]
+    fn the_embedded_store_is_the_default() {
+        assert!(parse(&[]).mongo().is_none());
+        assert!(
+            parse(&["--mongo-url", " "]).mongo().is_none(),
+            "blank counts as unset"
+        );
+    }
+
+    #[test]
+    fn docker_chat_variables_select_mongodb() {
+        let mongo = parse(&[
+            "--db-host",
+            "db",
+            "--db-port",
+            "27018",
+            "--mongo-database",
+            "chat",
+        ])
+        .mongo()
+        .unwrap();
+        assert_eq!(
+            (
+                mongo.url,
+                mongo.host.as_deref(),
+                mongo.port,
+                mongo.database.as_str()
+            ),
+            (None, Some("db"), 27018, "chat")
+        );
+    }
+}

@@ -546,3 +546,44 @@ impl Store for MongoStore {
             .map_err(|err| StoreError::Unavailable(format!("secret {name} is malformed: {err}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> MongoConfig {
+        MongoConfig {
+            url: None,
+            host: Some("db.internal".into()),
+            port: 27018,
+            username: Some("chat".into()),
+            password: Some("s3cret".into()),
+            database: "chatdb".into(),
+        }
+    }
+
+    #[actix_web::test]
+    async fn docker_chat_variables_build_the_target_without_leaking_the_password() {
+        let store = MongoStore::connect(&config()).await.unwrap();
+        assert_eq!(store.describe(), "mongodb://chat@db.internal:27018/chatdb");
+    }
+
+    #[actix_web::test]
+    async fn a_url_names_the_database_and_its_password_stays_out_of_logs() {
+        let config = MongoConfig {
+            url: Some("mongodb://app:hunter2@a:1,b:2/fromurl?authSource=admin".into()),
+            ..config()
+        };
+        let store = MongoStore::connect(&config).await.unwrap();
+        assert_eq!(store.describe(), "mongodb://app@a:1,b:2/fromurl");
+    }
+
+    #[actix_web::test]
+    async fn a_malformed_url_is_refused_at_once() {
+        let config = MongoConfig {
+            url: Some("postgres://nope".into()),
+            ..config()
+        };
+        assert!(MongoStore::connect(&config).await.is_err());
+    }
+}
