@@ -70,9 +70,70 @@ pub struct Config {
     #[arg(long, env = "MONGO_DATABASE", default_value = "rookery")]
     pub mongo_database: String,
 
+    /// Run as one of several replicas, with the broker named by RABBIT_HOST
+    /// (preferred), REDIS_HOST or NATS_HOST, as docker-chat did.
+    #[arg(long, env = "SCALABLE", default_value_t = false)]
+    pub scalable: bool,
+
+    /// The cluster adapter, explicitly: redis, rabbitmq, nats or none.
+    /// Overrides SCALABLE's choice.
+    #[arg(long, env = "ADAPTER", value_enum)]
+    pub adapter: Option<AdapterKind>,
+
+    /// Redis for the redis adapter, e.g. `redis://redis:6379`.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    #[arg(long, env = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+
+    /// RabbitMQ for the rabbitmq adapter, e.g. `amqp://user:pass@rabbit:5672/%2f`.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+    /// RabbitMQ host (as guest/guest on the default vhost).
+    #[arg(long, env = "RABBIT_HOST")]
+    pub rabbit_host: Option<String>,
+    #[arg(long, env = "RABBIT_PORT", default_value_t = 5672)]
+    pub rabbit_port: u16,
+
+    /// NATS for the nats adapter, e.g. `nats://nats:4222`.
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+    #[arg(long, env = "NATS_HOST")]
+    pub nats_host: Option<String>,
+    #[arg(long, env = "NATS_PORT", default_value_t = 4222)]
+    pub nats_port: u16,
+
     /// This replica's name in logs and /healthz; defaults to hostname plus a random suffix.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdapterKind {
+    Redis,
+    Rabbitmq,
+    Nats,
+    None,
+}
+
+/// A cluster broker and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerTarget {
+    Redis(String),
+    Rabbitmq(String),
+    Nats(String),
+}
+
+impl BrokerTarget {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Redis(_) => "redis",
+            Self::Rabbitmq(_) => "rabbitmq",
+            Self::Nats(_) => "nats",
+        }
+    }
 }
 
 /// Where the shared MongoDB is: a URL, or docker-chat's separate variables.
@@ -101,7 +162,54 @@ impl Config {
         config.node_id = None;
         config.mongo_url = None;
         config.db_host = None;
+        config.scalable = false;
+        config.adapter = None;
         config
+    }
+
+    /// The broker this replica joins the cluster through; `None` for a
+    /// single replica.
+    pub fn cluster(&self) -> anyhow::Result<Option<BrokerTarget>> {
+        let set = |value: &Option<String>| value.clone().filter(|value| !value.trim().is_empty());
+        let redis = || {
+            set(&self.redis_url).or_else(|| {
+                set(&self.redis_host).map(|host| format!("redis://{host}:{}", self.redis_port))
+            })
+        };
+        let rabbit = || {
+            set(&self.amqp_url).or_else(|| {
+                set(&self.rabbit_host)
+                    .map(|host| format!("amqp://guest:guest@{host}:{}/%2f", self.rabbit_port))
+            })
+        };
+        let nats = || {
+            set(&self.nats_url).or_else(|| {
+                set(&self.nats_host).map(|host| format!("nats://{host}:{}", self.nats_port))
+            })
+        };
+        let missing = |what: &str| anyhow::anyhow!("ADAPTER={what} needs its broker's URL or host");
+        Ok(match self.adapter {
+            Some(AdapterKind::None) => None,
+            Some(AdapterKind::Redis) => Some(BrokerTarget::Redis(
+                redis().ok_or_else(|| missing("redis"))?,
+            )),
+            Some(AdapterKind::Rabbitmq) => Some(BrokerTarget::Rabbitmq(
+                rabbit().ok_or_else(|| missing("rabbitmq"))?,
+            )),
+            Some(AdapterKind::Nats) => {
+                Some(BrokerTarget::Nats(nats().ok_or_else(|| missing("nats"))?))
+            }
+            None if self.scalable => Some(
+                rabbit()
+                    .map(BrokerTarget::Rabbitmq)
+                    .or_else(|| redis().map(BrokerTarget::Redis))
+                    .or_else(|| nats().map(BrokerTarget::Nats))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("SCALABLE=true needs RABBIT_HOST, REDIS_HOST or NATS_HOST")
+                    })?,
+            ),
+            None => None,
+        })
     }
 
     /// The MongoDB to use, if one is configured; otherwise the embedded store.
@@ -167,6 +275,57 @@ mod tests {
         assert!(
             parse(&["--mongo-url", " "]).mongo().is_none(),
             "blank counts as unset"
+        );
+    }
+
+    #[test]
+    fn scalable_picks_rabbitmq_first_then_redis_then_nats() {
+        let pick = |args: &[&str]| parse(args).cluster().unwrap();
+        assert_eq!(
+            pick(&["--redis-host", "r"]),
+            None,
+            "a broker alone does not make a cluster"
+        );
+        assert_eq!(
+            pick(&[
+                "--scalable",
+                "--redis-host",
+                "r",
+                "--rabbit-host",
+                "q",
+                "--nats-host",
+                "n"
+            ]),
+            Some(BrokerTarget::Rabbitmq(
+                "amqp://guest:guest@q:5672/%2f".into()
+            ))
+        );
+        assert_eq!(
+            pick(&["--scalable", "--redis-host", "r", "--nats-host", "n"]),
+            Some(BrokerTarget::Redis("redis://r:6379".into()))
+        );
+        assert_eq!(
+            pick(&["--scalable", "--nats-host", "n"]),
+            Some(BrokerTarget::Nats("nats://n:4222".into()))
+        );
+        assert_eq!(
+            pick(&[
+                "--adapter",
+                "nats",
+                "--redis-host",
+                "r",
+                "--nats-url",
+                "nats://x:1"
+            ]),
+            Some(BrokerTarget::Nats("nats://x:1".into()))
+        );
+        assert_eq!(
+            pick(&["--scalable", "--adapter", "none", "--redis-host", "r"]),
+            None
+        );
+        assert!(
+            parse(&["--scalable"]).cluster().is_err(),
+            "SCALABLE without a broker is an error"
         );
     }
 

@@ -21,8 +21,11 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::chat::registry::Registry;
-use crate::cluster::{ClusterAdapter, LocalOnly};
-use crate::config::Config;
+use crate::cluster::nats::NatsBroker;
+use crate::cluster::rabbitmq::RabbitBroker;
+use crate::cluster::redis::RedisBroker;
+use crate::cluster::{Broker, ClusterHandle};
+use crate::config::{BrokerTarget, Config};
 use crate::http::{self, AppState};
 use crate::store::mongo::MongoStore;
 use crate::store::session::StoreSessions;
@@ -83,17 +86,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     std::fs::create_dir_all(upload_dir.join(http::avatar::AVATAR_DIR))
         .with_context(|| format!("creating UPLOAD_DIR {}", upload_dir.display()))?;
     let store = open_store(&config).await?;
+    let broker = config.cluster()?;
+    if let Some(BrokerTarget::Redis(url)) = &broker {
+        // The only broker URL that can be malformed in a way worth failing for.
+        RedisBroker::new(url).context("REDIS_URL")?;
+    }
 
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, node = %node_id, store = %store.describe(), "rookery listening");
+    tracing::info!(
+        %addr,
+        node = %node_id,
+        store = %store.describe(),
+        cluster = broker.as_ref().map_or("none (single replica)", BrokerTarget::name),
+        "rookery listening"
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let replica = Replica {
         config,
         node_id: node_id.clone(),
         store,
+        broker,
     };
     let task = actix_web::rt::spawn(replica.run(listener, stop_rx));
     Ok(Running {
@@ -124,6 +139,17 @@ struct Replica {
     config: Config,
     node_id: String,
     store: Arc<dyn Store>,
+    broker: Option<BrokerTarget>,
+}
+
+fn broker(target: &BrokerTarget) -> Box<dyn Broker> {
+    match target {
+        BrokerTarget::Redis(url) => {
+            Box::new(RedisBroker::new(url).expect("the URL was checked at start"))
+        }
+        BrokerTarget::Rabbitmq(url) => Box::new(RabbitBroker::new(url)),
+        BrokerTarget::Nats(url) => Box::new(NatsBroker::new(url)),
+    }
 }
 
 impl Replica {
@@ -138,14 +164,19 @@ impl Replica {
 
         let workers = self.config.worker_count();
         let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
-        let cluster: Arc<dyn ClusterAdapter> = Arc::new(LocalOnly);
+        let cluster = match &self.broker {
+            Some(target) => {
+                ClusterHandle::start(self.node_id.clone(), target.name(), broker(target))
+            }
+            None => ClusterHandle::local(),
+        };
         let registry = Registry::new(
             self.store.clone(),
-            cluster,
+            cluster.clone(),
             room_arbiters.iter().map(Arbiter::handle).collect(),
         )
         .start();
-        let server = self.app_server(listener, registry, cookie_key)?;
+        let server = self.app_server(listener, registry, cluster, cookie_key)?;
         let handle = server.handle();
         let mut serving = actix_web::rt::spawn(server);
         let result = tokio::select! {
@@ -220,6 +251,7 @@ impl Replica {
         &self,
         listener: TcpListener,
         registry: Addr<Registry>,
+        cluster: ClusterHandle,
         cookie_key: Key,
     ) -> std::io::Result<Server> {
         let config = &self.config;
@@ -227,6 +259,7 @@ impl Replica {
         let state = web::Data::new(AppState {
             store: self.store.clone(),
             registry,
+            cluster,
             config: Arc::new(config.clone()),
             node_id: self.node_id.clone(),
         });

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use super::names::{direct_participants, direct_room};
 use super::room::{self, Room};
 use super::{Deliver, SessionId, SetAvatar};
-use crate::cluster::ClusterAdapter;
+use crate::cluster::{user_channel, ClusterEvent, ClusterHandle, Remote, Resync};
 use crate::store::Store;
 
 /// A WebSocket connection of `user` opened.
@@ -39,6 +39,8 @@ pub struct Disconnect {
 pub struct JoinRoom {
     pub session: SessionId,
     pub room: String,
+    /// Resuming after `seq` (see [`room::Join::since`]).
+    pub since: Option<u64>,
 }
 
 /// A connection leaves a public room. Direct rooms cannot be left: a user's
@@ -80,7 +82,7 @@ struct RoomEntry {
 
 pub struct Registry {
     store: Arc<dyn Store>,
-    cluster: Arc<dyn ClusterAdapter>,
+    cluster: ClusterHandle,
     /// Room actors run on these threads, spread round-robin, so fan-out of
     /// busy rooms uses every core instead of the registry's one.
     arbiters: Vec<ArbiterHandle>,
@@ -96,7 +98,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(
         store: Arc<dyn Store>,
-        cluster: Arc<dyn ClusterAdapter>,
+        cluster: ClusterHandle,
         arbiters: Vec<ArbiterHandle>,
     ) -> Self {
         assert!(!arbiters.is_empty(), "rooms need at least one arbiter");
@@ -144,14 +146,14 @@ impl Registry {
                     .copied()
                     .collect();
                 for session in sessions {
-                    self.add_member(name, session, false);
+                    self.add_member(name, session, false, None);
                 }
             }
         }
         addr
     }
 
-    fn add_member(&mut self, room: &str, session: SessionId, announce: bool) {
+    fn add_member(&mut self, room: &str, session: SessionId, announce: bool, since: Option<u64>) {
         let (Some(entry), Some(member)) =
             (self.rooms.get_mut(room), self.sessions.get_mut(&session))
         else {
@@ -165,6 +167,7 @@ impl Registry {
                 user: member.user.clone(),
                 socket: member.socket.clone(),
                 announce,
+                since,
             });
         }
     }
@@ -196,16 +199,23 @@ impl Registry {
 
 impl Actor for Registry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.cluster
+            .attach(ctx.address().recipient(), ctx.address().recipient());
+    }
 }
 
 impl Handler<Connect> for Registry {
     type Result = ();
 
     fn handle(&mut self, connect: Connect, _ctx: &mut Self::Context) {
-        self.users
-            .entry(connect.user.clone())
-            .or_default()
-            .insert(connect.session);
+        let sessions = self.users.entry(connect.user.clone()).or_default();
+        if sessions.is_empty() {
+            // Direct messages for this user may now come from any replica.
+            self.cluster.subscribe(user_channel(&connect.user), None);
+        }
+        sessions.insert(connect.session);
         let conversations: Vec<String> = self
             .direct_rooms
             .get(&connect.user)
@@ -223,7 +233,7 @@ impl Handler<Connect> for Registry {
             },
         );
         for room in conversations {
-            self.add_member(&room, connect.session, false);
+            self.add_member(&room, connect.session, false, None);
         }
     }
 }
@@ -239,6 +249,7 @@ impl Handler<Disconnect> for Registry {
             sessions.remove(&disconnect.session);
             if sessions.is_empty() {
                 self.users.remove(&entry.user);
+                self.cluster.unsubscribe(user_channel(&entry.user));
             }
         }
         for room in &entry.rooms {
@@ -255,7 +266,7 @@ impl Handler<JoinRoom> for Registry {
             return None;
         }
         let addr = self.ensure_room(&join.room);
-        self.add_member(&join.room, join.session, true);
+        self.add_member(&join.room, join.session, true, join.since);
         Some(addr)
     }
 }
@@ -291,6 +302,41 @@ impl Handler<AvatarChanged> for Registry {
             if let Some(entry) = self.sessions.get(session) {
                 entry.avatar.do_send(SetAvatar(change.avatar.clone()));
             }
+        }
+    }
+}
+
+impl Handler<Remote> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, remote: Remote, _ctx: &mut Self::Context) {
+        let room = remote.event.room().to_owned();
+        let addr = match self.rooms.get(&room) {
+            Some(entry) => entry.addr.clone(),
+            None => {
+                // A direct conversation reaching a local user starts its room
+                // here; presence alone does not.
+                let local_participant = direct_participants(&room)
+                    .is_some_and(|(a, b)| self.users.contains_key(a) || self.users.contains_key(b));
+                if !local_participant || matches!(remote.event, ClusterEvent::Presence { .. }) {
+                    return;
+                }
+                self.ensure_room(&room)
+            }
+        };
+        addr.do_send(room::FromCluster {
+            node: remote.node,
+            event: remote.event,
+        });
+    }
+}
+
+impl Handler<Resync> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, resync: Resync, _ctx: &mut Self::Context) {
+        for entry in self.rooms.values() {
+            entry.addr.do_send(resync.clone());
         }
     }
 }

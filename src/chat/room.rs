@@ -2,16 +2,25 @@
 //! its fan-out.
 //!
 //! Posts are persisted in batches with at most one batch in flight. That
-//! keeps delivery in `seq` order without blocking the mailbox, and turns a
-//! burst of messages into one store transaction instead of one each.
+//! turns a burst of messages into one store call instead of one each, and
+//! the store hands out `seq`s, so replicas writing the same room never clash.
+//!
+//! Members receive a room's messages in `seq` order, each exactly once,
+//! whichever replica stored them: every message, local or from the cluster,
+//! goes through [`Room::accept`], which holds back any that arrive ahead of
+//! a missing `seq`. If the missing one does not follow within [`GAP_WAIT`]
+//! (its replica died, or the broker was down), the room reads it from the
+//! store, where it has been since before anyone could see its `seq`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::{Deliver, SessionId};
-use crate::cluster::{ClusterAdapter, ClusterEvent};
+use crate::chat::names::direct_participants;
+use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
 use crate::store::{now_millis, NewMessage, Store, StoredMessage};
 use crate::ws::protocol::{
     ErrorCode, Ref, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
@@ -19,10 +28,25 @@ use crate::ws::protocol::{
 
 /// Most posts persisted in one store call.
 const MAX_BATCH: usize = 256;
+/// How long a message may wait for an earlier, missing one before the room
+/// fetches the gap from the store.
+pub const GAP_WAIT: Duration = Duration::from_millis(300);
+/// Most messages read from the store to fill one gap or catch up.
+const MAX_FETCH: u32 = 500;
+/// Pause before retrying a failed gap fetch.
+const FETCH_RETRY: Duration = Duration::from_secs(1);
+/// How often a room repeats its local presence to the other replicas.
+pub const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
+/// A replica not heard from for this long no longer counts as having the
+/// room's users online: the bound on how long a dead replica's users linger.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
+/// Messages a resuming client gets replayed at most, per room; older missed
+/// ones it pages back to with `history`.
+pub const MAX_REPLAY: u32 = 500;
 
 /// A connection becomes a member of the room. With `announce` it receives
-/// `joined` (recent history and who is online); without, it only starts
-/// receiving new messages, as a user's tabs do for their direct rooms.
+/// `joined` (history and who is online); without, it only starts receiving
+/// new messages, as a user's tabs do for their direct rooms.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Join {
@@ -30,6 +54,9 @@ pub struct Join {
     pub user: String,
     pub socket: Recipient<Deliver>,
     pub announce: bool,
+    /// Resuming: the last `seq` the client has; `joined` then carries the
+    /// messages after it instead of the latest page.
+    pub since: Option<u64>,
 }
 
 /// A connection stops being a member.
@@ -61,6 +88,14 @@ pub struct Typing {
     pub active: bool,
 }
 
+/// Something another replica's copy of this room did.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromCluster {
+    pub node: String,
+    pub event: ClusterEvent,
+}
+
 /// The registry retired the room: stop once queued posts are stored.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -69,8 +104,8 @@ pub struct Shutdown;
 struct Member {
     user: String,
     socket: Recipient<Deliver>,
-    /// Messages up to here were in this member's `joined` history; a batch
-    /// that was in flight during the join must not deliver them again.
+    /// Messages up to here were in this member's `joined` history, so they
+    /// are not delivered to it again.
     seen_up_to: u64,
 }
 
@@ -81,29 +116,59 @@ struct Receipt {
     reply: Recipient<Deliver>,
 }
 
+/// Who another replica reports online here, and when it last said so.
+struct RemotePresence {
+    users: Vec<String>,
+    heard: Instant,
+}
+
 pub struct Room {
     name: String,
     store: Arc<dyn Store>,
-    cluster: Arc<dyn ClusterAdapter>,
+    cluster: ClusterHandle,
     members: HashMap<SessionId, Member>,
-    /// Distinct users among `members`, sorted; what `presence` reports.
+    /// Distinct users among local `members`, sorted.
+    local_online: Vec<String>,
+    remote_online: HashMap<String, RemotePresence>,
+    /// Local and remote users, sorted; what `presence` reports.
     online: Vec<String>,
     pending: Vec<Post>,
     flushing: bool,
     retiring: bool,
+    /// Every message up to this `seq` has been handed to the members;
+    /// `None` until the room learns where the sequence stands.
+    delivered: Option<u64>,
+    /// Messages that arrived ahead of a missing `seq`.
+    held: BTreeMap<u64, StoredMessage>,
+    fetching: bool,
 }
 
 impl Room {
-    pub fn new(name: String, store: Arc<dyn Store>, cluster: Arc<dyn ClusterAdapter>) -> Self {
+    pub fn new(name: String, store: Arc<dyn Store>, cluster: ClusterHandle) -> Self {
         Self {
             name,
             store,
             cluster,
             members: HashMap::new(),
+            local_online: Vec::new(),
+            remote_online: HashMap::new(),
             online: Vec::new(),
             pending: Vec::new(),
             flushing: false,
             retiring: false,
+            delivered: None,
+            held: BTreeMap::new(),
+            fetching: false,
+        }
+    }
+
+    /// Where this room's cluster traffic goes: its own channel, or for a
+    /// direct room the channels of its two users.
+    fn channels(&self) -> Vec<String> {
+        match direct_participants(&self.name) {
+            Some((first, second)) if first == second => vec![user_channel(first)],
+            Some((first, second)) => vec![user_channel(first), user_channel(second)],
+            None => vec![room_channel(&self.name)],
         }
     }
 
@@ -115,9 +180,31 @@ impl Room {
         }
     }
 
-    /// Recomputes who is online and tells members (and other replicas) when it changed.
+    fn publish_presence(&self, reply: bool) {
+        self.cluster.publish(
+            self.channels(),
+            ClusterEvent::Presence {
+                room: self.name.clone(),
+                users: self.local_online.clone(),
+                reply,
+            },
+        );
+    }
+
+    /// Recomputes who is online; tells members when it changed, and the
+    /// other replicas when the local part changed.
     fn refresh_presence(&mut self) {
-        let mut online: Vec<String> = self.members.values().map(|m| m.user.clone()).collect();
+        let mut local: Vec<String> = self.members.values().map(|m| m.user.clone()).collect();
+        local.sort_unstable();
+        local.dedup();
+        if local != self.local_online {
+            self.local_online = local;
+            self.publish_presence(false);
+        }
+        let mut online = self.local_online.clone();
+        for remote in self.remote_online.values() {
+            online.extend(remote.users.iter().cloned());
+        }
         online.sort_unstable();
         online.dedup();
         if online == self.online {
@@ -130,10 +217,33 @@ impl Room {
         }
         .encode();
         self.broadcast(&frame, None);
-        self.cluster.publish(ClusterEvent::Presence {
-            room: self.name.clone(),
-            online: self.online.clone(),
-        });
+    }
+
+    /// Takes stored messages from anywhere (this replica, the cluster, the
+    /// store) and delivers whatever is next in `seq` order.
+    fn accept(&mut self, messages: Vec<StoredMessage>, ctx: &mut Context<Self>) {
+        for message in messages {
+            let delivered = *self.delivered.get_or_insert(message.seq.saturating_sub(1));
+            if message.seq > delivered {
+                self.held.insert(message.seq, message);
+            }
+        }
+        self.release(ctx);
+    }
+
+    fn release(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut delivered) = self.delivered else {
+            return;
+        };
+        while let Some(message) = self.held.remove(&(delivered + 1)) {
+            self.deliver(&message);
+            delivered += 1;
+        }
+        self.delivered = Some(delivered);
+        if !self.held.is_empty() && !self.fetching {
+            self.fetching = true;
+            ctx.run_later(GAP_WAIT, |this, ctx| this.fill_gap(ctx));
+        }
     }
 
     fn deliver(&self, message: &StoredMessage) {
@@ -143,6 +253,58 @@ impl Room {
                 member.socket.do_send(Deliver(frame.clone()));
             }
         }
+    }
+
+    /// Reads the messages missing before the first held one from the store.
+    fn fill_gap(&mut self, ctx: &mut Context<Self>) {
+        let (Some(delivered), Some(&first_held)) = (self.delivered, self.held.keys().next()) else {
+            self.fetching = false;
+            return;
+        };
+        if first_held <= delivered + 1 {
+            self.fetching = false;
+            return self.release(ctx);
+        }
+        let missing = (first_held - delivered - 1).min(u64::from(MAX_FETCH)) as u32;
+        let (store, room) = (self.store.clone(), self.name.clone());
+        let read = async move { store.history(&room, Some(first_held), missing).await };
+        ctx.spawn(read.into_actor(self).map(move |result, this, ctx| {
+            this.fetching = false;
+            match result {
+                Ok(found) => {
+                    let reaches = found.first().map(|m| m.seq);
+                    tracing::debug!(room = %this.name, fetched = found.len(), "filled a gap from the store");
+                    if reaches != this.delivered.map(|d| d + 1) {
+                        // Larger than one fetch, or (never with our stores)
+                        // seqs that do not exist: skip ahead rather than stall.
+                        let from = reaches.unwrap_or(first_held);
+                        tracing::warn!(room = %this.name, from, "skipping ahead over a gap");
+                        this.delivered = Some(from - 1);
+                    }
+                    this.accept(found, ctx);
+                }
+                Err(err) => {
+                    tracing::warn!(room = %this.name, error = %err, "could not fill a gap; retrying");
+                    this.fetching = true;
+                    ctx.run_later(FETCH_RETRY, |this, ctx| this.fill_gap(ctx));
+                }
+            }
+        }));
+    }
+
+    /// Delivers whatever the store has beyond `delivered`: after the room's
+    /// subscription goes live, and after the broker comes back.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        let (store, room) = (self.store.clone(), self.name.clone());
+        let read = async move { store.history(&room, None, MAX_FETCH).await };
+        ctx.spawn(read.into_actor(self).map(|result, this, ctx| match result {
+            Ok(latest) if this.delivered.is_some() => this.accept(latest, ctx),
+            Ok(latest) => this.delivered = Some(latest.last().map_or(0, |m| m.seq)),
+            Err(err) => {
+                tracing::warn!(room = %this.name, error = %err, "could not catch up; retrying");
+                ctx.run_later(FETCH_RETRY, |this, ctx| this.catch_up(ctx));
+            }
+        }));
     }
 
     /// Stores the next batch of posts unless one is already being stored.
@@ -175,7 +337,7 @@ impl Room {
         ctx.spawn(append.into_actor(self).map(move |result, this, ctx| {
             this.flushing = false;
             match result {
-                Ok(stored) => this.publish(stored, receipts),
+                Ok(stored) => this.stored(stored, receipts, ctx),
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, lost = receipts.len(), "could not store messages");
                     for receipt in receipts {
@@ -197,8 +359,14 @@ impl Room {
         }));
     }
 
-    fn publish(&mut self, stored: Vec<StoredMessage>, receipts: Vec<Receipt>) {
-        for (mut message, receipt) in stored.into_iter().zip(receipts) {
+    /// Acks, delivers and publishes a stored batch.
+    fn stored(
+        &mut self,
+        mut stored: Vec<StoredMessage>,
+        receipts: Vec<Receipt>,
+        ctx: &mut Context<Self>,
+    ) {
+        for (message, receipt) in stored.iter_mut().zip(receipts) {
             message.avatar = receipt.avatar;
             let ack = ServerFrame::Ack {
                 reference: receipt.reference.as_ref(),
@@ -207,8 +375,24 @@ impl Room {
             }
             .encode();
             receipt.reply.do_send(Deliver(ack));
-            self.deliver(&message);
-            self.cluster.publish(ClusterEvent::Message(message));
+        }
+        self.cluster.publish(
+            self.channels(),
+            ClusterEvent::Messages {
+                room: self.name.clone(),
+                messages: stored.clone(),
+            },
+        );
+        self.accept(stored, ctx);
+    }
+
+    /// Forgets replicas that stopped repeating their presence.
+    fn expire_presence(&mut self) {
+        let before = self.remote_online.len();
+        self.remote_online
+            .retain(|_, remote| remote.heard.elapsed() < PRESENCE_TTL);
+        if self.remote_online.len() != before {
+            self.refresh_presence();
         }
     }
 }
@@ -216,12 +400,33 @@ impl Room {
 impl Actor for Room {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
-        self.cluster.room_opened(&self.name);
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if !self.cluster.is_clustered() {
+            return;
+        }
+        // Direct rooms ride on their users' channels, which the registry holds.
+        if direct_participants(&self.name).is_none() {
+            self.cluster
+                .subscribe(room_channel(&self.name), Some(ctx.address().recipient()));
+        }
+        self.publish_presence(true);
+        ctx.run_interval(PRESENCE_HEARTBEAT, |this, _ctx| {
+            if !this.local_online.is_empty() {
+                this.publish_presence(false);
+            }
+            this.expire_presence();
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.cluster.room_closed(&self.name);
+        if !self.cluster.is_clustered() {
+            return;
+        }
+        self.local_online.clear();
+        self.publish_presence(false);
+        if direct_participants(&self.name).is_none() {
+            self.cluster.unsubscribe(room_channel(&self.name));
+        }
     }
 }
 
@@ -230,10 +435,11 @@ impl Handler<Join> for Room {
 
     fn handle(&mut self, join: Join, ctx: &mut Self::Context) {
         if !join.announce {
+            let seen_up_to = self.delivered.unwrap_or(0);
             self.members.entry(join.session).or_insert(Member {
                 user: join.user,
                 socket: join.socket,
-                seen_up_to: 0,
+                seen_up_to,
             });
             self.refresh_presence();
             return;
@@ -243,9 +449,14 @@ impl Handler<Join> for Room {
         // read and the membership.
         let store = self.store.clone();
         let room = self.name.clone();
-        let read = async move { store.history(&room, None, DEFAULT_HISTORY_LIMIT).await };
+        let limit = if join.since.is_some() {
+            MAX_REPLAY
+        } else {
+            DEFAULT_HISTORY_LIMIT
+        };
+        let read = async move { store.history(&room, None, limit).await };
         ctx.wait(read.into_actor(self).map(move |history, this, _ctx| {
-            let history = history.unwrap_or_else(|err| {
+            let mut history = history.unwrap_or_else(|err| {
                 tracing::warn!(room = %this.name, error = %err, "could not load history for a join");
                 let frame = Rejected::new(
                     ErrorCode::StoreUnavailable,
@@ -256,7 +467,21 @@ impl Handler<Join> for Room {
                 join.socket.do_send(Deliver(frame));
                 Vec::new()
             });
-            let seen_up_to = history.last().map_or(0, |m| m.seq);
+            let newest = history.last().map_or(0, |m| m.seq);
+            // Messages stored elsewhere but not yet delivered here would be
+            // both in this history and delivered later; hand them to this
+            // member only once, by delivery.
+            let seen_up_to = match this.delivered {
+                Some(delivered) => newest.min(delivered),
+                None => {
+                    this.delivered = Some(newest);
+                    newest
+                }
+            };
+            history.retain(|m| m.seq <= seen_up_to);
+            if let Some(since) = join.since {
+                history.retain(|m| m.seq > since);
+            }
             let member = this.members.entry(join.session).or_insert(Member {
                 user: join.user,
                 socket: join.socket,
@@ -319,11 +544,67 @@ impl Handler<Typing> for Room {
         }
         .encode();
         self.broadcast(&frame, Some(&typing.user));
-        self.cluster.publish(ClusterEvent::Typing {
-            room: self.name.clone(),
-            user: typing.user,
-            active: typing.active,
-        });
+        self.cluster.publish(
+            self.channels(),
+            ClusterEvent::Typing {
+                room: self.name.clone(),
+                user: typing.user,
+                active: typing.active,
+            },
+        );
+    }
+}
+
+impl Handler<FromCluster> for Room {
+    type Result = ();
+
+    fn handle(&mut self, remote: FromCluster, ctx: &mut Self::Context) {
+        match remote.event {
+            ClusterEvent::Messages { messages, .. } => self.accept(messages, ctx),
+            ClusterEvent::Typing { user, active, .. } => {
+                let frame = ServerFrame::Typing {
+                    room: &self.name,
+                    user: &user,
+                    active,
+                }
+                .encode();
+                self.broadcast(&frame, Some(&user));
+            }
+            ClusterEvent::Presence { users, reply, .. } => {
+                if users.is_empty() {
+                    self.remote_online.remove(&remote.node);
+                } else {
+                    self.remote_online.insert(
+                        remote.node,
+                        RemotePresence {
+                            users,
+                            heard: Instant::now(),
+                        },
+                    );
+                }
+                self.refresh_presence();
+                if reply && !self.local_online.is_empty() {
+                    self.publish_presence(false);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Subscribed> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Subscribed, ctx: &mut Self::Context) {
+        self.catch_up(ctx);
+    }
+}
+
+impl Handler<Resync> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, ctx: &mut Self::Context) {
+        self.publish_presence(true);
+        self.catch_up(ctx);
     }
 }
 

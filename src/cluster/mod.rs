@@ -1,43 +1,509 @@
 //! The seam between one replica and the rest of the cluster.
 //!
-//! A room actor hands every event its local members saw to a
-//! [`ClusterAdapter`]; an adapter for a broker forwards it to the replicas
-//! that have members in that room. [`LocalOnly`] is the single-replica
-//! adapter: there is nobody to tell, so it drops everything.
+//! Rooms hand what their local members did to the [`Cluster`] actor through
+//! a [`ClusterHandle`]; it stamps each event with this replica's node id and
+//! publishes it on a broker channel. Traffic is addressed, so a replica only
+//! receives what concerns it:
 //!
-//! The room calls the adapter without waiting on it: a slow or dead broker
-//! must never stall local delivery.
+//! - `rookery.room.<room>`: a public room's messages, typing and presence;
+//!   subscribed while the room has local members.
+//! - `rookery.user.<user>`: direct-room traffic for a user; subscribed while
+//!   the user has a local connection.
+//!
+//! Inbound events go to the registry, which routes them to the room. Events
+//! a replica published itself are dropped on arrival (Redis and RabbitMQ
+//! hand a publisher its own messages; NATS is told not to).
+//!
+//! One driver task per replica owns the broker connection. It serialises
+//! publishes and (un)subscriptions, reconnects with backoff when the broker
+//! goes away, resubscribes by itself, and then tells every room to catch up
+//! from the store, so nothing sent during an outage is lost: it was stored
+//! before it was published. Publishes while disconnected are dropped for the
+//! same reason rather than queued without bound.
+//!
+//! Each backend is one small [`Broker`] implementation: [`redis`],
+//! [`rabbitmq`], [`nats`].
+
+pub mod nats;
+pub mod rabbitmq;
+pub mod redis;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use crate::store::StoredMessage;
 
+/// First pause before reconnecting to a broker; doubles up to the max.
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
 /// What a room tells the other replicas.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ClusterEvent {
-    /// A message was stored and delivered to this replica's members.
-    Message(StoredMessage),
+    /// Messages were stored, in `seq` order.
+    Messages {
+        room: String,
+        messages: Vec<StoredMessage>,
+    },
     Typing {
         room: String,
         user: String,
         active: bool,
     },
-    /// The set of users of `room` connected to this replica changed.
-    Presence { room: String, online: Vec<String> },
+    /// The users of `room` connected to the sending replica (empty: none
+    /// any more). Repeated as a heartbeat; with `reply`, replicas that have
+    /// the room answer with their own, so a new room learns who is online.
+    Presence {
+        room: String,
+        users: Vec<String>,
+        reply: bool,
+    },
 }
 
-pub trait ClusterAdapter: Send + Sync + 'static {
-    /// This replica has local members in `room`: start receiving its traffic.
-    fn room_opened(&self, room: &str);
-    /// No local member is left in `room`: stop receiving its traffic.
-    fn room_closed(&self, room: &str);
-    /// Fire and forget: hand an event to the other replicas.
-    fn publish(&self, event: ClusterEvent);
+impl ClusterEvent {
+    pub fn room(&self) -> &str {
+        match self {
+            Self::Messages { room, .. }
+            | Self::Typing { room, .. }
+            | Self::Presence { room, .. } => room,
+        }
+    }
 }
 
-/// The adapter of a single replica.
-pub struct LocalOnly;
+/// An event as it travels: who sent it, and what.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    node: String,
+    event: ClusterEvent,
+}
 
-impl ClusterAdapter for LocalOnly {
-    fn room_opened(&self, _room: &str) {}
-    fn room_closed(&self, _room: &str) {}
-    fn publish(&self, _event: ClusterEvent) {}
+pub fn room_channel(room: &str) -> String {
+    format!("rookery.room.{room}")
+}
+
+pub fn user_channel(user: &str) -> String {
+    format!("rookery.user.{user}")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BrokerError(pub String);
+
+impl BrokerError {
+    pub fn new(context: &str, err: impl std::fmt::Display) -> Self {
+        Self(format!("{context}: {err}"))
+    }
+}
+
+/// What a broker connection reports to the driver.
+pub enum BrokerEvent {
+    Message {
+        channel: String,
+        payload: Vec<u8>,
+    },
+    /// The client reconnected by itself (NATS); subscriptions are restored.
+    Reconnected,
+    /// The connection is gone; the driver reconnects.
+    Lost(String),
+}
+
+/// One broker backend: a connection that can (un)subscribe and publish.
+/// The driver calls these one at a time.
+#[async_trait]
+pub trait Broker: Send + 'static {
+    /// Connects afresh, dropping any previous connection. Inbound messages
+    /// and connection loss are reported on `events`.
+    async fn connect(
+        &mut self,
+        events: mpsc::UnboundedSender<BrokerEvent>,
+    ) -> Result<(), BrokerError>;
+    async fn subscribe(&mut self, channel: &str) -> Result<(), BrokerError>;
+    async fn unsubscribe(&mut self, channel: &str) -> Result<(), BrokerError>;
+    async fn publish(&mut self, channel: &str, payload: Vec<u8>) -> Result<(), BrokerError>;
+}
+
+/// A room's channel subscription is live; anything published before it may
+/// have been missed, so the room catches up from the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribed;
+
+/// The broker connection was restored: every room catches up from the store
+/// and re-announces its presence.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Resync;
+
+/// An event from another replica, for the registry to route.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Remote {
+    pub node: String,
+    pub event: ClusterEvent,
+}
+
+/// Start receiving `channel`; `notify` hears when the subscription is live.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub channel: String,
+    pub notify: Option<Recipient<Subscribed>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub channel: String,
+}
+
+/// Fire and forget: hand `event` to the replicas listening on `channels`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub channels: Vec<String>,
+    pub event: ClusterEvent,
+}
+
+/// Where inbound events go; sent once the registry is running.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub remote: Recipient<Remote>,
+    pub resync: Recipient<Resync>,
+}
+
+/// A message the driver received.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Received {
+    payload: Vec<u8>,
+}
+
+enum Command {
+    Subscribe(String, Option<Recipient<Subscribed>>),
+    Unsubscribe(String),
+    Publish(String, Vec<u8>),
+}
+
+/// The cluster adapter actor of one replica.
+pub struct Cluster {
+    node: String,
+    broker_name: &'static str,
+    broker: Option<Box<dyn Broker>>,
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    connected: Arc<AtomicBool>,
+    /// Channels and how many local users (rooms, users) want each.
+    subscriptions: HashMap<String, usize>,
+    remote: Option<Recipient<Remote>>,
+    resync: Option<Recipient<Resync>>,
+}
+
+impl Cluster {
+    pub fn new(node: String, broker_name: &'static str, broker: Box<dyn Broker>) -> Self {
+        Self {
+            node,
+            broker_name,
+            broker: Some(broker),
+            commands: None,
+            connected: Arc::new(AtomicBool::new(false)),
+            subscriptions: HashMap::new(),
+            remote: None,
+            resync: None,
+        }
+    }
+
+    fn command(&self, command: Command) {
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(command);
+        }
+    }
+}
+
+impl Actor for Cluster {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (commands, queue) = mpsc::unbounded_channel();
+        self.commands = Some(commands);
+        let broker = self.broker.take().expect("a cluster actor starts once");
+        let driver = Driver {
+            broker,
+            name: self.broker_name,
+            cluster: ctx.address(),
+            connected: self.connected.clone(),
+            wanted: HashSet::new(),
+        };
+        actix::spawn(driver.run(queue));
+    }
+}
+
+impl Handler<Attach> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, attach: Attach, _ctx: &mut Self::Context) {
+        self.remote = Some(attach.remote);
+        self.resync = Some(attach.resync);
+    }
+}
+
+impl Handler<Subscribe> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, subscribe: Subscribe, _ctx: &mut Self::Context) {
+        let count = self
+            .subscriptions
+            .entry(subscribe.channel.clone())
+            .or_default();
+        *count += 1;
+        // A second subscriber still wants to hear that the channel is live.
+        self.command(Command::Subscribe(subscribe.channel, subscribe.notify));
+    }
+}
+
+impl Handler<Unsubscribe> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, unsubscribe: Unsubscribe, _ctx: &mut Self::Context) {
+        let Some(count) = self.subscriptions.get_mut(&unsubscribe.channel) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.subscriptions.remove(&unsubscribe.channel);
+            self.command(Command::Unsubscribe(unsubscribe.channel));
+        }
+    }
+}
+
+impl Handler<Publish> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, publish: Publish, _ctx: &mut Self::Context) {
+        let envelope = Envelope {
+            node: self.node.clone(),
+            event: publish.event,
+        };
+        let payload = serde_json::to_vec(&envelope).expect("cluster events serialize");
+        for channel in publish.channels {
+            self.command(Command::Publish(channel, payload.clone()));
+        }
+    }
+}
+
+impl Handler<Received> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, received: Received, _ctx: &mut Self::Context) {
+        let envelope: Envelope = match serde_json::from_slice(&received.payload) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::warn!(error = %err, "dropping an undecodable cluster message");
+                return;
+            }
+        };
+        if envelope.node == self.node {
+            return;
+        }
+        if let Some(remote) = &self.remote {
+            remote.do_send(Remote {
+                node: envelope.node,
+                event: envelope.event,
+            });
+        }
+    }
+}
+
+impl Handler<Resync> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, resync: Resync, _ctx: &mut Self::Context) {
+        if let Some(target) = &self.resync {
+            target.do_send(resync);
+        }
+    }
+}
+
+/// Owns the broker connection; see the module docs.
+struct Driver {
+    broker: Box<dyn Broker>,
+    name: &'static str,
+    cluster: Addr<Cluster>,
+    connected: Arc<AtomicBool>,
+    /// Channels to hold subscriptions for, restored after every reconnect.
+    wanted: HashSet<String>,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut reconnecting = false;
+        loop {
+            let Some(mut events) = self.connect(&mut commands).await else {
+                return;
+            };
+            self.connected.store(true, Ordering::Relaxed);
+            if reconnecting {
+                tracing::info!(
+                    broker = self.name,
+                    "cluster broker reconnected; rooms catch up from the store"
+                );
+                self.cluster.do_send(Resync);
+            } else {
+                tracing::info!(broker = self.name, "cluster broker connected");
+            }
+            reconnecting = true;
+            let lost = loop {
+                tokio::select! {
+                    command = commands.recv() => {
+                        let Some(command) = command else { return };
+                        if let Err(err) = self.apply(command).await {
+                            break err.0;
+                        }
+                    }
+                    event = events.recv() => match event {
+                        Some(BrokerEvent::Message { payload, .. }) => {
+                            self.cluster.do_send(Received { payload });
+                        }
+                        Some(BrokerEvent::Reconnected) => self.cluster.do_send(Resync),
+                        Some(BrokerEvent::Lost(why)) => break why,
+                        None => break "the connection task ended".into(),
+                    },
+                }
+            };
+            self.connected.store(false, Ordering::Relaxed);
+            tracing::warn!(broker = self.name, reason = %lost, "lost the cluster broker; reconnecting");
+        }
+    }
+
+    /// Connects and restores subscriptions, retrying with backoff. Commands
+    /// arriving meanwhile still update the wanted subscriptions; publishes
+    /// are dropped (the messages are in the store). `None` once the
+    /// replica is shutting down.
+    async fn connect(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<mpsc::UnboundedReceiver<BrokerEvent>> {
+        let mut delay = RECONNECT_FIRST;
+        let mut dropped = 0usize;
+        loop {
+            let (sender, events) = mpsc::unbounded_channel();
+            let attempt = async {
+                self.broker.connect(sender).await?;
+                for channel in &self.wanted {
+                    self.broker.subscribe(channel).await?;
+                }
+                Ok::<_, BrokerError>(())
+            };
+            match attempt.await {
+                Ok(()) => {
+                    if dropped > 0 {
+                        tracing::info!(broker = self.name, dropped, "publishes skipped while disconnected; receivers catch up from the store");
+                    }
+                    return Some(events);
+                }
+                Err(err) => {
+                    tracing::warn!(broker = self.name, error = %err, retry_in = ?delay, "cannot reach the cluster broker")
+                }
+            }
+            let pause = tokio::time::sleep(delay);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    command = commands.recv() => match command? {
+                        Command::Subscribe(channel, _) => { self.wanted.insert(channel); }
+                        Command::Unsubscribe(channel) => { self.wanted.remove(&channel); }
+                        Command::Publish(..) => dropped += 1,
+                    },
+                }
+            }
+            delay = (delay * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    async fn apply(&mut self, command: Command) -> Result<(), BrokerError> {
+        match command {
+            Command::Subscribe(channel, notify) => {
+                if !self.wanted.contains(&channel) {
+                    self.broker.subscribe(&channel).await?;
+                    self.wanted.insert(channel);
+                }
+                if let Some(notify) = notify {
+                    notify.do_send(Subscribed);
+                }
+            }
+            Command::Unsubscribe(channel) => {
+                if self.wanted.remove(&channel) {
+                    self.broker.unsubscribe(&channel).await?;
+                }
+            }
+            Command::Publish(channel, payload) => self.broker.publish(&channel, payload).await?,
+        }
+        Ok(())
+    }
+}
+
+/// What rooms and the registry hold: the cluster actor, or nothing for a
+/// single replica (then every call is a no-op).
+#[derive(Clone, Default)]
+pub struct ClusterHandle {
+    inner: Option<(Addr<Cluster>, &'static str, Arc<AtomicBool>)>,
+}
+
+impl ClusterHandle {
+    /// Starts the cluster actor for `broker`.
+    pub fn start(node: String, broker_name: &'static str, broker: Box<dyn Broker>) -> Self {
+        let cluster = Cluster::new(node, broker_name, broker);
+        let connected = cluster.connected.clone();
+        Self {
+            inner: Some((cluster.start(), broker_name, connected)),
+        }
+    }
+
+    /// A single replica: nobody to tell.
+    pub fn local() -> Self {
+        Self::default()
+    }
+
+    pub fn is_clustered(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The adapter's name and whether its broker is connected, for `/healthz`.
+    pub fn status(&self) -> Option<(&'static str, bool)> {
+        self.inner
+            .as_ref()
+            .map(|(_, name, connected)| (*name, connected.load(Ordering::Relaxed)))
+    }
+
+    pub fn attach(&self, remote: Recipient<Remote>, resync: Recipient<Resync>) {
+        if let Some((addr, ..)) = &self.inner {
+            addr.do_send(Attach { remote, resync });
+        }
+    }
+
+    pub fn subscribe(&self, channel: String, notify: Option<Recipient<Subscribed>>) {
+        if let Some((addr, ..)) = &self.inner {
+            addr.do_send(Subscribe { channel, notify });
+        }
+    }
+
+    pub fn unsubscribe(&self, channel: String) {
+        if let Some((addr, ..)) = &self.inner {
+            addr.do_send(Unsubscribe { channel });
+        }
+    }
+
+    pub fn publish(&self, channels: Vec<String>, event: ClusterEvent) {
+        if let Some((addr, ..)) = &self.inner {
+            addr.do_send(Publish { channels, event });
+        }
+    }
 }

@@ -6,7 +6,11 @@ use serde_json::json;
 use super::AppState;
 
 pub async fn live(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok", "node": state.node_id }))
+    let cluster = match state.cluster.status() {
+        Some((adapter, connected)) => json!({ "adapter": adapter, "connected": connected }),
+        None => json!({ "adapter": "none" }),
+    };
+    HttpResponse::Ok().json(json!({ "status": "ok", "node": state.node_id, "cluster": cluster }))
 }
 
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {

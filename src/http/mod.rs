@@ -21,6 +21,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub registry: Addr<Registry>,
+    pub cluster: crate::cluster::ClusterHandle,
     pub config: Arc<Config>,
     pub node_id: String,
 }

@@ -37,7 +37,7 @@ pub struct NewMessage {
 }
 
 /// A message as persisted, with its place in the room's sequence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredMessage {
     pub room: String,
     /// Per-room, strictly increasing from 1, without gaps.

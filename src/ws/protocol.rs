@@ -39,6 +39,12 @@ pub enum ClientFrame {
     /// Start receiving `room`'s messages; answered with `joined`.
     /// A direct room (`@a:b`) can be joined only by `a` or `b`.
     Join { room: String },
+    /// After a reconnect: join each room again, and get in its `joined`
+    /// the messages after the given `seq` (the last one the client has)
+    /// instead of the latest page, so nothing is missed or shown twice.
+    Resume {
+        rooms: std::collections::BTreeMap<String, u64>,
+    },
     /// Stop receiving `room`'s messages.
     Leave { room: String },
     /// Post `text` to a joined room; answered with `ack` (or `error`).
@@ -70,7 +76,9 @@ pub enum ClientFrame {
 
 /// The variant names of [`ClientFrame`], to tell an unknown `type` from a
 /// known one with bad fields.
-const CLIENT_FRAME_TYPES: &[&str] = &["join", "leave", "send", "typing", "history", "direct"];
+const CLIENT_FRAME_TYPES: &[&str] = &[
+    "join", "resume", "leave", "send", "typing", "history", "direct",
+];
 
 /// Why a frame was refused; the `code` of an `error` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -190,7 +190,12 @@ impl WsSession {
 
     fn on_frame(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
         match frame {
-            ClientFrame::Join { room } => self.join(room, ctx),
+            ClientFrame::Join { room } => self.join(room, None, ctx),
+            ClientFrame::Resume { rooms } => {
+                for (room, since) in rooms {
+                    self.join(room, Some(since), ctx);
+                }
+            }
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room).is_some() {
                     self.registry.do_send(registry::LeaveRoom {
@@ -251,7 +256,7 @@ impl WsSession {
         }
     }
 
-    fn join(&mut self, room: String, ctx: &mut Context<Self>) {
+    fn join(&mut self, room: String, since: Option<u64>, ctx: &mut Context<Self>) {
         if !may_access(&self.user, &room) {
             let rejected = Rejected::new(
                 ErrorCode::InvalidRoom,
@@ -276,6 +281,7 @@ impl WsSession {
         let request = self.registry.send(registry::JoinRoom {
             session: self.id,
             room: room.clone(),
+            since,
         });
         // Wait so that a `send` right after `join` finds the room known.
         ctx.wait(
