@@ -2,6 +2,7 @@
 //! HTTP client with a cookie jar, and a real WebSocket client.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod mongo;
 
 use std::net::SocketAddr;
@@ -13,6 +14,15 @@ use futures_util::{SinkExt, StreamExt};
 use reqwest::cookie::{CookieStore, Jar};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 pub const PASSWORD: &str = "correct horse battery";
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +64,22 @@ impl TestServer {
     }
 }
 
+/// Runs `work` while `idle` sockets keep reading (answering pings), so
+/// they are not dropped as dead during a long wait.
+pub async fn with_idle<T>(work: impl std::future::Future<Output = T>, idle: &mut [&mut Ws]) -> T {
+    let keep_alive = async {
+        loop {
+            for ws in idle.iter_mut() {
+                ws.keep_alive(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        _ = keep_alive => unreachable!("keeping alive never ends"),
+    }
+}
+
 /// A browser-like HTTP client: follows no redirects, keeps cookies.
 pub struct Client {
     pub http: reqwest::Client,
@@ -67,16 +93,18 @@ impl Client {
     }
 
     pub fn with_jar(server: &TestServer, jar: Arc<Jar>) -> Self {
+        Self::at(server.url(""), jar)
+    }
+
+    /// A client of the server at `base` (`http://host:port`), keeping its
+    /// cookies in `jar` (shared jars act like one browser).
+    pub fn at(base: String, jar: Arc<Jar>) -> Self {
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        Self {
-            http,
-            jar,
-            base: server.url(""),
-        }
+        Self { http, jar, base }
     }
 
     /// A new client, logged in (registered) as `name`.
@@ -131,6 +159,7 @@ impl Client {
         Ok(Ws {
             stream,
             backlog: Default::default(),
+            online: Default::default(),
         })
     }
 }
@@ -143,6 +172,8 @@ pub struct Ws {
     pub stream: Stream,
     /// Frames read past while waiting for a specific one, in arrival order.
     backlog: std::collections::VecDeque<Value>,
+    /// The latest online list per room, from every `joined` and `presence` read.
+    online: std::collections::HashMap<String, Value>,
 }
 
 impl Ws {
@@ -169,9 +200,34 @@ impl Ws {
                 .expect("the connection is open")
                 .expect("a valid frame");
             match message {
-                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Text(text) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    self.note(&frame);
+                    return frame;
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    fn note(&mut self, frame: &Value) {
+        if frame["type"] == "joined" || frame["type"] == "presence" {
+            if let Some(room) = frame["room"].as_str() {
+                self.online.insert(room.to_owned(), frame["online"].clone());
+            }
+        }
+    }
+
+    /// Reads for `duration`, keeping what arrives for later: an idle client
+    /// still answers the server's pings, as a browser would.
+    pub async fn keep_alive(&mut self, duration: Duration) {
+        let until = tokio::time::Instant::now() + duration;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, self.stream.next()).await {
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                self.note(&frame);
+                self.backlog.push_back(frame);
             }
         }
     }
@@ -182,6 +238,53 @@ impl Ws {
             let frame = self.recv().await;
             if frame["type"] == kind {
                 return frame;
+            }
+        }
+    }
+
+    /// Reads frames until the server closes the connection (or it breaks),
+    /// returning them; panics if it stays open past `within`.
+    pub async fn until_closed(&mut self, within: Duration) -> Vec<Value> {
+        let mut frames: Vec<Value> = self.backlog.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("the connection closes within the timeout");
+            match next {
+                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).unwrap()),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return frames,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// `count` message frames, in arrival order; other frames are dropped.
+    pub async fn messages(&mut self, count: usize) -> Vec<Value> {
+        let mut messages = Vec::with_capacity(count);
+        while messages.len() < count {
+            messages.push(self.recv_type("message").await);
+        }
+        messages
+    }
+
+    /// Waits until `room`'s online list (from `joined` or `presence`) is `users`.
+    pub async fn wait_online(&mut self, room: &str, users: &[&str], within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let wanted = serde_json::json!(users);
+        if self.online.get(room) == Some(&wanted) {
+            return;
+        }
+        let mut last = Value::Null;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{room} never showed {users:?} online; last: {last}"));
+            if (frame["type"] == "presence" || frame["type"] == "joined") && frame["room"] == room {
+                if frame["online"] == wanted {
+                    return;
+                }
+                last = frame["online"].clone();
             }
         }
     }

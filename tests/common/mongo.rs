@@ -5,11 +5,13 @@
 //! `scripts/test.sh` installs SecantusDB; `SECANTUSD` overrides where its
 //! `secantusd-py` is found.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -127,14 +129,6 @@ fn secantusd() -> PathBuf {
         Some(path) if path.exists() => path,
         _ => "secantusd-py".into(),
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn unique_database() -> String {

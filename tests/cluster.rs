@@ -1,0 +1,410 @@
+//! Several replicas as one chat, for every broker: the same suite runs
+//! against Redis, RabbitMQ and NATS (see the macro at the bottom). Replicas
+//! are real `rookery` processes sharing one MongoDB-protocol database;
+//! brokers are the real servers, killed and restarted by the tests.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::cluster::{serial, BrokerKind, BrokerServer, Replica};
+use common::mongo::TestMongo;
+use common::{with_idle, Client, Ws};
+use reqwest::cookie::Jar;
+use serde_json::{json, Value};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    broker: BrokerServer,
+    _mongo: TestMongo,
+    replicas: Vec<Replica>,
+}
+
+impl Cluster {
+    async fn start(kind: BrokerKind, size: usize) -> Self {
+        let broker = BrokerServer::start(kind);
+        let mongo = TestMongo::new();
+        let mut env = broker.replica_env();
+        env.push(("MONGO_URL", mongo.url.clone()));
+        let replicas: Vec<Replica> = (0..size)
+            .map(|n| Replica::start(&format!("node{n}"), &env))
+            .collect();
+        let cluster = Self {
+            broker,
+            _mongo: mongo,
+            replicas,
+        };
+        cluster.wait_connected(true).await;
+        cluster
+    }
+
+    /// Waits until every live replica's `/healthz` reports its broker link as `connected`.
+    async fn wait_connected(&self, connected: bool) {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let http = reqwest::Client::new();
+        for replica in &self.replicas {
+            loop {
+                let health: Value = match http.get(replica.url("/healthz")).send().await {
+                    Ok(response) => response.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                if health["cluster"]["connected"] == connected {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never reported connected={connected}: {health}\n{}",
+                    replica.node,
+                    replica.log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// A user logged in on replica `at`, with an open WebSocket in `room`.
+    async fn user(&self, name: &str, at: usize, room: &str) -> (Client, Ws) {
+        let client = Client::at(self.replicas[at].url(""), Arc::new(Jar::default()));
+        client.login(name).await;
+        let mut ws = client.ws().await;
+        ws.join(room).await;
+        (client, ws)
+    }
+}
+
+fn send_frame(room: &str, text: &str, reference: &str) -> Value {
+    json!({"type": "send", "room": room, "text": text, "ref": reference})
+}
+
+fn seqs(messages: &[Value]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
+}
+
+fn texts(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// The next `count` messages' texts, each with when it arrived.
+async fn arrivals(ws: &mut Ws, count: usize) -> Vec<(String, Instant)> {
+    let mut arrived = Vec::with_capacity(count);
+    while arrived.len() < count {
+        let message = ws.recv_type("message").await;
+        arrived.push((message["text"].as_str().unwrap().to_owned(), Instant::now()));
+    }
+    arrived
+}
+
+/// Six users on three replicas all see the same few thousand messages:
+/// each exactly once, in `seq` order with no gap; presence and typing
+/// cross replicas. Prints the cross-replica latency it observed.
+async fn exactly_once_in_order_with_presence_and_typing(kind: BrokerKind) {
+    let _serial = serial();
+    let cluster = Cluster::start(kind, 3).await;
+    const USERS: usize = 6;
+    const PER_USER: usize = 400;
+    let names: Vec<String> = (0..USERS).map(|n| format!("user{n}")).collect();
+    let mut sockets = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        sockets.push(cluster.user(name, n % 3, "lobby").await.1);
+    }
+    let everyone: Vec<&str> = names.iter().map(String::as_str).collect();
+    for ws in &mut sockets {
+        ws.wait_online("lobby", &everyone, Duration::from_secs(20))
+            .await;
+    }
+
+    sockets[0]
+        .send(json!({"type": "typing", "room": "lobby", "active": true}))
+        .await;
+    for ws in &mut sockets[1..3] {
+        let typing = ws.recv_type("typing").await;
+        assert_eq!(
+            (typing["user"].as_str(), typing["active"].as_bool()),
+            (Some("user0"), Some(true))
+        );
+    }
+
+    // Everyone sends at once, pipelined, then reads the whole room.
+    for (n, ws) in sockets.iter_mut().enumerate() {
+        for i in 0..PER_USER {
+            ws.send(send_frame(
+                "lobby",
+                &format!("u{n}-{i}"),
+                &format!("{n}-{i}"),
+            ))
+            .await;
+        }
+    }
+    let total = USERS * PER_USER;
+    let expected: BTreeSet<String> = (0..USERS)
+        .flat_map(|n| (0..PER_USER).map(move |i| format!("u{n}-{i}")))
+        .collect();
+    let reads = sockets.iter_mut().map(|ws| async move {
+        let mut acks = 0;
+        let mut messages = Vec::new();
+        while messages.len() < total || acks < PER_USER {
+            let frame = ws.recv().await;
+            match frame["type"].as_str() {
+                Some("message") => messages.push(frame),
+                Some("ack") => acks += 1,
+                Some("error") => panic!("a send failed: {frame}"),
+                _ => {}
+            }
+        }
+        messages
+    });
+    for messages in futures_util::future::join_all(reads).await {
+        assert_eq!(
+            seqs(&messages),
+            (1..=total as u64).collect::<Vec<_>>(),
+            "every seq once, in order"
+        );
+        let got: BTreeSet<String> = texts(&messages).into_iter().collect();
+        assert_eq!(got.len(), total, "no message twice");
+        assert!(got == expected, "exactly the messages sent");
+    }
+
+    // Latency: one sender, paced, read on the two other replicas meanwhile.
+    const SAMPLES: usize = 1000;
+    let (sender, rest) = sockets.split_at_mut(1);
+    let sender = &mut sender[0];
+    let sent_at: std::cell::RefCell<HashMap<String, Instant>> = Default::default();
+    let send = async {
+        for i in 0..SAMPLES {
+            let text = format!("lat-{i}");
+            sent_at.borrow_mut().insert(text.clone(), Instant::now());
+            sender.send(send_frame("lobby", &text, "lat")).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let (node1, node2) = rest.split_at_mut(1);
+    let (_, on_node1, on_node2) = tokio::join!(
+        send,
+        arrivals(&mut node1[0], SAMPLES),
+        arrivals(&mut node2[0], SAMPLES)
+    );
+    let mut latencies: Vec<Duration> = on_node1
+        .into_iter()
+        .chain(on_node2)
+        .map(|(text, at)| at - sent_at.borrow()[&text])
+        .collect();
+    latencies.sort_unstable();
+    eprintln!(
+        "{kind:?}: cross-replica latency over {} deliveries: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+}
+
+/// The broker dies mid-chat and comes back: same-replica chat never
+/// stops, and afterwards every member has the whole sequence.
+async fn survives_a_broker_outage(kind: BrokerKind) {
+    let _serial = serial();
+    let mut cluster = Cluster::start(kind, 2).await;
+    let (_a, mut alice) = cluster.user("alice", 0, "ops").await;
+    let (_b, mut bob) = cluster.user("bob", 0, "ops").await;
+    let (_c, mut carol) = cluster.user("carol", 1, "ops").await;
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        ws.wait_online("ops", &["alice", "bob", "carol"], Duration::from_secs(20))
+            .await;
+    }
+    let mut seen: Vec<Vec<Value>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for i in 0..10 {
+        alice
+            .say("ops", &format!("before-{i}"), &format!("b{i}"))
+            .await;
+    }
+    for (n, ws) in [&mut alice, &mut bob, &mut carol].into_iter().enumerate() {
+        seen[n].extend(ws.messages(10).await);
+    }
+
+    cluster.broker.kill();
+    with_idle(
+        cluster.wait_connected(false),
+        &mut [&mut alice, &mut bob, &mut carol],
+    )
+    .await;
+    for i in 0..10 {
+        alice
+            .say("ops", &format!("during-{i}"), &format!("d{i}"))
+            .await;
+    }
+    // Local chat carries on with the broker down.
+    let live = bob.messages(10).await;
+    assert_eq!(
+        texts(&live),
+        (0..10).map(|i| format!("during-{i}")).collect::<Vec<_>>()
+    );
+    seen[1].extend(live);
+    for i in 0..5 {
+        carol
+            .say("ops", &format!("carol-during-{i}"), &format!("c{i}"))
+            .await;
+    }
+
+    cluster.broker.spawn();
+    with_idle(
+        cluster.wait_connected(true),
+        &mut [&mut alice, &mut bob, &mut carol],
+    )
+    .await;
+    for i in 0..10 {
+        alice
+            .say("ops", &format!("after-{i}"), &format!("a{i}"))
+            .await;
+    }
+    for (n, ws) in [&mut alice, &mut bob, &mut carol].into_iter().enumerate() {
+        let missing = 35 - seen[n].len();
+        seen[n].extend(ws.messages(missing).await);
+        assert_eq!(
+            seqs(&seen[n]),
+            (1..=35).collect::<Vec<u64>>(),
+            "member {n}: the full sequence, once, in order"
+        );
+        assert!(ws
+            .quiet_for(Duration::from_millis(500))
+            .await
+            .is_none_or(|f| f["type"] != "message"));
+    }
+    assert_eq!(
+        texts(&seen[2])[10..20],
+        texts(&seen[0])[10..20],
+        "the outage's messages reached the other replica"
+    );
+}
+
+/// A replica is SIGKILLed under its clients: one reconnects elsewhere and
+/// resumes without losing or repeating a message; one never comes back and
+/// drops out of the online list within the presence bound.
+async fn survives_a_replica_crash(kind: BrokerKind) {
+    let _serial = serial();
+    let mut cluster = Cluster::start(kind, 3).await;
+    let (xavier_client, mut xavier) = cluster.user("xavier", 0, "crash").await;
+    let (_w, mut walter) = cluster.user("walter", 0, "crash").await;
+    let (_y, mut yvonne) = cluster.user("yvonne", 1, "crash").await;
+    let (_z, mut zoe) = cluster.user("zoe", 2, "crash").await;
+    let everyone = ["walter", "xavier", "yvonne", "zoe"];
+    for ws in [&mut xavier, &mut walter, &mut yvonne, &mut zoe] {
+        ws.wait_online("crash", &everyone, Duration::from_secs(20))
+            .await;
+    }
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        acked.push(
+            yvonne
+                .say("crash", &format!("y{i}"), &format!("y{i}"))
+                .await,
+        );
+        acked.push(zoe.say("crash", &format!("z{i}"), &format!("z{i}")).await);
+        acked.push(
+            xavier
+                .say("crash", &format!("x{i}"), &format!("x{i}"))
+                .await,
+        );
+    }
+    let mut shown: Vec<Value> = xavier.messages(20).await;
+
+    cluster.replicas[0].kill();
+    shown.extend(
+        xavier
+            .until_closed(Duration::from_secs(20))
+            .await
+            .into_iter()
+            .filter(|f| f["type"] == "message"),
+    );
+    for i in 10..30 {
+        acked.push(
+            yvonne
+                .say("crash", &format!("y{i}"), &format!("y{i}"))
+                .await,
+        );
+    }
+
+    // The client reconnects to another replica with the same cookie.
+    let last = shown.last().map_or(0, |m| m["seq"].as_u64().unwrap());
+    let elsewhere = Client::at(cluster.replicas[1].url(""), xavier_client.jar.clone());
+    let mut xavier = elsewhere.ws().await;
+    xavier
+        .send(json!({"type": "resume", "rooms": {"crash": last}}))
+        .await;
+    let joined = xavier.recv_type("joined").await;
+    shown.extend(joined["history"].as_array().unwrap().iter().cloned());
+    for i in 0..10 {
+        acked.push(
+            zoe.say("crash", &format!("z-after-{i}"), &format!("za{i}"))
+                .await,
+        );
+    }
+    let total = acked.len();
+    while shown.len() < total {
+        shown.push(xavier.recv_type("message").await);
+    }
+    acked.sort_unstable();
+    assert_eq!(
+        seqs(&shown),
+        acked,
+        "every acked message shown once, in order"
+    );
+    assert!(xavier
+        .quiet_for(Duration::from_millis(500))
+        .await
+        .is_none_or(|f| f["type"] != "message"));
+
+    // walter never came back: his replica's presence expires.
+    with_idle(
+        yvonne.wait_online(
+            "crash",
+            &["xavier", "yvonne", "zoe"],
+            Duration::from_secs(30),
+        ),
+        &mut [&mut xavier, &mut zoe],
+    )
+    .await;
+}
+
+/// The suite, once per broker, as `<broker>::<case>`.
+macro_rules! for_each_broker {
+    ($($broker:ident => $kind:expr),* $(,)?) => {
+        $(
+            mod $broker {
+                use super::*;
+
+                #[actix_web::test]
+                async fn exactly_once_in_order_with_presence_and_typing() {
+                    super::exactly_once_in_order_with_presence_and_typing($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn survives_a_broker_outage() {
+                    super::survives_a_broker_outage($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn survives_a_replica_crash() {
+                    super::survives_a_replica_crash($kind).await;
+                }
+            }
+        )*
+    };
+}
+
+for_each_broker!(
+    redis => BrokerKind::Redis,
+    rabbitmq => BrokerKind::Rabbitmq,
+    nats => BrokerKind::Nats,
+);

