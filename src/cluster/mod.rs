@@ -109,6 +109,8 @@ pub enum BrokerEvent {
         channel: String,
         payload: Vec<u8>,
     },
+    /// The client lost its connection and is reconnecting by itself (NATS).
+    Disconnected,
     /// The client reconnected by itself (NATS); subscriptions are restored.
     Reconnected,
     /// The connection is gone; the driver reconnects.
@@ -371,7 +373,11 @@ impl Driver {
                         Some(BrokerEvent::Message { payload, .. }) => {
                             self.cluster.do_send(Received { payload });
                         }
-                        Some(BrokerEvent::Reconnected) => self.cluster.do_send(Resync),
+                        Some(BrokerEvent::Disconnected) => self.connected.store(false, Ordering::Relaxed),
+                        Some(BrokerEvent::Reconnected) => {
+                            self.connected.store(true, Ordering::Relaxed);
+                            self.cluster.do_send(Resync);
+                        }
                         Some(BrokerEvent::Lost(why)) => break why,
                         None => break "the connection task ended".into(),
                     },

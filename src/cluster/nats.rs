@@ -52,7 +52,7 @@ impl Broker for NatsBroker {
         for (_, task) in self.subscriptions.drain() {
             task.abort();
         }
-        let reconnected = events.clone();
+        let report = events.clone();
         let client = async_nats::ConnectOptions::new()
             .no_echo()
             .name("rookery")
@@ -63,15 +63,16 @@ impl Broker for NatsBroker {
                     .min(MAX_RECONNECT_DELAY)
             })
             .event_callback(move |event| {
-                let reconnected = reconnected.clone();
+                let report = report.clone();
                 async move {
                     match event {
                         // The first connect is reported by `connect` returning.
                         async_nats::Event::Connected => {
-                            let _ = reconnected.send(BrokerEvent::Reconnected);
+                            let _ = report.send(BrokerEvent::Reconnected);
                         }
                         async_nats::Event::Disconnected => {
-                            tracing::warn!("NATS disconnected; the client reconnects by itself")
+                            tracing::warn!("NATS disconnected; the client reconnects by itself");
+                            let _ = report.send(BrokerEvent::Disconnected);
                         }
                         other => tracing::debug!(event = %other, "NATS event"),
                     }

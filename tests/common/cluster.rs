@@ -4,6 +4,7 @@
 //! and is killed when its handle drops.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,8 +32,13 @@ fn wait_for_port(port: u16, what: &str, log: &Path) {
     }
 }
 
+/// SIGKILLs the child's whole process group: RabbitMQ's start script runs
+/// the Erlang VM as its own child, which must die too.
 fn kill(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .status();
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -117,6 +123,7 @@ impl BrokerServer {
             BrokerKind::Rabbitmq => self.rabbitmq_command(),
         };
         let child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -139,6 +146,7 @@ impl BrokerServer {
         std::fs::create_dir_all(&home).unwrap();
         if self.epmd.is_none() {
             let epmd = Command::new("epmd")
+                .process_group(0)
                 .args([
                     "-address",
                     "127.0.0.1",
@@ -214,6 +222,7 @@ impl Replica {
             command.env(key, value);
         }
         let child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -297,6 +306,7 @@ impl Traefik {
         let log_path = dir.path().join("traefik.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(traefik_binary())
+            .process_group(0)
             .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
             .arg(format!("--entryPoints.ping.address=127.0.0.1:{ping_port}"))
             .arg("--ping=true")
