@@ -111,7 +111,7 @@ async fn arrivals(ws: &mut Ws, count: usize) -> Vec<(String, Instant)> {
 /// each exactly once, in `seq` order with no gap; presence and typing
 /// cross replicas. Prints the cross-replica latency it observed.
 async fn exactly_once_in_order_with_presence_and_typing(kind: BrokerKind) {
-    let _serial = serial();
+    let _serial = serial().await;
     let cluster = Cluster::start(kind, 3).await;
     const USERS: usize = 6;
     const PER_USER: usize = 400;
@@ -214,7 +214,7 @@ async fn exactly_once_in_order_with_presence_and_typing(kind: BrokerKind) {
 /// The broker dies mid-chat and comes back: same-replica chat never
 /// stops, and afterwards every member has the whole sequence.
 async fn survives_a_broker_outage(kind: BrokerKind) {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut cluster = Cluster::start(kind, 2).await;
     let (_a, mut alice) = cluster.user("alice", 0, "ops").await;
     let (_b, mut bob) = cluster.user("bob", 0, "ops").await;
@@ -292,7 +292,7 @@ async fn survives_a_broker_outage(kind: BrokerKind) {
 /// resumes without losing or repeating a message; one never comes back and
 /// drops out of the online list within the presence bound.
 async fn survives_a_replica_crash(kind: BrokerKind) {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut cluster = Cluster::start(kind, 3).await;
     let (xavier_client, mut xavier) = cluster.user("xavier", 0, "crash").await;
     let (_w, mut walter) = cluster.user("walter", 0, "crash").await;

@@ -15,9 +15,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs tests that start many processes one at a time, so two of them do
 /// not compete for the machine's two cores and make each other time out.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poison| poison.into_inner())
+/// An async lock: the guard is held across the whole test's awaits, and a
+/// failed test releases it without poisoning the next one.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 fn wait_for_port(port: u16, what: &str, log: &Path) {
