@@ -384,6 +384,9 @@ impl Traefik {
                 dir.path().join("dynamic.yml").display()
             ))
             .arg("--log.level=INFO")
+            // Tests talk to loopback only: no release check, no usage report.
+            .arg("--global.checkNewVersion=false")
+            .arg("--global.sendAnonymousUsage=false")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
