@@ -52,6 +52,12 @@
     return room;
   }
 
+  function newestSeq(room) {
+    let newest = 0;
+    for (const seq of room.messages.keys()) newest = Math.max(newest, seq);
+    return newest;
+  }
+
   function send(frame) {
     if (socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify(frame));
@@ -198,6 +204,15 @@
       const room = roomState(frame.room);
       room.online = frame.online;
       for (const message of frame.history) room.messages.set(message.seq, message);
+      // A resume replays at most the newest 500 messages: fetch the rest of
+      // the gap, page by page, through history (its answers fill in below).
+      const since = room.resumedFrom;
+      delete room.resumedFrom;
+      const oldestReplayed = frame.history.length > 0 ? frame.history[0].seq : null;
+      if (since != null && oldestReplayed != null && oldestReplayed > since + 1) {
+        room.fillGapAfter = since;
+        send({ type: "history", room: frame.room, before: oldestReplayed, limit: 100 });
+      }
       if (frame.room === current) select(current);
     },
     message(frame) {
@@ -235,6 +250,14 @@
       const room = roomState(frame.room);
       if (frame.messages.length === 0) room.hasOlder = false;
       for (const message of frame.messages) room.messages.set(message.seq, message);
+      const oldest = frame.messages.length > 0 ? frame.messages[0].seq : null;
+      if (room.fillGapAfter != null) {
+        if (oldest != null && oldest > room.fillGapAfter + 1) {
+          send({ type: "history", room: frame.room, before: oldest, limit: 100 });
+        } else {
+          delete room.fillGapAfter;
+        }
+      }
       if (frame.room === current) {
         const list = $("messages");
         const fromBottom = list.scrollHeight - list.scrollTop;
@@ -262,7 +285,20 @@
     socket.addEventListener("open", () => {
       backoff = 500;
       $("status").textContent = "connected";
-      for (const name of rooms.keys()) send({ type: "join", room: name });
+      // Rooms already on screen resume after their newest message, so what
+      // was said while we were away (on this replica or another) is replayed
+      // exactly once; rooms with nothing shown yet join afresh.
+      const resume = {};
+      for (const [name, room] of rooms) {
+        const newest = newestSeq(room);
+        if (newest > 0) {
+          resume[name] = newest;
+          room.resumedFrom = newest;
+        } else {
+          send({ type: "join", room: name });
+        }
+      }
+      if (Object.keys(resume).length > 0) send({ type: "resume", rooms: resume });
     });
     socket.addEventListener("message", (event) => {
       let frame;

@@ -22,7 +22,8 @@ const PNG = Buffer.from(
 function startServer() {
   return new Promise((resolveStart, reject) => {
     const server = spawn(binary, [], {
-      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, RUST_LOG: "warn" },
+      // No rate limit: one step below sends hundreds of messages at once.
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, RUST_LOG: "warn", RATE_LIMIT: "0" },
       stdio: ["ignore", "pipe", "inherit"],
     });
     const timer = setTimeout(() => reject(new Error("server did not start in 30 s")), 30000);
@@ -37,9 +38,10 @@ function startServer() {
   });
 }
 
-async function login(browser, base, name) {
+async function login(browser, base, name, beforeNavigation = async () => {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  await beforeNavigation(page);
   page.on("dialog", () => {
     throw new Error("a script from a chat message ran (alert dialog)");
   });
@@ -102,6 +104,73 @@ try {
   // Reloading keeps the conversation (history from the server).
   await bob.reload();
   await bob.waitForSelector("#messages li.msg .text:text('hello from alice')");
+
+  // A dropped connection resumes by itself: everything said while carol was
+  // away appears once and in order, even past the server's 500-message
+  // replay window (the page fetches the rest of the gap through history).
+  const carolSockets = [];
+  let networkDown = false;
+  const carol = await login(browser, base, "carol", (page) =>
+    page.routeWebSocket(/\/ws$/, (ws) => {
+      if (networkDown) return ws.close({ code: 1012, reason: "test: network down" });
+      carolSockets.push({ page: ws, server: ws.connectToServer() });
+    }),
+  );
+  await carol.waitForSelector("#messages li.msg .text:text('hello from alice')");
+  networkDown = true;
+  for (const socket of carolSockets.splice(0)) {
+    await socket.server.close();
+    await socket.page.close({ code: 1012, reason: "test: network down" });
+  }
+  await carol.waitForSelector("#status:text('reconnecting')");
+  const AWAY = 520;
+  const acks = await bob.evaluate(async (count) => {
+    const ws = new WebSocket(`ws://${location.host}/ws`);
+    const frames = [];
+    let wake = () => {};
+    ws.addEventListener("message", (event) => {
+      frames.push(JSON.parse(event.data));
+      wake();
+    });
+    const next = async (type) => {
+      for (;;) {
+        const index = frames.findIndex((frame) => frame.type === type || frame.type === "error");
+        if (index >= 0) {
+          const [frame] = frames.splice(index, 1);
+          if (frame.type === "error") throw new Error(JSON.stringify(frame));
+          return frame;
+        }
+        await new Promise((resolve) => (wake = resolve));
+      }
+    };
+    await new Promise((resolve) => ws.addEventListener("open", resolve));
+    ws.send(JSON.stringify({ type: "join", room: "general" }));
+    await next("joined");
+    for (let i = 0; i < count; i++) {
+      ws.send(JSON.stringify({ type: "send", room: "general", text: `away ${i}`, ref: i }));
+    }
+    let acked = 0;
+    while (acked < count) (await next("ack"), acked++);
+    ws.close();
+    return acked;
+  }, AWAY);
+  assert.equal(acks, AWAY);
+  networkDown = false;
+  const awayTexts = () =>
+    carol.$$eval("#messages li.msg .text", (nodes) =>
+      nodes.map((node) => node.textContent).filter((text) => text.startsWith("away ")),
+    );
+  await carol.waitForSelector("#status:text('connected')", { timeout: 30000 });
+  await carol.waitForFunction(
+    (count) =>
+      [...document.querySelectorAll("#messages li.msg .text")].filter((node) =>
+        node.textContent.startsWith("away "),
+      ).length >= count,
+    AWAY,
+    { timeout: 20000 },
+  );
+  assert.deepEqual(await awayTexts(), Array.from({ length: AWAY }, (_, i) => `away ${i}`));
+  await carol.close();
 
   await alice.setViewportSize({ width: 1100, height: 640 });
   await alice.screenshot({ path: process.env.SCREENSHOT ?? "target/screenshot.png" });
