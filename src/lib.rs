@@ -15,8 +15,11 @@
 //! - [`chat`]: the [`chat::room::Room`] actor (persists, sequences and fans
 //!   out a room's messages) and the [`chat::registry::Registry`] that starts,
 //!   joins and retires rooms.
-//! - [`cluster`]: the adapter seam rooms publish through; `LocalOnly` for a
-//!   single replica.
+//! - [`cluster`]: what crosses replicas. The [`cluster::Cluster`] actor
+//!   keeps per-room and per-user subscriptions and hands remote events to
+//!   the registry; a driver task owns the broker connection (reconnect,
+//!   resubscribe) behind the [`cluster::Broker`] trait, implemented once per
+//!   broker in `redis.rs`, `rabbitmq.rs` and `nats.rs`.
 //! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend
 //!   and the shared MongoDB one, and the actix-session store built on it.
 //! - [`server`]: wires all of the above into a running replica, serving a
