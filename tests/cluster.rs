@@ -6,12 +6,10 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{serial, BrokerKind, Cluster};
 use common::{with_idle, Client, Ws};
-use reqwest::cookie::Jar;
 use serde_json::{json, Value};
 
 fn send_frame(room: &str, text: &str, reference: &str) -> Value {
