@@ -8,8 +8,9 @@
 //! backoff instead of exiting, then hands the same socket to the real app.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use actix::prelude::*;
 use actix_session::config::PersistentSession;
@@ -20,7 +21,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::chat::registry::Registry;
+use crate::chat::registry::{DrainAll, DrainStatus, Registry};
 use crate::cluster::nats::NatsBroker;
 use crate::cluster::rabbitmq::RabbitBroker;
 use crate::cluster::redis::RedisBroker;
@@ -37,6 +38,10 @@ pub const SESSION_COOKIE: &str = "rookery_session";
 /// First pause between attempts to reach the database; doubles up to the max.
 const STORE_RETRY_FIRST: StdDuration = StdDuration::from_millis(500);
 const STORE_RETRY_MAX: StdDuration = StdDuration::from_secs(10);
+/// How often a draining replica looks whether its connections have left.
+const DRAIN_POLL: StdDuration = StdDuration::from_millis(100);
+/// The most a drain waits for the last cluster publishes to go out.
+const CLUSTER_FLUSH_TIMEOUT: StdDuration = StdDuration::from_secs(2);
 
 /// A started replica. It serves until [`Stopper::stop`] or [`Running::stop`].
 pub struct Running {
@@ -176,13 +181,23 @@ impl Replica {
             room_arbiters.iter().map(Arbiter::handle).collect(),
         )
         .start();
-        let server = self.app_server(listener, registry, cluster, cookie_key)?;
+        let draining = Arc::new(AtomicBool::new(false));
+        let server = self.app_server(
+            listener,
+            registry.clone(),
+            cluster.clone(),
+            cookie_key,
+            draining.clone(),
+        )?;
         let handle = server.handle();
         let mut serving = actix_web::rt::spawn(server);
         let result = tokio::select! {
             result = &mut serving => result,
             _ = stop.wait_for(|stop| *stop) => {
+                let timeout = StdDuration::from_secs(self.config.shutdown_timeout);
+                drain(&registry, &draining, timeout).await;
                 handle.stop(true).await;
+                cluster.flush(CLUSTER_FLUSH_TIMEOUT).await;
                 serving.await
             }
         };
@@ -253,6 +268,7 @@ impl Replica {
         registry: Addr<Registry>,
         cluster: ClusterHandle,
         cookie_key: Key,
+        draining: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
         let config = &self.config;
         let upload_dir = config.upload_dir();
@@ -262,6 +278,7 @@ impl Replica {
             cluster,
             config: Arc::new(config.clone()),
             node_id: self.node_id.clone(),
+            draining,
         });
         let sessions = StoreSessions::new(self.store.clone());
         let session_ttl = Duration::hours(i64::from(config.session_ttl_hours));
@@ -296,5 +313,46 @@ impl Replica {
         .disable_signals()
         .listen(listener)?
         .run())
+    }
+}
+
+/// Empties a replica before it stops, so its clients lose nothing: it turns
+/// not ready (load balancers stop sending new clients), refuses new
+/// WebSockets, asks every client to reconnect elsewhere and closes the ones
+/// still there after half of `timeout`, then waits until the rooms have
+/// stored what they were given.
+async fn drain(registry: &Addr<Registry>, draining: &AtomicBool, timeout: StdDuration) {
+    draining.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + timeout;
+    tracing::info!(
+        ?timeout,
+        "draining: not ready; clients are asked to reconnect elsewhere"
+    );
+    if registry
+        .send(DrainAll {
+            close_after: timeout / 2,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let Ok(progress) = registry.send(DrainStatus).await else {
+            return;
+        };
+        if progress.connections == 0 && progress.rooms == 0 {
+            tracing::info!("drained");
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                connections = progress.connections,
+                rooms = progress.rooms,
+                "drain timed out; stopping anyway"
+            );
+            return;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
     }
 }

@@ -10,6 +10,9 @@
   const TYPING_IDLE_MS = 3000; // stop announcing typing after this much quiet
   const TYPING_SHOWN_MS = 6000; // hide someone's indicator if no update comes
   const MAX_BACKOFF_MS = 10000;
+  /** After a `reconnect` frame: how long to wait for acks, then how soon to reconnect. */
+  const MOVE_WAIT_MS = 2000;
+  const MOVE_BACKOFF_MS = 100;
   const STORAGE_KEY = `rookery:${me}:rooms`;
 
   /** name -> { messages: Map(seq -> message), online: [], typing: Map(user -> timer), unread, hasOlder } */
@@ -264,6 +267,18 @@
         renderMessages();
         list.scrollTop = list.scrollHeight - fromBottom; // keep the reader's place
       }
+    },
+    reconnect() {
+      // This replica is shutting down. Let what is in flight get its ack,
+      // then reconnect (the proxy picks a live replica) and resume there.
+      $("status").textContent = "moving to another server…";
+      const asked = Date.now();
+      const leave = () => {
+        if (pending.size > 0 && Date.now() - asked < MOVE_WAIT_MS) return setTimeout(leave, 50);
+        backoff = MOVE_BACKOFF_MS;
+        socket.close(1000, "moving to another server");
+      };
+      leave();
     },
     error(frame) {
       const entry = frame.ref != null && pending.get(frame.ref);

@@ -31,6 +31,14 @@ pub fn next_session_id() -> SessionId {
 #[rtype(result = "()")]
 pub struct Deliver(pub ByteString);
 
+/// The replica is draining: tell the client to move to another replica, and
+/// close the connection after `close_after` if it has not left by then.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Drain {
+    pub close_after: std::time::Duration,
+}
+
 /// The user's profile photo changed; later messages from this connection carry it.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]

@@ -6,12 +6,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::names::{direct_participants, direct_room};
 use super::room::{self, Room};
-use super::{Deliver, SessionId, SetAvatar};
+use super::{Deliver, Drain, SessionId, SetAvatar};
 use crate::cluster::{user_channel, ClusterEvent, ClusterHandle, Remote, Resync};
 use crate::store::Store;
 
@@ -23,6 +24,28 @@ pub struct Connect {
     pub user: String,
     pub socket: Recipient<Deliver>,
     pub avatar: Recipient<SetAvatar>,
+    pub drain: Recipient<Drain>,
+}
+
+/// The replica is shutting down: every connection, present and late, is
+/// told to move to another replica and closed after `close_after`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DrainAll {
+    pub close_after: Duration,
+}
+
+/// What still runs during a drain.
+#[derive(Message)]
+#[rtype(result = "DrainProgress")]
+pub struct DrainStatus;
+
+#[derive(MessageResponse, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainProgress {
+    /// Open connections.
+    pub connections: usize,
+    /// Rooms running, or retired but still storing their last messages.
+    pub rooms: usize,
 }
 
 /// A connection closed: it leaves every room it was in.
@@ -72,6 +95,7 @@ struct SessionEntry {
     user: String,
     socket: Recipient<Deliver>,
     avatar: Recipient<SetAvatar>,
+    drain: Recipient<Drain>,
     rooms: HashSet<String>,
 }
 
@@ -93,6 +117,10 @@ pub struct Registry {
     /// Running direct rooms by participant, so a new connection finds its
     /// conversations without scanning every room.
     direct_rooms: HashMap<String, HashSet<String>>,
+    /// Rooms told to shut down; they stop once their writes are stored.
+    retiring: Vec<Addr<Room>>,
+    /// Set once the replica drains: how long connections get to leave.
+    draining: Option<Duration>,
 }
 
 impl Registry {
@@ -111,6 +139,8 @@ impl Registry {
             sessions: HashMap::new(),
             users: HashMap::new(),
             direct_rooms: HashMap::new(),
+            retiring: Vec::new(),
+            draining: None,
         }
     }
 
@@ -183,6 +213,8 @@ impl Registry {
         if entry.members.is_empty() {
             let entry = self.rooms.remove(room).expect("entry was just used");
             entry.addr.do_send(room::Shutdown);
+            self.retiring.retain(Addr::connected);
+            self.retiring.push(entry.addr);
             if let Some((first, second)) = direct_participants(room) {
                 for user in [first, second] {
                     if let Some(rooms) = self.direct_rooms.get_mut(user) {
@@ -210,6 +242,10 @@ impl Handler<Connect> for Registry {
     type Result = ();
 
     fn handle(&mut self, connect: Connect, _ctx: &mut Self::Context) {
+        if let Some(close_after) = self.draining {
+            // Upgraded just before the drain began.
+            connect.drain.do_send(Drain { close_after });
+        }
         let sessions = self.users.entry(connect.user.clone()).or_default();
         if sessions.is_empty() {
             // Direct messages for this user may now come from any replica.
@@ -229,6 +265,7 @@ impl Handler<Connect> for Registry {
                 user: connect.user,
                 socket: connect.socket,
                 avatar: connect.avatar,
+                drain: connect.drain,
                 rooms: HashSet::new(),
             },
         );
@@ -337,6 +374,31 @@ impl Handler<Resync> for Registry {
     fn handle(&mut self, resync: Resync, _ctx: &mut Self::Context) {
         for entry in self.rooms.values() {
             entry.addr.do_send(resync.clone());
+        }
+    }
+}
+
+impl Handler<DrainAll> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, drain: DrainAll, _ctx: &mut Self::Context) {
+        self.draining = Some(drain.close_after);
+        for entry in self.sessions.values() {
+            entry.drain.do_send(Drain {
+                close_after: drain.close_after,
+            });
+        }
+    }
+}
+
+impl Handler<DrainStatus> for Registry {
+    type Result = DrainProgress;
+
+    fn handle(&mut self, _: DrainStatus, _ctx: &mut Self::Context) -> DrainProgress {
+        self.retiring.retain(Addr::connected);
+        DrainProgress {
+            connections: self.sessions.len(),
+            rooms: self.rooms.len() + self.retiring.len(),
         }
     }
 }

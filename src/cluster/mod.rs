@@ -36,7 +36,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::StoredMessage;
 
@@ -189,10 +189,17 @@ struct Received {
     payload: Vec<u8>,
 }
 
+/// Answered once everything published before it has gone to the broker
+/// (or been dropped for want of one): the last step of a drain.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush(oneshot::Sender<()>);
+
 enum Command {
     Subscribe(String, Option<Recipient<Subscribed>>),
     Unsubscribe(String),
     Publish(String, Vec<u8>),
+    Flush(oneshot::Sender<()>),
 }
 
 /// The cluster adapter actor of one replica.
@@ -282,6 +289,14 @@ impl Handler<Unsubscribe> for Cluster {
             self.subscriptions.remove(&unsubscribe.channel);
             self.command(Command::Unsubscribe(unsubscribe.channel));
         }
+    }
+}
+
+impl Handler<Flush> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, Flush(done): Flush, _ctx: &mut Self::Context) {
+        self.command(Command::Flush(done));
     }
 }
 
@@ -427,6 +442,7 @@ impl Driver {
                         Command::Subscribe(channel, _) => { self.wanted.insert(channel); }
                         Command::Unsubscribe(channel) => { self.wanted.remove(&channel); }
                         Command::Publish(..) => dropped += 1,
+                        Command::Flush(done) => { let _ = done.send(()); }
                     },
                 }
             }
@@ -451,6 +467,9 @@ impl Driver {
                 }
             }
             Command::Publish(channel, payload) => self.broker.publish(&channel, payload).await?,
+            Command::Flush(done) => {
+                let _ = done.send(());
+            }
         }
         Ok(())
     }
@@ -504,6 +523,19 @@ impl ClusterHandle {
     pub fn unsubscribe(&self, channel: String) {
         if let Some((addr, ..)) = &self.inner {
             addr.do_send(Unsubscribe { channel });
+        }
+    }
+
+    /// Waits, at most `timeout`, until what was published so far has left
+    /// for the broker.
+    pub async fn flush(&self, timeout: Duration) {
+        let Some((addr, ..)) = &self.inner else {
+            return;
+        };
+        let (done, flushed) = oneshot::channel();
+        addr.do_send(Flush(done));
+        if tokio::time::timeout(timeout, flushed).await.is_err() {
+            tracing::warn!(?timeout, "cluster publishes not flushed in time");
         }
     }
 

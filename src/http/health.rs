@@ -14,6 +14,13 @@ pub async fn live(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if state.is_draining() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "ready": false,
+            "node": state.node_id,
+            "reason": "draining: shutting down",
+        }));
+    }
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "ready": true, "node": state.node_id })),
         Err(err) => HttpResponse::ServiceUnavailable().json(json!({

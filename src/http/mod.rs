@@ -24,6 +24,14 @@ pub struct AppState {
     pub cluster: crate::cluster::ClusterHandle,
     pub config: Arc<Config>,
     pub node_id: String,
+    /// Set when the replica starts draining: not ready, no new WebSockets.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Probes: outside the session middleware, so they answer even when the

@@ -21,6 +21,11 @@ pub async fn upgrade(
     session: Session,
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
+    if state.is_draining() {
+        return Ok(HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "1"))
+            .body("this replica is shutting down; reconnect"));
+    }
     let Some(user) = current_user(&session) else {
         return Ok(HttpResponse::Unauthorized().body("log in before opening a chat connection"));
     };

@@ -166,6 +166,11 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         messages: Vec<WireMessage<'a>>,
     },
+    /// This replica is shutting down: finish what is in flight (wait for
+    /// the acks), then reconnect, which lands on another replica, and
+    /// `resume`. The server closes the connection (code 1012) if the client
+    /// has not within half its shutdown timeout.
+    Reconnect,
     /// A refused frame; `ref` is the refused frame's, when it had one.
     Error {
         code: ErrorCode,

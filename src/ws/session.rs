@@ -22,7 +22,7 @@ use super::rate_limit::RateLimiter;
 use crate::chat::names::{is_valid_user_name, may_access};
 use crate::chat::registry::{self, Registry};
 use crate::chat::room::{self, Room};
-use crate::chat::{Deliver, SessionId, SetAvatar};
+use crate::chat::{Deliver, Drain, SessionId, SetAvatar};
 use crate::store::{Store, User};
 
 /// How often the server pings an idle client.
@@ -436,6 +436,7 @@ impl Actor for WsSession {
             user: self.user.clone(),
             socket: ctx.address().recipient(),
             avatar: ctx.address().recipient(),
+            drain: ctx.address().recipient(),
         });
         ctx.run_interval(HEARTBEAT_INTERVAL, |this, ctx| this.heartbeat(ctx));
     }
@@ -502,5 +503,17 @@ impl Handler<SetAvatar> for WsSession {
 
     fn handle(&mut self, SetAvatar(avatar): SetAvatar, _ctx: &mut Self::Context) {
         self.avatar = avatar;
+    }
+}
+
+impl Handler<Drain> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, drain: Drain, ctx: &mut Self::Context) {
+        tracing::debug!(user = %self.user, "asking the client to reconnect elsewhere");
+        self.send(ServerFrame::Reconnect.encode(), ctx);
+        ctx.run_later(drain.close_after, |this, ctx| {
+            this.close(CloseCode::Restart, "server restarting; reconnect", ctx);
+        });
     }
 }

@@ -29,10 +29,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(kind: BrokerKind, size: usize) -> Self {
+        Self::start_with(kind, size, &[]).await
+    }
+
+    /// Like [`Cluster::start`], with extra environment for every replica.
+    pub async fn start_with(kind: BrokerKind, size: usize, extra: &[(&str, String)]) -> Self {
         let broker = BrokerServer::start(kind);
         let mongo = TestMongo::new();
         let mut env = broker.replica_env();
         env.push(("MONGO_URL", mongo.url.clone()));
+        env.extend(extra.iter().cloned());
         let replicas: Vec<Replica> = (0..size)
             .map(|n| Replica::start(&format!("node{n}"), &env))
             .collect();
@@ -316,14 +322,27 @@ impl Replica {
         kill(&mut self.child);
     }
 
-    /// SIGTERM, then wait for the process to exit.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait().unwrap()
+    /// SIGTERM, as an orchestrator stopping the replica sends: it drains.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("running");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    }
+
+    /// How the process exited, if it did within `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn log(&self) -> String {

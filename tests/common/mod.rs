@@ -160,6 +160,7 @@ impl Client {
             stream,
             backlog: Default::default(),
             online: Default::default(),
+            close_code: None,
         })
     }
 }
@@ -174,6 +175,8 @@ pub struct Ws {
     backlog: std::collections::VecDeque<Value>,
     /// The latest online list per room, from every `joined` and `presence` read.
     online: std::collections::HashMap<String, Value>,
+    /// The close code the server sent, once [`Ws::until_closed`] saw it.
+    pub close_code: Option<u16>,
 }
 
 impl Ws {
@@ -253,7 +256,11 @@ impl Ws {
                 .expect("the connection closes within the timeout");
             match next {
                 Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).unwrap()),
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return frames,
+                Some(Ok(Message::Close(close))) => {
+                    self.close_code = close.map(|close| u16::from(close.code));
+                    return frames;
+                }
+                Some(Err(_)) | None => return frames,
                 Some(Ok(_)) => continue,
             }
         }
