@@ -276,11 +276,7 @@ async fn survives_a_replica_crash(kind: BrokerKind) {
     let last = shown.last().map_or(0, |m| m["seq"].as_u64().unwrap());
     let elsewhere = Client::at(cluster.replicas[1].url(""), xavier_client.jar.clone());
     let mut xavier = elsewhere.ws().await;
-    xavier
-        .send(json!({"type": "resume", "rooms": {"crash": last}}))
-        .await;
-    let joined = xavier.recv_type("joined").await;
-    shown.extend(joined["history"].as_array().unwrap().iter().cloned());
+    shown.extend(xavier.resume("crash", last).await);
     for i in 0..10 {
         acked.push(
             zoe.say("crash", &format!("z-after-{i}"), &format!("za{i}"))

@@ -87,11 +87,7 @@ async fn clients_of_a_draining_replica_move_without_loss() {
     let last = *seqs(&shown).last().unwrap();
     let elsewhere = Client::at(cluster.replicas[1].url(""), alice_client.jar.clone());
     let mut alice = elsewhere.ws().await;
-    alice
-        .send(json!({"type": "resume", "rooms": {"drain": last}}))
-        .await;
-    let joined = alice.recv_type("joined").await;
-    shown.extend(joined["history"].as_array().unwrap().iter().cloned());
+    shown.extend(alice.resume("drain", last).await);
 
     // carol ignores the request: the replica closes her connection itself.
     let carol_frames = carol
@@ -117,11 +113,7 @@ async fn clients_of_a_draining_replica_move_without_loss() {
     let carol_last = seqs(&carol_shown).last().copied().unwrap_or(0);
     let elsewhere = Client::at(cluster.replicas[1].url(""), carol_client.jar.clone());
     let mut carol = elsewhere.ws().await;
-    carol
-        .send(json!({"type": "resume", "rooms": {"drain": carol_last}}))
-        .await;
-    let joined = carol.recv_type("joined").await;
-    carol_shown.extend(joined["history"].as_array().unwrap().iter().cloned());
+    carol_shown.extend(carol.resume("drain", carol_last).await);
 
     acked.push(bob.say("drain", "after", "after").await);
     shown.push(alice.recv_type("message").await);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{serial, BrokerKind, Cluster, Traefik};
 use common::{with_idle, Client, Ws};
 use reqwest::cookie::Jar;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const AFFINITY_COOKIE: &str = "rookery_affinity";
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,11 +116,7 @@ async fn sticky_cookie_websockets_and_failover() {
     // replica, is still logged in, and resumes from its last seq.
     let last = shown.last().unwrap()["seq"].as_u64().unwrap();
     let mut alice_ws = ws_through_proxy(&alice).await;
-    alice_ws
-        .send(json!({"type": "resume", "rooms": {"lobby": last}}))
-        .await;
-    let joined = alice_ws.recv_type("joined").await;
-    shown.extend(joined["history"].as_array().unwrap().iter().cloned());
+    shown.extend(alice_ws.resume("lobby", last).await);
     let texts: Vec<&str> = shown.iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(
         texts,

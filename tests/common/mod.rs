@@ -301,6 +301,15 @@ impl Ws {
         tokio::time::timeout(wait, self.recv()).await.ok()
     }
 
+    /// Resumes `room` after `since` (the last seq shown), returning the
+    /// replayed messages.
+    pub async fn resume(&mut self, room: &str, since: u64) -> Vec<Value> {
+        self.send(serde_json::json!({"type": "resume", "rooms": {room: since}}))
+            .await;
+        let joined = self.recv_type("joined").await;
+        joined["history"].as_array().unwrap().clone()
+    }
+
     pub async fn join(&mut self, room: &str) -> Value {
         self.send(serde_json::json!({"type": "join", "room": room}))
             .await;
