@@ -6,7 +6,11 @@ FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a source change does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+# The workspace's other member (the load generator) is not built here, but
+# its manifest must exist for the workspace to load.
+COPY bench/Cargo.toml bench/Cargo.toml
+RUN mkdir -p src bench/src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && echo 'fn main() {}' > bench/src/main.rs \
  && cargo build --release --locked \
  && rm -rf src
 COPY src src
