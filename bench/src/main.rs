@@ -160,6 +160,7 @@ fn fleet(common: &Common, also: &[String]) -> anyhow::Result<Fleet> {
             .redirect(reqwest::redirect::Policy::none())
             .build()?,
         progress: Arc::new(Progress::default()),
+        cookies: Default::default(),
     })
 }
 

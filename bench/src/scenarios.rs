@@ -31,19 +31,23 @@ pub struct Fleet {
     pub ramp_per_s: f64,
     pub http: reqwest::Client,
     pub progress: Arc<Progress>,
+    /// Session cookies by user, so each user logs in once per run.
+    pub cookies: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl Fleet {
-    /// Logs in every distinct user of `users` once; their cookies by name.
+    /// Logs in every distinct user of `users` not logged in yet (cookies
+    /// are kept for the fleet's later runs); their cookies by name.
     async fn login_all(
         &self,
         users: &[String],
         target: &Target,
     ) -> anyhow::Result<Arc<HashMap<String, String>>> {
-        let mut distinct: Vec<&String> = users.iter().collect();
-        distinct.sort();
-        distinct.dedup();
-        let cookies = futures_util::stream::iter(distinct)
+        let known = self.cookies.lock().unwrap().clone();
+        let mut missing: Vec<&String> = users.iter().filter(|u| !known.contains_key(*u)).collect();
+        missing.sort();
+        missing.dedup();
+        let fresh: Vec<(String, String)> = futures_util::stream::iter(missing)
             .map(|user| async move {
                 let cookie = target.login(&self.http, user).await?;
                 Ok::<_, anyhow::Error>((user.clone(), cookie))
@@ -53,7 +57,9 @@ impl Fleet {
             .await
             .into_iter()
             .collect::<anyhow::Result<_>>()?;
-        Ok(Arc::new(cookies))
+        let mut cookies = self.cookies.lock().unwrap();
+        cookies.extend(fresh);
+        Ok(Arc::new(cookies.clone()))
     }
 
     /// Logs in, then opens one connection per entry of `users` to
