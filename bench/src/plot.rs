@@ -86,7 +86,7 @@ fn plot_scenario(scenario: &str, rows: &[&Value], path: &Path) -> anyhow::Result
     let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let (x_label, y_label) = match scenario {
-        "linker" => ("connections", "round trip (ms)"),
+        s if s.starts_with("linker") => ("connections", "round trip (ms)"),
         "fanout" => ("messages/s sent to the room", "delivery latency (ms)"),
         "idle" => ("idle connections", "server memory per connection (KiB)"),
         _ => ("messages/s sent", "cross-replica latency (ms)"),

@@ -82,13 +82,17 @@ impl Fleet {
         room: Option<&str>,
     ) -> anyhow::Result<Vec<Socket>> {
         let pause = Duration::from_secs_f64(1.0 / self.ramp_per_s.max(1.0));
+        // Open connections keep reading until every one is open: a ramp can
+        // take longer than the server's heartbeat timeout, and a connection
+        // that does not answer pings meanwhile would be dropped.
+        let (go, ready) = tokio::sync::watch::channel(false);
         let mut opening = JoinSet::new();
         for (index, user) in users.iter().enumerate() {
             let target = targets[index % targets.len()].clone();
             let source = self.sources[index % self.sources.len()];
             let (user, cookies) = (user.clone(), cookies.clone());
             let room = room.map(str::to_owned);
-            let progress = self.progress.clone();
+            let (progress, mut ready) = (self.progress.clone(), ready.clone());
             opening.spawn(async move {
                 let mut socket = target.connect(&user, &cookies[&user], source).await?;
                 if let Some(room) = room {
@@ -101,10 +105,32 @@ impl Fleet {
                     }
                 }
                 progress.connected.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    tokio::select! {
+                        _ = async { ready.wait_for(|go| *go).await.map(drop) } => break,
+                        frame = socket.next() => {
+                            let frame = frame.context("closed while others connect")??;
+                            if let (_, Some(reply)) = target.decode(&frame) {
+                                socket.send(reply).await?;
+                            }
+                        }
+                    }
+                }
                 Ok::<_, anyhow::Error>((index, socket))
             });
             tokio::time::sleep(pause).await;
         }
+        // Fail early if a connection fails; otherwise wait for all of them.
+        let total = users.len() as u64;
+        let baseline = self.progress.connected.load(Ordering::Relaxed);
+        while self.progress.connected.load(Ordering::Relaxed) - baseline < total {
+            if let Some(finished) = opening.try_join_next() {
+                finished??;
+                anyhow::bail!("a connection ended before the others opened");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        go.send_replace(true);
         let mut sockets: Vec<Option<Socket>> = (0..users.len()).map(|_| None).collect();
         while let Some(opened) = opening.join_next().await {
             let (index, socket) = opened??;
@@ -225,8 +251,13 @@ impl Linker {
             total.merge(&tally?);
         }
         let mode = if self.reliable { "reliable" } else { "fast" };
+        // Linker's own interval is 10 ms; other intervals are other series.
+        let scenario = match self.interval.as_millis() {
+            10 => "linker".to_owned(),
+            millis => format!("linker-{millis}ms"),
+        };
         let mut row = Row::new(
-            "linker",
+            &scenario,
             peer_name(fleet),
             format!("connections={} {mode}", self.connections),
             self.connections as f64,

@@ -75,12 +75,13 @@ pub struct LeaveRoom {
     pub room: String,
 }
 
-/// A direct message from the post's author to `peer`.
+/// `user` writes to `peer`: the reply is their direct room, started (with
+/// every connection of both as members) if needed.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct Direct {
+#[rtype(result = "Addr<Room>")]
+pub struct OpenDirect {
+    pub user: String,
     pub peer: String,
-    pub post: room::Post,
 }
 
 /// `user` has a new profile photo; their connections should use it.
@@ -322,12 +323,11 @@ impl Handler<LeaveRoom> for Registry {
     }
 }
 
-impl Handler<Direct> for Registry {
-    type Result = ();
+impl Handler<OpenDirect> for Registry {
+    type Result = MessageResult<OpenDirect>;
 
-    fn handle(&mut self, direct: Direct, _ctx: &mut Self::Context) {
-        let room = direct_room(&direct.post.user, &direct.peer);
-        self.ensure_room(&room).do_send(direct.post);
+    fn handle(&mut self, open: OpenDirect, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.ensure_room(&direct_room(&open.user, &open.peer)))
     }
 }
 

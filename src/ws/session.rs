@@ -5,7 +5,7 @@
 //! back goes through one ordered outbox drained by a single in-flight write,
 //! so frames reach the client in the order they were produced.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use crate::chat::names::{is_valid_user_name, may_access};
 use crate::chat::registry::{self, Registry};
 use crate::chat::room::{self, Room};
 use crate::chat::{Deliver, Drain, SessionId, SetAvatar};
-use crate::store::{Store, User};
+use crate::store::{Store, StoreResult, User};
 
 /// How often the server pings an idle client.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -35,8 +35,9 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_OUTBOX: usize = 4096;
 /// Rooms one connection may be in at once.
 pub const MAX_ROOMS_PER_SESSION: usize = 100;
-/// Users remembered as existing, to spare a store lookup per direct message.
-const KNOWN_USERS_CAPACITY: usize = 1024;
+/// Direct conversations remembered per connection, to spare a store lookup
+/// and a registry round trip per direct message.
+const DIRECT_ROOMS_CAPACITY: usize = 1024;
 
 enum Outbound {
     Text(ByteString),
@@ -52,7 +53,9 @@ pub struct WsSession {
     registry: Addr<Registry>,
     store: Arc<dyn Store>,
     rooms: HashMap<String, Addr<Room>>,
-    known_users: HashSet<String>,
+    /// Direct conversations this connection has written to, by peer: the
+    /// room actor lives at least as long as this connection (a member).
+    direct_rooms: HashMap<String, Addr<Room>>,
     limiter: RateLimiter,
     last_heard: Instant,
     outbox: VecDeque<Outbound>,
@@ -77,7 +80,7 @@ impl WsSession {
             registry,
             store,
             rooms: HashMap::new(),
-            known_users: HashSet::new(),
+            direct_rooms: HashMap::new(),
             limiter,
             last_heard: Instant::now(),
             outbox: VecDeque::new(),
@@ -356,46 +359,55 @@ impl WsSession {
             );
             return self.reject(rejected, ctx);
         }
-        if self.known_users.contains(&to) {
+        if let Some(room) = self.direct_rooms.get(&to).filter(|room| room.connected()) {
             let post = self.post(text, reference, ctx);
-            self.registry.do_send(registry::Direct { peer: to, post });
+            room.do_send(post);
             return;
         }
-        let store = self.store.clone();
-        let peer = to.clone();
-        let lookup = async move { store.find_user(&peer).await };
+        // First message to `to` from this connection: check the user exists
+        // and have the registry open the conversation once; later messages
+        // go straight to the room, not through the registry.
+        let (store, registry) = (self.store.clone(), self.registry.clone());
+        let (user, peer) = (self.user.clone(), to.clone());
+        let open = async move {
+            let Some(_) = store.find_user(&peer).await? else {
+                return Ok(None);
+            };
+            Ok(registry
+                .send(registry::OpenDirect { user, peer })
+                .await
+                .ok())
+        };
         // Waiting keeps this user's direct messages in the order sent.
-        ctx.wait(
-            lookup
-                .into_actor(self)
-                .map(move |found, this, ctx| match found {
-                    Ok(Some(_)) => {
-                        if this.known_users.len() >= KNOWN_USERS_CAPACITY {
-                            this.known_users.clear();
-                        }
-                        this.known_users.insert(to.clone());
-                        let post = this.post(text, reference, ctx);
-                        this.registry.do_send(registry::Direct { peer: to, post });
+        ctx.wait(open.into_actor(self).map(
+            move |opened: StoreResult<Option<Addr<Room>>>, this, ctx| match opened {
+                Ok(Some(room)) => {
+                    if this.direct_rooms.len() >= DIRECT_ROOMS_CAPACITY {
+                        this.direct_rooms.clear();
                     }
-                    Ok(None) => {
-                        let rejected = Rejected::new(
-                            ErrorCode::UnknownUser,
-                            format!("there is no user {to:?}"),
-                            reference,
-                        );
-                        this.reject(rejected, ctx);
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "user lookup failed");
-                        let rejected = Rejected::new(
-                            ErrorCode::StoreUnavailable,
-                            "the message could not be sent: storage is unavailable",
-                            reference,
-                        );
-                        this.reject(rejected, ctx);
-                    }
-                }),
-        );
+                    let post = this.post(text, reference, ctx);
+                    room.do_send(post);
+                    this.direct_rooms.insert(to, room);
+                }
+                Ok(None) => {
+                    let rejected = Rejected::new(
+                        ErrorCode::UnknownUser,
+                        format!("there is no user {to:?}"),
+                        reference,
+                    );
+                    this.reject(rejected, ctx);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "user lookup failed");
+                    let rejected = Rejected::new(
+                        ErrorCode::StoreUnavailable,
+                        "the message could not be sent: storage is unavailable",
+                        reference,
+                    );
+                    this.reject(rejected, ctx);
+                }
+            },
+        ));
     }
 }
 
