@@ -310,6 +310,52 @@ async fn survives_a_replica_crash(kind: BrokerKind) {
     .await;
 }
 
+/// Direct messages between users on different replicas reach every
+/// connection of both, once and in order, with no room joined; a third user
+/// sees nothing of them.
+async fn direct_messages_cross_replicas(kind: BrokerKind) {
+    let _serial = serial().await;
+    let cluster = Cluster::start(kind, 3).await;
+    let (_a, mut alice) = cluster.user("alice", 0, "dm").await;
+    let (bob_client, mut bob) = cluster.user("bob", 1, "dm").await;
+    let (_c, mut carol) = cluster.user("carol", 2, "dm").await;
+    // bob's second tab, on yet another replica.
+    let elsewhere = Client::at(cluster.replicas[2].url(""), bob_client.jar.clone());
+    let mut bob_too = elsewhere.ws().await;
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        ws.wait_online("dm", &["alice", "bob", "carol"], Duration::from_secs(20))
+            .await;
+    }
+
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let (from, to, ws) = if i % 2 == 0 {
+            ("alice", "bob", &mut alice)
+        } else {
+            ("bob", "alice", &mut bob)
+        };
+        let ack = ws
+            .direct(to, &format!("{from}:{i}"), &format!("d{i}"))
+            .await;
+        assert_eq!(ack["room"], "@alice:bob");
+        acked.push(ack["seq"].as_u64().unwrap());
+    }
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("{}:{i}", if i % 2 == 0 { "alice" } else { "bob" }))
+        .collect();
+    for ws in [&mut alice, &mut bob, &mut bob_too] {
+        let messages: Vec<Value> = ws.messages(20).await;
+        assert!(messages.iter().all(|m| m["room"] == "@alice:bob"));
+        assert_eq!(texts(&messages), expected);
+        assert_eq!(seqs(&messages), acked, "once each, in seq order");
+    }
+    let leaked = carol.quiet_for(Duration::from_millis(500)).await;
+    assert!(
+        leaked.as_ref().is_none_or(|f| f["type"] != "message"),
+        "carol saw {leaked:?}"
+    );
+}
+
 /// The suite, once per broker, as `<broker>::<case>`.
 macro_rules! for_each_broker {
     ($($broker:ident => $kind:expr),* $(,)?) => {
@@ -320,6 +366,11 @@ macro_rules! for_each_broker {
                 #[actix_web::test]
                 async fn exactly_once_in_order_with_presence_and_typing() {
                     super::exactly_once_in_order_with_presence_and_typing($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn direct_messages_cross_replicas() {
+                    super::direct_messages_cross_replicas($kind).await;
                 }
 
                 #[actix_web::test]

@@ -318,19 +318,29 @@ impl Ws {
 
     /// Sends a message and waits for its ack, returning the acked seq.
     pub async fn say(&mut self, room: &str, text: &str, reference: &str) -> u64 {
-        self.send(
-            serde_json::json!({"type": "send", "room": room, "text": text, "ref": reference}),
-        )
-        .await;
+        let frame =
+            serde_json::json!({"type": "send", "room": room, "text": text, "ref": reference});
+        self.acked(frame, reference).await["seq"].as_u64().unwrap()
+    }
+
+    /// Sends a direct message and waits for its ack, returning the ack.
+    pub async fn direct(&mut self, to: &str, text: &str, reference: &str) -> Value {
+        let frame = serde_json::json!({"type": "direct", "to": to, "text": text, "ref": reference});
+        self.acked(frame, reference).await
+    }
+
+    /// Sends `frame` and waits for the ack of `reference`; what arrives
+    /// meanwhile stays there for the test to read.
+    async fn acked(&mut self, frame: Value, reference: &str) -> Value {
+        self.send(frame).await;
         let mut skipped = Vec::new();
         loop {
             let frame = self.recv().await;
             if frame["type"] == "ack" && frame["ref"] == reference {
-                // Whatever arrived meanwhile is still there for the test to read.
                 for frame in skipped.into_iter().rev() {
                     self.backlog.push_front(frame);
                 }
-                return frame["seq"].as_u64().unwrap();
+                return frame;
             }
             assert_ne!(frame["type"], "error", "send failed: {frame}");
             skipped.push(frame);
