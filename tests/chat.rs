@@ -53,7 +53,9 @@ async fn two_users_see_each_others_messages_once_in_sequence() {
     }
     assert_eq!(seen, vec![first, second, reply]);
     assert!(
-        b.quiet_for(Duration::from_millis(300)).await.is_none(),
+        b.quiet_for(Duration::from_millis(300))
+            .await
+            .is_none_or(|frame| frame["type"] != "message"),
         "no duplicate deliveries"
     );
     server.stop().await;
@@ -316,5 +318,43 @@ async fn health_endpoints() {
     assert!(!live["node"].as_str().unwrap().is_empty());
     let ready = client.get("/readyz").await;
     assert_eq!(ready.status(), 200);
+    server.stop().await;
+}
+
+/// A crowd joining at once reaches members as a few presence updates, not
+/// one per join (which grows with the square of the crowd), and the last
+/// one names everybody.
+#[actix_web::test]
+async fn a_burst_of_joins_is_announced_in_a_few_presence_frames() {
+    const CROWD: usize = 40;
+    let (_dir, server) = TestServer::fresh().await;
+    let watcher = Client::logged_in(&server, "watcher").await;
+    let mut w = watcher.ws().await;
+    w.join("hall").await;
+    let mut crowd = Vec::new();
+    for i in 0..CROWD {
+        let client = Client::logged_in(&server, &format!("guest{i}")).await;
+        crowd.push(client);
+    }
+    let mut sockets = Vec::new();
+    for client in &crowd {
+        sockets.push(client.ws().await);
+    }
+    for ws in &mut sockets {
+        ws.send(json!({"type": "join", "room": "hall"})).await;
+    }
+    let mut frames = 0;
+    let mut last = json!(null);
+    while let Some(frame) = w.quiet_for(Duration::from_millis(500)).await {
+        if frame["type"] == "presence" {
+            frames += 1;
+            last = frame["online"].clone();
+        }
+    }
+    assert_eq!(last.as_array().map(Vec::len), Some(CROWD + 1), "{last}");
+    assert!(
+        frames < CROWD / 4,
+        "{frames} presence frames for {CROWD} joins"
+    );
     server.stop().await;
 }

@@ -40,6 +40,8 @@ pub const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
 /// A replica not heard from for this long no longer counts as having the
 /// room's users online: the bound on how long a dead replica's users linger.
 pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
+/// Presence changes within this window go out as one `presence` frame.
+pub const PRESENCE_COALESCE: Duration = Duration::from_millis(50);
 /// Messages a resuming client gets replayed at most, per room; older missed
 /// ones it pages back to with `history`.
 pub const MAX_REPLAY: u32 = 500;
@@ -141,6 +143,10 @@ pub struct Room {
     /// Messages that arrived ahead of a missing `seq`.
     held: BTreeMap<u64, StoredMessage>,
     fetching: bool,
+    /// Presence changes not yet announced, and whether an announcement is due.
+    presence_changed: bool,
+    local_presence_changed: bool,
+    presence_scheduled: bool,
 }
 
 impl Room {
@@ -159,6 +165,9 @@ impl Room {
             delivered: None,
             held: BTreeMap::new(),
             fetching: false,
+            presence_changed: false,
+            local_presence_changed: false,
+            presence_scheduled: false,
         }
     }
 
@@ -191,15 +200,18 @@ impl Room {
         );
     }
 
-    /// Recomputes who is online; tells members when it changed, and the
-    /// other replicas when the local part changed.
-    fn refresh_presence(&mut self) {
+    /// Recomputes who is online at once (a `joined` reply carries it), and
+    /// tells members, and the other replicas when the local part changed,
+    /// at most once per [`PRESENCE_COALESCE`]: a thousand joins then cost a
+    /// few presence frames per member instead of a thousand each.
+    fn refresh_presence(&mut self, ctx: &mut Context<Self>) {
         let mut local: Vec<String> = self.members.values().map(|m| m.user.clone()).collect();
         local.sort_unstable();
         local.dedup();
         if local != self.local_online {
             self.local_online = local;
-            self.publish_presence(false);
+            self.local_presence_changed = true;
+            self.schedule_presence(ctx);
         }
         let mut online = self.local_online.clone();
         for remote in self.remote_online.values() {
@@ -211,12 +223,30 @@ impl Room {
             return;
         }
         self.online = online;
-        let frame = ServerFrame::Presence {
-            room: &self.name,
-            online: &self.online,
+        self.presence_changed = true;
+        self.schedule_presence(ctx);
+    }
+
+    fn schedule_presence(&mut self, ctx: &mut Context<Self>) {
+        if !self.presence_scheduled {
+            self.presence_scheduled = true;
+            ctx.run_later(PRESENCE_COALESCE, |this, _ctx| this.announce_presence());
         }
-        .encode();
-        self.broadcast(&frame, None);
+    }
+
+    fn announce_presence(&mut self) {
+        self.presence_scheduled = false;
+        if std::mem::take(&mut self.local_presence_changed) {
+            self.publish_presence(false);
+        }
+        if std::mem::take(&mut self.presence_changed) {
+            let frame = ServerFrame::Presence {
+                room: &self.name,
+                online: &self.online,
+            }
+            .encode();
+            self.broadcast(&frame, None);
+        }
     }
 
     /// Takes stored messages from anywhere (this replica, the cluster, the
@@ -387,12 +417,12 @@ impl Room {
     }
 
     /// Forgets replicas that stopped repeating their presence.
-    fn expire_presence(&mut self) {
+    fn expire_presence(&mut self, ctx: &mut Context<Self>) {
         let before = self.remote_online.len();
         self.remote_online
             .retain(|_, remote| remote.heard.elapsed() < PRESENCE_TTL);
         if self.remote_online.len() != before {
-            self.refresh_presence();
+            self.refresh_presence(ctx);
         }
     }
 }
@@ -410,11 +440,11 @@ impl Actor for Room {
                 .subscribe(room_channel(&self.name), Some(ctx.address().recipient()));
         }
         self.publish_presence(true);
-        ctx.run_interval(PRESENCE_HEARTBEAT, |this, _ctx| {
+        ctx.run_interval(PRESENCE_HEARTBEAT, |this, ctx| {
             if !this.local_online.is_empty() {
                 this.publish_presence(false);
             }
-            this.expire_presence();
+            this.expire_presence(ctx);
         });
     }
 
@@ -441,7 +471,7 @@ impl Handler<Join> for Room {
                 socket: join.socket,
                 seen_up_to,
             });
-            self.refresh_presence();
+            self.refresh_presence(ctx);
             return;
         }
         // Waiting (rather than spawning) holds back other mailbox messages
@@ -455,7 +485,7 @@ impl Handler<Join> for Room {
             DEFAULT_HISTORY_LIMIT
         };
         let read = async move { store.history(&room, None, limit).await };
-        ctx.wait(read.into_actor(self).map(move |history, this, _ctx| {
+        ctx.wait(read.into_actor(self).map(move |history, this, ctx| {
             let mut history = history.unwrap_or_else(|err| {
                 tracing::warn!(room = %this.name, error = %err, "could not load history for a join");
                 let frame = Rejected::new(
@@ -489,7 +519,7 @@ impl Handler<Join> for Room {
             });
             member.seen_up_to = member.seen_up_to.max(seen_up_to);
             let socket = member.socket.clone();
-            this.refresh_presence();
+            this.refresh_presence(ctx);
             let joined = ServerFrame::Joined {
                 room: &this.name,
                 history: history.iter().map(WireMessage::from).collect(),
@@ -504,9 +534,9 @@ impl Handler<Join> for Room {
 impl Handler<Leave> for Room {
     type Result = ();
 
-    fn handle(&mut self, leave: Leave, _ctx: &mut Self::Context) {
+    fn handle(&mut self, leave: Leave, ctx: &mut Self::Context) {
         if self.members.remove(&leave.session).is_some() {
-            self.refresh_presence();
+            self.refresh_presence(ctx);
         }
     }
 }
@@ -582,7 +612,7 @@ impl Handler<FromCluster> for Room {
                         },
                     );
                 }
-                self.refresh_presence();
+                self.refresh_presence(ctx);
                 if reply && !self.local_online.is_empty() {
                     self.publish_presence(false);
                 }
