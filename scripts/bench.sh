@@ -84,14 +84,14 @@ against() {
 if [ $smoke -eq 1 ]; then
   linker=(--connections 20 --seconds 3)
   fanout=(--members 20 --rates 10,50 --step-seconds 2)
-  idle=(--connections 200 --users 10 --hold-seconds 2)
+  idle_counts=(200); idle=(--users 10 --hold-seconds 2)
   cluster=(--members 10 --senders 2 --rate 10 --seconds 3)
 else
   linker=(--connections 1000,2000,3000,4000 --seconds 10 --ramp 400)
   fanout=(--members 1000 --rates 10,50,100,200,400,800,1600 --step-seconds 5)
   most=$(( fd_limit - 1000 < 50000 ? fd_limit - 1000 : 50000 ))
   [ "$most" -lt 50000 ] && echo "note: open-file limit $fd_limit: idle measures $most connections, not 50000"
-  idle=(--connections 10000,$most --users 200 --hold-seconds 15 --sources 4 --ramp 2000)
+  idle_counts=(10000 "$most"); idle=(--users 200 --hold-seconds 15 --sources 4 --ramp 2000)
   cluster=(--members 200 --senders 10 --rate 20 --seconds 10)
 fi
 
@@ -113,8 +113,12 @@ if wanted fanout; then
   done
 fi
 if wanted idle; then
-  for server in rookery socketio; do
-    against "$server" idle "${idle[@]}"
+  # A fresh server per count: memory a process kept from an earlier count
+  # would otherwise be credited to the next one.
+  for count in "${idle_counts[@]}"; do
+    for server in rookery socketio; do
+      against "$server" idle --connections "$count" "${idle[@]}"
+    done
   done
 fi
 

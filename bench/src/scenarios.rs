@@ -86,6 +86,7 @@ impl Fleet {
         // take longer than the server's heartbeat timeout, and a connection
         // that does not answer pings meanwhile would be dropped.
         let (go, ready) = tokio::sync::watch::channel(false);
+        let baseline = self.progress.connected.load(Ordering::Relaxed);
         let mut opening = JoinSet::new();
         for (index, user) in users.iter().enumerate() {
             let target = targets[index % targets.len()].clone();
@@ -122,7 +123,6 @@ impl Fleet {
         }
         // Fail early if a connection fails; otherwise wait for all of them.
         let total = users.len() as u64;
-        let baseline = self.progress.connected.load(Ordering::Relaxed);
         while self.progress.connected.load(Ordering::Relaxed) - baseline < total {
             if let Some(finished) = opening.try_join_next() {
                 finished??;
