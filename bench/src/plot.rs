@@ -57,6 +57,10 @@ fn plot_scenario(scenario: &str, rows: &[&Value], path: &Path) -> anyhow::Result
             .into_iter()
             .find(|mode| setting.contains(mode))
             .map_or(String::new(), |mode| format!(" {mode}"));
+        // A setting where nothing arrived in time has no latency to draw.
+        if !idle && row["delivery"]["count"].as_u64().unwrap_or(0) == 0 {
+            continue;
+        }
         let x = row["x"].as_f64().unwrap_or(0.0);
         let metrics: &[(&str, f64)] = if idle {
             &[(
