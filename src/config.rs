@@ -108,6 +108,43 @@ pub struct Config {
     /// This replica's name in logs and /healthz; defaults to hostname plus a random suffix.
     #[arg(long, env = "NODE_ID")]
     pub node_id: Option<String>,
+
+    /// Identity provider: logins are POSTed here and its answer decides.
+    #[arg(long, env = "AUTH_WEBHOOK_URL")]
+    pub auth_webhook_url: Option<String>,
+
+    /// Asked before a direct or group message to a user, or a room join.
+    #[arg(long, env = "AUTHORIZE_WEBHOOK_URL")]
+    pub authorize_webhook_url: Option<String>,
+
+    /// Seconds an allow from the authorization webhook is reused.
+    #[arg(long, env = "AUTHORIZE_CACHE_SECS", default_value_t = 30)]
+    pub authorize_cache_secs: u64,
+
+    /// Periodically sent this replica's connected users; disconnects those it reports invalid.
+    #[arg(long, env = "VALIDITY_WEBHOOK_URL")]
+    pub validity_webhook_url: Option<String>,
+
+    /// Seconds between validity checks.
+    #[arg(long, env = "VALIDITY_INTERVAL_SECS", default_value_t = 60)]
+    pub validity_interval_secs: u64,
+
+    /// Receives user_connected / user_disconnected events.
+    #[arg(long, env = "EVENTS_WEBHOOK_URL")]
+    pub events_webhook_url: Option<String>,
+
+    /// Milliseconds any webhook may take before it counts as down.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 2000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Users (comma-separated) whose connections receive connection events.
+    #[arg(long, env = "ADMIN_USERS", value_delimiter = ',')]
+    pub admin_users: Vec<String>,
+
+    /// At most one live connection per user across the cluster; a new one
+    /// closes the older ones (close reason `replaced`).
+    #[arg(long, env = "SINGLE_SESSION", default_value_t = false)]
+    pub single_session: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -22,12 +22,15 @@
 //!   broker in `redis.rs`, `rabbitmq.rs` and `nats.rs`.
 //! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend
 //!   and the shared MongoDB one, and the actix-session store built on it.
+//! - [`hooks`]: the optional webhooks (auth, authorize, validity, events)
+//!   and what each does when its receiver is down.
 //! - [`server`]: wires all of the above into a running replica, serving a
 //!   standby app until the store answers.
 
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod hooks;
 pub mod http;
 pub mod server;
 pub mod store;

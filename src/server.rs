@@ -21,12 +21,13 @@ use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::chat::registry::{DrainAll, DrainStatus, Registry};
+use crate::chat::registry::{DrainAll, DrainStatus, Policies, Registry};
 use crate::cluster::nats::NatsBroker;
 use crate::cluster::rabbitmq::RabbitBroker;
 use crate::cluster::redis::RedisBroker;
 use crate::cluster::{Broker, ClusterHandle};
 use crate::config::{BrokerTarget, Config};
+use crate::hooks::Hooks;
 use crate::http::{self, AppState};
 use crate::store::mongo::MongoStore;
 use crate::store::session::StoreSessions;
@@ -175,10 +176,18 @@ impl Replica {
             }
             None => ClusterHandle::local(),
         };
+        let hooks = Hooks::from_config(&self.config);
+        let policies = Policies {
+            node: self.node_id.clone(),
+            hooks: hooks.clone(),
+            admins: self.config.admin_users.iter().cloned().collect(),
+            single_session: self.config.single_session,
+        };
         let registry = Registry::new(
             self.store.clone(),
             cluster.clone(),
             room_arbiters.iter().map(Arbiter::handle).collect(),
+            policies,
         )
         .start();
         let draining = Arc::new(AtomicBool::new(false));
@@ -186,6 +195,7 @@ impl Replica {
             listener,
             registry.clone(),
             cluster.clone(),
+            hooks,
             cookie_key,
             draining.clone(),
         )?;
@@ -267,6 +277,7 @@ impl Replica {
         listener: TcpListener,
         registry: Addr<Registry>,
         cluster: ClusterHandle,
+        hooks: Arc<Hooks>,
         cookie_key: Key,
         draining: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
@@ -276,6 +287,7 @@ impl Replica {
             store: self.store.clone(),
             registry,
             cluster,
+            hooks,
             config: Arc::new(config.clone()),
             node_id: self.node_id.clone(),
             draining,

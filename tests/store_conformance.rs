@@ -56,10 +56,24 @@ fn messages(from: &str, texts: &[&str]) -> Vec<NewMessage> {
     texts
         .iter()
         .map(|text| NewMessage {
+            id: rookery::store::new_message_id(),
             from: from.into(),
             text: (*text).into(),
+            to: None,
+            confirm: None,
         })
         .collect()
+}
+
+/// A direct message from `from` to `to`, optionally asking for a confirmation.
+fn direct(from: &str, to: &str, text: &str, confirm: Option<&str>) -> NewMessage {
+    NewMessage {
+        id: rookery::store::new_message_id(),
+        from: from.into(),
+        text: text.into(),
+        to: Some(to.into()),
+        confirm: confirm.map(str::to_owned),
+    }
 }
 
 mod cases {
@@ -333,6 +347,173 @@ mod cases {
         assert_eq!(stored[0].seq, 2, "the sequence continues where it was");
         store.ping().await.unwrap();
     }
+
+    pub async fn message_ids_come_back_with_history(backend: Backend) {
+        let store = backend.open().await;
+        let batch = messages("alice", &["a", "b"]);
+        let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+        store.append("general", batch, 1).await.unwrap();
+        let history = store.history("general", None, 10).await.unwrap();
+        let read: Vec<String> = history.iter().map(|m| m.id.clone()).collect();
+        assert_eq!(read, ids);
+        assert_ne!(ids[0], ids[1]);
+    }
+
+    pub async fn undelivered_direct_messages_are_fetched_once(backend: Backend) {
+        let store = backend.open().await;
+        let other = backend.open().await;
+        let room = "@alice:bob";
+        store
+            .append(room, vec![direct("alice", "bob", "1", Some("\"r1\""))], 10)
+            .await
+            .unwrap();
+        store
+            .append(room, vec![direct("alice", "bob", "2", None)], 11)
+            .await
+            .unwrap();
+        store
+            .append(
+                "@bob:carol",
+                vec![direct("carol", "bob", "3", Some("7"))],
+                12,
+            )
+            .await
+            .unwrap();
+        // Room messages and notes to oneself are nobody's pending mail.
+        store
+            .append("general", messages("alice", &["public"]), 13)
+            .await
+            .unwrap();
+        assert_eq!(store.pending_count("bob").await.unwrap(), 3);
+        assert_eq!(store.pending_count("alice").await.unwrap(), 0);
+
+        // Live delivery of seq 2 takes it out of the pending set; it asked
+        // for no confirmation, so none comes back.
+        assert_eq!(
+            store.mark_delivered("bob", room, vec![2]).await.unwrap(),
+            []
+        );
+        assert_eq!(
+            other.mark_delivered("bob", room, vec![2]).await.unwrap(),
+            [],
+            "marking twice changes nothing"
+        );
+        assert_eq!(store.pending_count("bob").await.unwrap(), 2);
+
+        let first = store.fetch_missed("bob", 1).await.unwrap();
+        let texts = |m: &rookery::store::Missed| {
+            m.messages
+                .iter()
+                .map(|m| m.text.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(texts(&first), ["1"], "oldest first");
+        assert_eq!(first.left, 1);
+        assert_eq!(first.deliveries.len(), 1);
+        let delivery = &first.deliveries[0];
+        assert_eq!(
+            (
+                delivery.room.as_str(),
+                delivery.seq,
+                delivery.from.as_str(),
+                delivery.to.as_str(),
+                delivery.confirm.as_str()
+            ),
+            (room, 1, "alice", "bob", "\"r1\"")
+        );
+        // A second handle (another replica) continues where the first left.
+        let second = other.fetch_missed("bob", 10).await.unwrap();
+        assert_eq!(texts(&second), ["3"]);
+        assert_eq!(second.messages[0].room, "@bob:carol");
+        assert_eq!(second.left, 0);
+        assert_eq!(
+            store.fetch_missed("bob", 10).await.unwrap(),
+            rookery::store::Missed::default(),
+            "nothing is handed out twice"
+        );
+        // Fetched messages are delivered: a late live mark confirms nothing.
+        assert_eq!(
+            store.mark_delivered("bob", room, vec![1]).await.unwrap(),
+            []
+        );
+    }
+
+    pub async fn live_delivery_confirms_once(backend: Backend) {
+        let store = backend.open().await;
+        let other = backend.open().await;
+        let room = "@alice:bob";
+        store
+            .append(room, vec![direct("alice", "bob", "hi", Some("42"))], 10)
+            .await
+            .unwrap();
+        // Only the recipient's delivery counts.
+        assert_eq!(
+            store.mark_delivered("alice", room, vec![1]).await.unwrap(),
+            []
+        );
+        let (a, b) = tokio::join!(
+            store.mark_delivered("bob", room, vec![1]),
+            other.mark_delivered("bob", room, vec![1]),
+        );
+        let confirmations = a.unwrap().len() + b.unwrap().len();
+        assert_eq!(
+            confirmations, 1,
+            "two replicas marking at once confirm once"
+        );
+        assert_eq!(store.pending_count("bob").await.unwrap(), 0);
+    }
+
+    pub async fn concurrent_fetches_split_the_pending_messages(backend: Backend) {
+        let store = backend.open().await;
+        let other = backend.open().await;
+        for n in 0..20 {
+            store
+                .append(
+                    "@alice:bob",
+                    vec![direct("alice", "bob", &n.to_string(), None)],
+                    n,
+                )
+                .await
+                .unwrap();
+        }
+        // Two connections page through at once, as a client does: until
+        // nothing is left. A page may come back short when the other one
+        // claimed some of it first.
+        let drain = |store: Arc<dyn Store>| async move {
+            let mut seqs = Vec::new();
+            loop {
+                let page = store.fetch_missed("bob", 6).await.unwrap();
+                seqs.extend(page.messages.iter().map(|m| m.seq));
+                if page.left == 0 {
+                    return seqs;
+                }
+            }
+        };
+        let (a, b) = tokio::join!(drain(store.clone()), drain(other.clone()));
+        let mut seqs: Vec<u64> = a.into_iter().chain(b).collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=20).collect::<Vec<_>>(),
+            "each message exactly once"
+        );
+    }
+
+    pub async fn read_positions_only_move_forward(backend: Backend) {
+        let store = backend.open().await;
+        store.set_read("general", "alice", 5).await.unwrap();
+        store.set_read("general", "bob", 7).await.unwrap();
+        store.set_read("general", "alice", 3).await.unwrap();
+        store.set_read("random", "carol", 1).await.unwrap();
+        assert_eq!(
+            store.read_positions("general", 10).await.unwrap(),
+            [("bob".to_owned(), 7), ("alice".to_owned(), 5)]
+        );
+        assert_eq!(
+            store.read_positions("general", 1).await.unwrap(),
+            [("bob".to_owned(), 7)]
+        );
+    }
 }
 
 /// Runs every listed case once per backend, as `sqlite::case` and `mongo::case`.
@@ -367,4 +548,9 @@ conformance!(
     sessions_expire_and_are_never_resurrected,
     the_first_secret_wins_across_handles,
     data_survives_a_reopen,
+    message_ids_come_back_with_history,
+    undelivered_direct_messages_are_fetched_once,
+    live_delivery_confirms_once,
+    concurrent_fetches_split_the_pending_messages,
+    read_positions_only_move_forward,
 );

@@ -43,3 +43,24 @@ pub struct Drain {
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct SetAvatar(pub Option<String>);
+
+/// Closes a connection with close code 1008 and a reason the client acts
+/// on instead of reconnecting as usual.
+#[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub enum Evict {
+    /// The validity webhook reported the user invalid: do not reconnect.
+    Revoked,
+    /// `SINGLE_SESSION`: the user connected elsewhere.
+    Replaced,
+}
+
+impl Evict {
+    /// The close reason on the wire.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Replaced => "replaced",
+        }
+    }
+}

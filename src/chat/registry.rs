@@ -6,15 +6,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::names::{direct_participants, direct_room};
 use super::room::{self, Room};
-use super::{Deliver, Drain, SessionId, SetAvatar};
-use crate::cluster::{user_channel, ClusterEvent, ClusterHandle, Remote, Resync};
-use crate::store::Store;
+use super::{Deliver, Drain, Evict, SessionId, SetAvatar};
+use crate::cluster::{user_channel, ClusterEvent, ClusterHandle, Remote, Resync, ADMIN_CHANNEL};
+use crate::hooks::{ConnectionEvent, Hooks};
+use crate::store::{now_millis, Delivery, Millis, Store};
+use crate::ws::protocol::ServerFrame;
 
 /// A WebSocket connection of `user` opened.
 #[derive(Message)]
@@ -25,7 +27,14 @@ pub struct Connect {
     pub socket: Recipient<Deliver>,
     pub avatar: Recipient<SetAvatar>,
     pub drain: Recipient<Drain>,
+    pub evict: Recipient<Evict>,
 }
+
+/// A connection fetched direct messages that were waiting for it; their
+/// senders who asked are told, wherever they are connected.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConfirmDeliveries(pub Vec<Delivery>);
 
 /// The replica is shutting down: every connection, present and late, is
 /// told to move to another replica and closed after `close_after`.
@@ -97,7 +106,21 @@ struct SessionEntry {
     socket: Recipient<Deliver>,
     avatar: Recipient<SetAvatar>,
     drain: Recipient<Drain>,
+    evict: Recipient<Evict>,
+    connected_at: Millis,
     rooms: HashSet<String>,
+}
+
+/// What a registry does beyond rooms: who it is, who administers, and the
+/// connection policies.
+pub struct Policies {
+    /// This replica's name, in connection events.
+    pub node: String,
+    pub hooks: Arc<Hooks>,
+    /// Users whose connections receive connection events.
+    pub admins: HashSet<String>,
+    /// At most one connection per user, cluster-wide.
+    pub single_session: bool,
 }
 
 struct RoomEntry {
@@ -122,6 +145,12 @@ pub struct Registry {
     retiring: Vec<Addr<Room>>,
     /// Set once the replica drains: how long connections get to leave.
     draining: Option<Duration>,
+    policies: Policies,
+    /// Local admin connections.
+    admin_sessions: HashSet<SessionId>,
+    /// Users the validity hook revoked, and when: reconnecting before the
+    /// next check does not bring them back.
+    revoked: HashMap<String, Instant>,
 }
 
 impl Registry {
@@ -129,6 +158,7 @@ impl Registry {
         store: Arc<dyn Store>,
         cluster: ClusterHandle,
         arbiters: Vec<ArbiterHandle>,
+        policies: Policies,
     ) -> Self {
         assert!(!arbiters.is_empty(), "rooms need at least one arbiter");
         Self {
@@ -142,7 +172,81 @@ impl Registry {
             direct_rooms: HashMap::new(),
             retiring: Vec::new(),
             draining: None,
+            policies,
+            admin_sessions: HashSet::new(),
+            revoked: HashMap::new(),
         }
+    }
+
+    /// Tells the events hook and every admin connection in the cluster.
+    fn connection_event(&self, user: &str, connected: bool) {
+        self.policies
+            .hooks
+            .event(ConnectionEvent::new(connected, user, &self.policies.node));
+        self.push_to_admins(user, &self.policies.node, connected);
+        self.cluster.publish(
+            vec![ADMIN_CHANNEL.to_owned()],
+            ClusterEvent::UserActivity {
+                user: user.to_owned(),
+                connected,
+            },
+        );
+    }
+
+    fn push_to_admins(&self, user: &str, node: &str, connected: bool) {
+        if self.admin_sessions.is_empty() {
+            return;
+        }
+        let frame = if connected {
+            ServerFrame::UserConnected { user, node }
+        } else {
+            ServerFrame::UserDisconnected { user, node }
+        }
+        .encode();
+        for session in &self.admin_sessions {
+            if let Some(entry) = self.sessions.get(session) {
+                entry.socket.do_send(Deliver(frame.clone()));
+            }
+        }
+    }
+
+    /// Closes `user`'s local connections opened before `before` (all, if
+    /// `None`).
+    fn evict_user(&self, user: &str, reason: Evict, before: Option<Millis>) {
+        for session in self.users.get(user).into_iter().flatten() {
+            let Some(entry) = self.sessions.get(session) else {
+                continue;
+            };
+            if before.is_none_or(|at| entry.connected_at < at) {
+                entry.evict.do_send(reason);
+            }
+        }
+    }
+
+    /// Asks the validity hook about this replica's users and closes the
+    /// connections of those it reports invalid.
+    fn check_validity(&mut self, ctx: &mut Context<Self>) {
+        let users: Vec<String> = self.users.keys().cloned().collect();
+        if users.is_empty() {
+            return;
+        }
+        let (hooks, node) = (self.policies.hooks.clone(), self.policies.node.clone());
+        let ask = async move { hooks.invalid_users(&node, users).await };
+        ctx.spawn(ask.into_actor(self).map(|result, this, _ctx| match result {
+            Ok(invalid) => {
+                let every = this.policies.hooks.validity_interval().unwrap_or_default();
+                this.revoked.retain(|_, since| since.elapsed() < every);
+                for user in invalid {
+                    tracing::info!(%user, "validity webhook revoked a user; disconnecting");
+                    this.evict_user(&user, Evict::Revoked, None);
+                    this.revoked.insert(user, Instant::now());
+                }
+            }
+            Err(err) => {
+                // Fail open: see the hooks module.
+                tracing::warn!(error = %err, "validity webhook failed; nobody disconnected");
+            }
+        }));
     }
 
     /// The running room, started if needed. A new direct room gets every
@@ -236,6 +340,9 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.cluster
             .attach(ctx.address().recipient(), ctx.address().recipient());
+        if let Some(every) = self.policies.hooks.validity_interval() {
+            ctx.run_interval(every, |this, ctx| this.check_validity(ctx));
+        }
     }
 }
 
@@ -246,6 +353,31 @@ impl Handler<Connect> for Registry {
         if let Some(close_after) = self.draining {
             // Upgraded just before the drain began.
             connect.drain.do_send(Drain { close_after });
+        }
+        let every = self.policies.hooks.validity_interval().unwrap_or_default();
+        if self
+            .revoked
+            .get(&connect.user)
+            .is_some_and(|since| since.elapsed() < every)
+        {
+            connect.evict.do_send(Evict::Revoked);
+        }
+        let connected_at = now_millis();
+        if self.policies.single_session {
+            self.evict_user(&connect.user, Evict::Replaced, None);
+            self.cluster.publish(
+                vec![user_channel(&connect.user)],
+                ClusterEvent::SessionOpened {
+                    user: connect.user.clone(),
+                    at: connected_at,
+                },
+            );
+        }
+        if self.policies.admins.contains(&connect.user) {
+            if self.admin_sessions.is_empty() {
+                self.cluster.subscribe(ADMIN_CHANNEL.to_owned(), None);
+            }
+            self.admin_sessions.insert(connect.session);
         }
         let sessions = self.users.entry(connect.user.clone()).or_default();
         if sessions.is_empty() {
@@ -267,12 +399,16 @@ impl Handler<Connect> for Registry {
                 socket: connect.socket,
                 avatar: connect.avatar,
                 drain: connect.drain,
+                evict: connect.evict,
+                connected_at,
                 rooms: HashSet::new(),
             },
         );
         for room in conversations {
             self.add_member(&room, connect.session, false, None);
         }
+        let user = self.sessions[&connect.session].user.clone();
+        self.connection_event(&user, true);
     }
 }
 
@@ -283,6 +419,10 @@ impl Handler<Disconnect> for Registry {
         let Some(entry) = self.sessions.remove(&disconnect.session) else {
             return;
         };
+        if self.admin_sessions.remove(&disconnect.session) && self.admin_sessions.is_empty() {
+            self.cluster.unsubscribe(ADMIN_CHANNEL.to_owned());
+        }
+        self.connection_event(&entry.user, false);
         if let Some(sessions) = self.users.get_mut(&entry.user) {
             sessions.remove(&disconnect.session);
             if sessions.is_empty() {
@@ -347,7 +487,21 @@ impl Handler<Remote> for Registry {
     type Result = ();
 
     fn handle(&mut self, remote: Remote, _ctx: &mut Self::Context) {
-        let room = remote.event.room().to_owned();
+        match &remote.event {
+            ClusterEvent::SessionOpened { user, at } => {
+                if self.policies.single_session {
+                    self.evict_user(user, Evict::Replaced, Some(*at));
+                }
+                return;
+            }
+            ClusterEvent::UserActivity { user, connected } => {
+                return self.push_to_admins(user, &remote.node, *connected);
+            }
+            _ => {}
+        }
+        let Some(room) = remote.event.room().map(str::to_owned) else {
+            return;
+        };
         let addr = match self.rooms.get(&room) {
             Some(entry) => entry.addr.clone(),
             None => {
@@ -365,6 +519,28 @@ impl Handler<Remote> for Registry {
             node: remote.node,
             event: remote.event,
         });
+    }
+}
+
+impl Handler<ConfirmDeliveries> for Registry {
+    type Result = ();
+
+    fn handle(
+        &mut self,
+        ConfirmDeliveries(deliveries): ConfirmDeliveries,
+        _ctx: &mut Self::Context,
+    ) {
+        let mut by_room: HashMap<String, Vec<Delivery>> = HashMap::new();
+        for delivery in deliveries {
+            by_room
+                .entry(delivery.room.clone())
+                .or_default()
+                .push(delivery);
+        }
+        for (room, deliveries) in by_room {
+            // The recipient is connected here, so its direct room may run here.
+            self.ensure_room(&room).do_send(room::Confirmed(deliveries));
+        }
     }
 }
 

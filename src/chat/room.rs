@@ -21,9 +21,9 @@ use actix::prelude::*;
 use super::{Deliver, SessionId};
 use crate::chat::names::direct_participants;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
-use crate::store::{now_millis, NewMessage, Store, StoredMessage};
+use crate::store::{new_message_id, now_millis, Delivery, NewMessage, Store, StoredMessage};
 use crate::ws::protocol::{
-    ErrorCode, Ref, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
+    self, ErrorCode, ReadPosition, Ref, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
 };
 
 /// Most posts persisted in one store call.
@@ -45,6 +45,8 @@ pub const PRESENCE_COALESCE: Duration = Duration::from_millis(50);
 /// Messages a resuming client gets replayed at most, per room; older missed
 /// ones it pages back to with `history`.
 pub const MAX_REPLAY: u32 = 500;
+/// Read positions sent with `joined`: the furthest readers.
+pub const MAX_READ_POSITIONS: u32 = 100;
 
 /// A connection becomes a member of the room. With `announce` it receives
 /// `joined` (history and who is online); without, it only starts receiving
@@ -77,9 +79,27 @@ pub struct Post {
     pub avatar: Option<String>,
     pub text: String,
     pub reference: Option<Ref>,
+    pub delivery: protocol::Delivery,
+    /// Tell the sender when a direct message reaches its recipient.
+    pub confirm: bool,
     /// Where the `ack` or `error` goes.
     pub reply: Recipient<Deliver>,
 }
+
+/// A member read the room up to `seq`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Read {
+    pub session: SessionId,
+    pub user: String,
+    pub seq: u64,
+}
+
+/// Direct messages of this room reached their recipient (who fetched them
+/// while offline); tell the senders.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Confirmed(pub Vec<Delivery>);
 
 /// A member started or stopped typing.
 #[derive(Message)]
@@ -111,11 +131,15 @@ struct Member {
     seen_up_to: u64,
 }
 
-/// What a stored post still needs after the store gave it a `seq`.
-struct Receipt {
+/// Where a stored message's `ack` goes: the author's `ref` and connection.
+type Receipt = (Option<Ref>, Recipient<Deliver>);
+
+/// A post waiting for the store.
+struct Queued {
+    message: NewMessage,
     avatar: Option<String>,
-    reference: Option<Ref>,
-    reply: Recipient<Deliver>,
+    /// `None` for a `fast` message: delivered already, never acked.
+    receipt: Option<Receipt>,
 }
 
 /// Who another replica reports online here, and when it last said so.
@@ -134,7 +158,9 @@ pub struct Room {
     remote_online: HashMap<String, RemotePresence>,
     /// Local and remote users, sorted; what `presence` reports.
     online: Vec<String>,
-    pending: Vec<Post>,
+    pending: Vec<Queued>,
+    /// The two users of a direct room.
+    participants: Option<(String, String)>,
     flushing: bool,
     retiring: bool,
     /// Every message up to this `seq` has been handed to the members;
@@ -151,7 +177,9 @@ pub struct Room {
 
 impl Room {
     pub fn new(name: String, store: Arc<dyn Store>, cluster: ClusterHandle) -> Self {
+        let participants = direct_participants(&name).map(|(a, b)| (a.to_owned(), b.to_owned()));
         Self {
+            participants,
             name,
             store,
             cluster,
@@ -265,23 +293,95 @@ impl Room {
         let Some(mut delivered) = self.delivered else {
             return;
         };
+        let mut reached: HashMap<String, Vec<u64>> = HashMap::new();
         while let Some(message) = self.held.remove(&(delivered + 1)) {
-            self.deliver(&message);
+            if let Some(recipient) = self.deliver(&message) {
+                reached.entry(recipient).or_default().push(message.seq);
+            }
             delivered += 1;
         }
         self.delivered = Some(delivered);
+        for (recipient, seqs) in reached {
+            self.mark_delivered(recipient, seqs, ctx);
+        }
         if !self.held.is_empty() && !self.fetching {
             self.fetching = true;
             ctx.run_later(GAP_WAIT, |this, ctx| this.fill_gap(ctx));
         }
     }
 
-    fn deliver(&self, message: &StoredMessage) {
+    /// Hands a message to the members that have not seen it; returns its
+    /// direct recipient if one of them is theirs. A `fast` message went out
+    /// before it was stored, so its stored copy only moves the sequence on.
+    fn deliver(&self, message: &StoredMessage) -> Option<String> {
+        if message.fast {
+            return None;
+        }
+        let recipient = self.recipient(&message.from);
         let frame = ServerFrame::Message(WireMessage::from(message)).encode();
+        let mut reached = false;
         for member in self.members.values() {
             if message.seq > member.seen_up_to {
                 member.socket.do_send(Deliver(frame.clone()));
+                reached |= Some(member.user.as_str()) == recipient;
             }
+        }
+        recipient.filter(|_| reached).map(str::to_owned)
+    }
+
+    /// The recipient of a direct message from `from`: the other participant
+    /// (nobody for notes to oneself, or in a public room).
+    fn recipient(&self, from: &str) -> Option<&str> {
+        let (first, second) = self.participants.as_ref()?;
+        match (first == from, second == from) {
+            (true, false) => Some(second),
+            (false, true) => Some(first),
+            _ => None,
+        }
+    }
+
+    /// Records that direct messages reached their recipient's connection,
+    /// and confirms those whose sender asked.
+    fn mark_delivered(&mut self, recipient: String, seqs: Vec<u64>, ctx: &mut Context<Self>) {
+        let (store, room) = (self.store.clone(), self.name.clone());
+        let mark = async move { store.mark_delivered(&recipient, &room, seqs).await };
+        ctx.spawn(mark.into_actor(self).map(|result, this, _ctx| match result {
+            Ok(deliveries) => this.confirm(deliveries, true),
+            Err(err) => {
+                // They stay undelivered: the recipient may get them again
+                // from `fetch_missed` (same `id`).
+                tracing::warn!(room = %this.name, error = %err, "could not mark direct messages delivered");
+            }
+        }));
+    }
+
+    /// Tells local senders their messages were delivered, and, for
+    /// deliveries seen here, the other replicas' copies of the room.
+    fn confirm(&self, deliveries: Vec<Delivery>, publish: bool) {
+        if deliveries.is_empty() {
+            return;
+        }
+        for delivery in &deliveries {
+            let reference: Ref = serde_json::from_str(&delivery.confirm).unwrap_or_default();
+            let frame = ServerFrame::Delivered {
+                reference: &reference,
+                to: &delivery.to,
+                room: &self.name,
+                seq: delivery.seq,
+            }
+            .encode();
+            for member in self.members.values().filter(|m| m.user == delivery.from) {
+                member.socket.do_send(Deliver(frame.clone()));
+            }
+        }
+        if publish {
+            self.cluster.publish(
+                self.channels(),
+                ClusterEvent::Delivered {
+                    room: self.name.clone(),
+                    deliveries,
+                },
+            );
         }
     }
 
@@ -344,22 +444,10 @@ impl Room {
         }
         self.flushing = true;
         let take = self.pending.len().min(MAX_BATCH);
-        let (batch, receipts): (Vec<NewMessage>, Vec<Receipt>) = self
+        let (batch, receipts): (Vec<NewMessage>, Vec<_>) = self
             .pending
             .drain(..take)
-            .map(|post| {
-                (
-                    NewMessage {
-                        from: post.user,
-                        text: post.text,
-                    },
-                    Receipt {
-                        avatar: post.avatar,
-                        reference: post.reference,
-                        reply: post.reply,
-                    },
-                )
-            })
+            .map(|queued| (queued.message, (queued.avatar, queued.receipt)))
             .unzip();
         let store = self.store.clone();
         let room = self.name.clone();
@@ -370,14 +458,16 @@ impl Room {
                 Ok(stored) => this.stored(stored, receipts, ctx),
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, lost = receipts.len(), "could not store messages");
-                    for receipt in receipts {
+                    // Fast messages were delivered already and promised
+                    // nothing more; they are only missing from history.
+                    for (reference, reply) in receipts.into_iter().filter_map(|(_, receipt)| receipt) {
                         let frame = Rejected::new(
                             ErrorCode::StoreUnavailable,
                             "the message could not be stored; it was not delivered, send it again",
-                            receipt.reference,
+                            reference,
                         )
                         .encode();
-                        receipt.reply.do_send(Deliver(frame));
+                        reply.do_send(Deliver(frame));
                     }
                 }
             }
@@ -393,18 +483,22 @@ impl Room {
     fn stored(
         &mut self,
         mut stored: Vec<StoredMessage>,
-        receipts: Vec<Receipt>,
+        receipts: Vec<(Option<String>, Option<Receipt>)>,
         ctx: &mut Context<Self>,
     ) {
-        for (message, receipt) in stored.iter_mut().zip(receipts) {
-            message.avatar = receipt.avatar;
+        for (message, (avatar, receipt)) in stored.iter_mut().zip(receipts) {
+            message.avatar = avatar;
+            let Some((reference, reply)) = receipt else {
+                message.fast = true;
+                continue;
+            };
             let ack = ServerFrame::Ack {
-                reference: receipt.reference.as_ref(),
+                reference: reference.as_ref(),
                 room: &self.name,
                 seq: message.seq,
             }
             .encode();
-            receipt.reply.do_send(Deliver(ack));
+            reply.do_send(Deliver(ack));
         }
         self.cluster.publish(
             self.channels(),
@@ -484,8 +578,16 @@ impl Handler<Join> for Room {
         } else {
             DEFAULT_HISTORY_LIMIT
         };
-        let read = async move { store.history(&room, None, limit).await };
-        ctx.wait(read.into_actor(self).map(move |history, this, ctx| {
+        let read = async move {
+            let history = store.history(&room, None, limit).await;
+            // Read positions are a nicety: a failure leaves them out.
+            let reads = store
+                .read_positions(&room, MAX_READ_POSITIONS)
+                .await
+                .unwrap_or_default();
+            (history, reads)
+        };
+        ctx.wait(read.into_actor(self).map(move |(history, reads), this, ctx| {
             let mut history = history.unwrap_or_else(|err| {
                 tracing::warn!(room = %this.name, error = %err, "could not load history for a join");
                 let frame = Rejected::new(
@@ -524,6 +626,10 @@ impl Handler<Join> for Room {
                 room: &this.name,
                 history: history.iter().map(WireMessage::from).collect(),
                 online: &this.online,
+                read: reads
+                    .iter()
+                    .map(|(user, seq)| ReadPosition { user, seq: *seq })
+                    .collect(),
             }
             .encode();
             socket.do_send(Deliver(joined));
@@ -555,8 +661,95 @@ impl Handler<Post> for Room {
             post.reply.do_send(Deliver(frame));
             return;
         }
-        self.pending.push(post);
+        let fast = post.delivery == protocol::Delivery::Fast;
+        let id = new_message_id();
+        if fast {
+            let message = StoredMessage {
+                room: self.name.clone(),
+                seq: 0,
+                from: post.user.clone(),
+                text: post.text.clone(),
+                ts: now_millis(),
+                avatar: post.avatar.clone(),
+                id: id.clone(),
+                fast: true,
+            };
+            let frame = ServerFrame::Message(WireMessage::from(&message)).encode();
+            self.broadcast(&frame, None);
+            self.cluster.publish(
+                self.channels(),
+                ClusterEvent::Fast {
+                    room: self.name.clone(),
+                    message,
+                },
+            );
+        }
+        // Fast messages are not kept for an offline recipient: they promise
+        // nothing beyond the live fan-out.
+        let to = (!fast)
+            .then(|| self.recipient(&post.user).map(str::to_owned))
+            .flatten();
+        let confirm = (post.confirm && to.is_some()).then(|| {
+            serde_json::to_string(&post.reference.clone().unwrap_or_default())
+                .expect("JSON values serialize")
+        });
+        self.pending.push(Queued {
+            message: NewMessage {
+                id,
+                from: post.user,
+                text: post.text,
+                to,
+                confirm,
+            },
+            avatar: post.avatar,
+            receipt: (!fast).then_some((post.reference, post.reply)),
+        });
         self.flush(ctx);
+    }
+}
+
+impl Handler<Read> for Room {
+    type Result = ();
+
+    fn handle(&mut self, read: Read, ctx: &mut Self::Context) {
+        // Nobody can have read past what the room has delivered.
+        let seq = read.seq.min(self.delivered.unwrap_or(0));
+        if seq == 0 || !self.members.contains_key(&read.session) {
+            return;
+        }
+        let (store, room, user) = (self.store.clone(), self.name.clone(), read.user.clone());
+        ctx.spawn(
+            async move { store.set_read(&room, &user, seq).await }
+                .into_actor(self)
+                .map(|result, this, _ctx| {
+                    if let Err(err) = result {
+                        tracing::warn!(room = %this.name, error = %err, "could not store a read position");
+                    }
+                }),
+        );
+        let frame = ServerFrame::Read {
+            room: &self.name,
+            user: &read.user,
+            seq,
+        }
+        .encode();
+        self.broadcast(&frame, None);
+        self.cluster.publish(
+            self.channels(),
+            ClusterEvent::Read {
+                room: self.name.clone(),
+                user: read.user,
+                seq,
+            },
+        );
+    }
+}
+
+impl Handler<Confirmed> for Room {
+    type Result = ();
+
+    fn handle(&mut self, Confirmed(deliveries): Confirmed, _ctx: &mut Self::Context) {
+        self.confirm(deliveries, true);
     }
 }
 
@@ -591,6 +784,21 @@ impl Handler<FromCluster> for Room {
     fn handle(&mut self, remote: FromCluster, ctx: &mut Self::Context) {
         match remote.event {
             ClusterEvent::Messages { messages, .. } => self.accept(messages, ctx),
+            ClusterEvent::Fast { message, .. } => {
+                let frame = ServerFrame::Message(WireMessage::from(&message)).encode();
+                self.broadcast(&frame, None);
+            }
+            ClusterEvent::Read { user, seq, .. } => {
+                let frame = ServerFrame::Read {
+                    room: &self.name,
+                    user: &user,
+                    seq,
+                }
+                .encode();
+                self.broadcast(&frame, None);
+            }
+            ClusterEvent::Delivered { deliveries, .. } => self.confirm(deliveries, false),
+            ClusterEvent::SessionOpened { .. } | ClusterEvent::UserActivity { .. } => {}
             ClusterEvent::Typing { user, active, .. } => {
                 let frame = ServerFrame::Typing {
                     room: &self.name,

@@ -7,8 +7,11 @@
 //!
 //! - `rookery.room.<room>`: a public room's messages, typing and presence;
 //!   subscribed while the room has local members.
-//! - `rookery.user.<user>`: direct-room traffic for a user; subscribed while
+//! - `rookery.user.<user>`: direct-room traffic for a user, and (with
+//!   `SINGLE_SESSION`) word of their newest connection; subscribed while
 //!   the user has a local connection.
+//! - `rookery.admin`: connection activity for admin users; subscribed while
+//!   an admin is connected.
 //!
 //! Inbound events go to the registry, which routes them to the room. Events
 //! a replica published itself are dropped on arrival (Redis and RabbitMQ
@@ -38,7 +41,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::StoredMessage;
+use crate::store::{Delivery, Millis, StoredMessage};
 
 /// First pause before reconnecting to a broker; doubles up to the max.
 const RECONNECT_FIRST: Duration = Duration::from_millis(250);
@@ -66,17 +69,49 @@ pub enum ClusterEvent {
         users: Vec<String>,
         reply: bool,
     },
+    /// A `fast` message, fanned out before it is stored.
+    Fast {
+        room: String,
+        message: StoredMessage,
+    },
+    /// `user` read `room` up to `seq`.
+    Read {
+        room: String,
+        user: String,
+        seq: u64,
+    },
+    /// Direct messages of `room` reached their recipient; their senders
+    /// asked to be told.
+    Delivered {
+        room: String,
+        deliveries: Vec<Delivery>,
+    },
+    /// `SINGLE_SESSION`: `user` opened a connection at `at`; their older
+    /// connections elsewhere close.
+    SessionOpened { user: String, at: Millis },
+    /// For admin users, on [`ADMIN_CHANNEL`]: a connection of `user` opened
+    /// or closed on the sending replica.
+    UserActivity { user: String, connected: bool },
 }
 
 impl ClusterEvent {
-    pub fn room(&self) -> &str {
+    /// The room the event is for; `None` for events about users.
+    pub fn room(&self) -> Option<&str> {
         match self {
             Self::Messages { room, .. }
             | Self::Typing { room, .. }
-            | Self::Presence { room, .. } => room,
+            | Self::Presence { room, .. }
+            | Self::Fast { room, .. }
+            | Self::Read { room, .. }
+            | Self::Delivered { room, .. } => Some(room),
+            Self::SessionOpened { .. } | Self::UserActivity { .. } => None,
         }
     }
 }
+
+/// Where connection activity for admin users travels; subscribed while the
+/// replica has an admin connected.
+pub const ADMIN_CHANNEL: &str = "rookery.admin";
 
 /// An event as it travels: who sent it, and what.
 #[derive(Serialize, Deserialize)]

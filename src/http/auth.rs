@@ -3,6 +3,11 @@
 //! Logging in with a new name registers it. Passwords are hashed with
 //! argon2id on the blocking pool: hashing is deliberately slow and must not
 //! stall the worker's other connections.
+//!
+//! With `AUTH_WEBHOOK_URL` an identity provider decides instead: it gets the
+//! name and the password or `token`, and its `{"allowed","name"}` answer
+//! logs the user in (as the name it returns) or not. Such users get a local
+//! account without a usable password, so messages can reach them.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -33,8 +38,17 @@ struct LoginPage<'a> {
 #[derive(Deserialize)]
 pub struct LoginForm {
     name: String,
+    #[serde(default)]
     password: String,
+    /// For the auth webhook: a token from the identity provider instead of
+    /// a password.
+    #[serde(default)]
+    token: Option<String>,
 }
+
+/// The password hash of accounts the auth webhook vouches for: not a valid
+/// PHC string, so no password ever matches it locally.
+const EXTERNAL_ACCOUNT: &str = "!external";
 
 /// The logged-in user, if any.
 pub fn current_user(session: &Session) -> Option<String> {
@@ -59,7 +73,11 @@ pub async fn login(
     session: Session,
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
-    let LoginForm { name, password } = form.into_inner();
+    let LoginForm {
+        name,
+        password,
+        token,
+    } = form.into_inner();
     let refuse = |status, error: &str| {
         render(
             status,
@@ -69,6 +87,13 @@ pub async fn login(
             },
         )
     };
+    if state.hooks.has_auth() {
+        let password = (!password.is_empty()).then_some(password.as_str());
+        return match external_login(&state, &name, password, token.as_deref()).await {
+            Ok(user) => start_session(&session, user),
+            Err((status, error)) => refuse(status, &error),
+        };
+    }
     if !is_valid_user_name(&name) {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -100,14 +125,82 @@ pub async fn login(
             );
         }
     }
+    start_session(&session, name)
+}
+
+fn start_session(session: &Session, user: String) -> HttpResponse {
     // A fresh session id at login defeats session fixation.
     session.renew();
-    if let Err(err) = session.insert(USER_KEY, &name) {
+    if let Err(err) = session.insert(USER_KEY, &user) {
         tracing::error!(error = %err, "could not write the session");
-        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "Could not log you in.");
+        return render(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &LoginPage {
+                error: Some("Could not log you in."),
+                name: &user,
+            },
+        );
     }
-    tracing::info!(user = %name, "logged in");
+    tracing::info!(%user, "logged in");
     see_other("/")
+}
+
+/// Asks the auth webhook; on success, the user to log in as (with a local
+/// account). Denies when the hook is down.
+async fn external_login(
+    state: &AppState,
+    name: &str,
+    password: Option<&str>,
+    token: Option<&str>,
+) -> Result<String, (StatusCode, String)> {
+    if name.len() > MAX_PASSWORD_BYTES
+        || password.is_some_and(|p| p.len() > MAX_PASSWORD_BYTES)
+        || token.is_some_and(|t| t.len() > MAX_PASSWORD_BYTES)
+    {
+        return Err((StatusCode::BAD_REQUEST, "Input too long.".into()));
+    }
+    let decision = match state.hooks.authenticate(name, password, token).await {
+        Some(Ok(decision)) => decision,
+        Some(Err(err)) => {
+            tracing::warn!(error = %err, "auth webhook failed; login denied");
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The identity provider is unavailable; try again shortly.".into(),
+            ));
+        }
+        None => unreachable!("only called with an auth webhook"),
+    };
+    if !decision.allowed {
+        return Err((StatusCode::UNAUTHORIZED, "Login refused.".into()));
+    }
+    let user = decision.name.unwrap_or_else(|| name.to_owned());
+    if !is_valid_user_name(&user) {
+        tracing::warn!(%user, "auth webhook returned a name Rookery cannot use");
+        return Err((
+            StatusCode::BAD_GATEWAY,
+            "The identity provider returned an unusable name.".into(),
+        ));
+    }
+    let unavailable = |err: StoreError| {
+        tracing::warn!(error = %err, "login failed: store unavailable");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Storage is unavailable right now; try again shortly.".to_owned(),
+        )
+    };
+    if state
+        .store
+        .find_user(&user)
+        .await
+        .map_err(unavailable)?
+        .is_none()
+    {
+        match state.store.create_user(&user, EXTERNAL_ACCOUNT).await {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(err) => return Err(unavailable(err)),
+        }
+    }
+    Ok(user)
 }
 
 pub async fn logout(session: Session) -> HttpResponse {

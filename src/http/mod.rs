@@ -22,6 +22,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub registry: Addr<Registry>,
     pub cluster: crate::cluster::ClusterHandle,
+    pub hooks: Arc<crate::hooks::Hooks>,
     pub config: Arc<Config>,
     pub node_id: String,
     /// Set when the replica starts draining: not ready, no new WebSockets.

@@ -32,8 +32,15 @@ pub struct User {
 /// A message waiting to be persisted; the store gives it its `seq`.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
+    /// Unique, chosen by the server before storing (see [`new_message_id`]).
+    pub id: String,
     pub from: String,
     pub text: String,
+    /// A direct message's recipient: the message stays *undelivered* for
+    /// them until one of their connections receives it or they fetch it.
+    pub to: Option<String>,
+    /// The sender's `ref`, as JSON, when it asked to hear of the delivery.
+    pub confirm: Option<String>,
 }
 
 /// A message as persisted, with its place in the room's sequence.
@@ -47,6 +54,39 @@ pub struct StoredMessage {
     pub ts: Millis,
     /// The author's current profile photo; filled in on reads.
     pub avatar: Option<String>,
+    /// Unique per message, also for clients: a `fast` message is seen first
+    /// without a `seq`, later (history, resume) with one.
+    #[serde(default)]
+    pub id: String,
+    /// In transit only: the members already received it from memory
+    /// (`"delivery":"fast"`), so the stored copy is not delivered again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fast: bool,
+}
+
+/// A direct message that reached its recipient, for the sender who asked
+/// to be told (`"confirm":true`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub room: String,
+    pub seq: u64,
+    /// The sender, who is told.
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// The sender's `ref`, as JSON.
+    pub confirm: String,
+}
+
+/// One page of a user's undelivered direct messages, now marked delivered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Missed {
+    /// Oldest first.
+    pub messages: Vec<StoredMessage>,
+    /// For the senders of those that asked for a delivery confirmation.
+    pub deliveries: Vec<Delivery>,
+    /// Undelivered messages still waiting after this page.
+    pub left: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +139,28 @@ pub trait Store: Send + Sync + 'static {
         before: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>>;
+    /// Marks `user`'s undelivered direct messages `seqs` of `room` as
+    /// delivered (their connection got them), and returns those newly marked
+    /// whose sender asked for a confirmation. Marking is atomic per message,
+    /// so two replicas marking the same one confirm it once.
+    async fn mark_delivered(
+        &self,
+        user: &str,
+        room: &str,
+        seqs: Vec<u64>,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// How many direct messages to `user` are undelivered.
+    async fn pending_count(&self, user: &str) -> StoreResult<u64>;
+    /// Claims up to `limit` of `user`'s undelivered direct messages, oldest
+    /// first, marking them delivered: two connections fetching at once get
+    /// different messages, never the same one twice.
+    async fn fetch_missed(&self, user: &str, limit: u32) -> StoreResult<Missed>;
+    /// Records that `user` has read `room` up to `seq`; positions only move
+    /// forward.
+    async fn set_read(&self, room: &str, user: &str, seq: u64) -> StoreResult<()>;
+    /// The read positions of `room`, furthest first, at most `limit`.
+    async fn read_positions(&self, room: &str, limit: u32) -> StoreResult<Vec<(String, u64)>>;
+
     /// Public (non-direct) rooms, most recently active first.
     async fn recent_rooms(&self, limit: u32) -> StoreResult<Vec<String>>;
 
@@ -128,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
 /// Direct rooms (`@alice:bob`, see `chat::names`) stay off the public room list.
 pub fn is_direct(room: &str) -> bool {
     room.starts_with('@')
+}
+
+/// A fresh message id: 16 random hex digits, unique enough per room and
+/// cheap to compare.
+pub fn new_message_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// The current time in the store's unit.

@@ -6,10 +6,16 @@
 //! | collection | document | indexes |
 //! |---|---|---|
 //! | `users` | `{name, password_hash, avatar, created}` | `name` unique: logins look users up by name, and registration relies on it to refuse a taken name atomically |
-//! | `messages` | `{room, seq, from, text, ts}` | `(room, seq)` unique: history pages are range scans on it, and it is what makes `seq` allocation safe (below) |
+//! | `messages` | `{room, seq, from, text, ts, id}` | `(room, seq)` unique: history pages are range scans on it, and it is what makes `seq` allocation safe (below) |
 //! | `rooms` | `{_id: room, last_seq, last_ts, direct}` | `(direct, last_ts)`: the room list on the chat page is "public rooms, newest first" |
 //! | `sessions` | `{_id: key, state, expires}` | `expires` with a TTL of 0: MongoDB deletes a session once it expires |
 //! | `secrets` | `{_id: name, value}` | `_id` only |
+//! | `reads` | `{room, user, seq}` | `(room, user)` unique: one read position per reader, moved forward with `$max` |
+//!
+//! A direct message to another user also carries `to` and `delivered`
+//! (`false` until one of the recipient's connections got it, or they fetched
+//! it) and the sender's `confirm` ref; `(to, delivered, ts)` finds a user's
+//! undelivered messages.
 //!
 //! **Sequence numbers.** A message's `seq` is the room's last stored `seq`
 //! plus one, and the unique `(room, seq)` index is the arbiter: if another
@@ -34,7 +40,9 @@ use mongodb::options::{ClientOptions, Credential, IndexOptions, ServerAddress, W
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
-use super::{Millis, NewMessage, Store, StoreError, StoreResult, StoredMessage, User};
+use super::{
+    Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage, User,
+};
 use crate::config::MongoConfig;
 
 /// How long an operation waits for a reachable server before failing. The
@@ -65,6 +73,35 @@ struct MessageDoc {
     from: String,
     text: String,
     ts: DateTime,
+    #[serde(default)]
+    id: String,
+    /// A direct message's recipient, and whether it has reached them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    #[serde(default = "delivered_by_default")]
+    delivered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    confirm: Option<String>,
+}
+
+/// Messages stored before the offline inbox existed count as delivered.
+fn delivered_by_default() -> bool {
+    true
+}
+
+impl MessageDoc {
+    fn into_stored(self, avatars: &HashMap<String, String>) -> StoredMessage {
+        StoredMessage {
+            avatar: avatars.get(&self.from).cloned(),
+            room: self.room,
+            seq: self.seq as u64,
+            from: self.from,
+            text: self.text,
+            ts: self.ts.timestamp_millis(),
+            id: self.id,
+            fast: false,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,6 +119,7 @@ pub struct MongoStore {
     rooms: Collection<Document>,
     sessions: Collection<SessionDoc>,
     secrets: Collection<Document>,
+    reads: Collection<Document>,
     /// The last `seq` this process stored per room; a hint, checked by the
     /// unique index on every insert.
     last_seq: Mutex<HashMap<String, u64>>,
@@ -143,10 +181,34 @@ impl MongoStore {
             rooms: db.collection("rooms"),
             sessions: db.collection("sessions"),
             secrets: db.collection("secrets"),
+            reads: db.collection("reads"),
             db,
             last_seq: Mutex::new(HashMap::new()),
             target,
         })
+    }
+
+    /// The profile photos of the authors of `messages`, by name.
+    async fn avatars_of(&self, messages: &[MessageDoc]) -> StoreResult<HashMap<String, String>> {
+        let mut authors: Vec<&str> = messages.iter().map(|m| m.from.as_str()).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let mut avatars = HashMap::new();
+        if authors.is_empty() {
+            return Ok(avatars);
+        }
+        let mut users = self
+            .users
+            .find(doc! { "name": { "$in": authors }, "avatar": { "$ne": null } })
+            .await
+            .map_err(unavailable)?;
+        while users.advance().await.map_err(unavailable)? {
+            let user = users.deserialize_current().map_err(unavailable)?;
+            if let Some(avatar) = user.avatar {
+                avatars.insert(user.name, avatar);
+            }
+        }
+        Ok(avatars)
     }
 
     /// The highest stored `seq` of `room`, 0 if it has none.
@@ -255,6 +317,20 @@ impl Store for MongoStore {
             ))
             .await
             .map_err(unavailable)?;
+        self.messages
+            .create_index(index(
+                doc! { "to": 1, "delivered": 1, "ts": 1 },
+                named("messages_undelivered").build(),
+            ))
+            .await
+            .map_err(unavailable)?;
+        self.reads
+            .create_index(index(
+                doc! { "room": 1, "user": 1 },
+                named("reads_by_room_user").unique(true).build(),
+            ))
+            .await
+            .map_err(unavailable)?;
         self.rooms
             .create_index(index(
                 doc! { "direct": 1, "last_ts": -1 },
@@ -343,6 +419,10 @@ impl Store for MongoStore {
                     from: message.from.clone(),
                     text: message.text.clone(),
                     ts: DateTime::from_millis(ts),
+                    id: message.id.clone(),
+                    to: message.to.clone(),
+                    delivered: message.to.is_none(),
+                    confirm: message.confirm.clone(),
                 });
             let inserted = match self.messages.insert_many(docs).ordered(true).await {
                 Ok(_) => pending.len(),
@@ -363,6 +443,8 @@ impl Store for MongoStore {
                     text: message.text.clone(),
                     ts,
                     avatar: None,
+                    id: message.id.clone(),
+                    fast: false,
                 });
             }
             if inserted == pending.len() {
@@ -410,35 +492,131 @@ impl Store for MongoStore {
             page.push(cursor.deserialize_current().map_err(unavailable)?);
         }
         page.reverse();
-
-        let mut authors: Vec<&str> = page.iter().map(|m| m.from.as_str()).collect();
-        authors.sort_unstable();
-        authors.dedup();
-        let mut avatars = HashMap::new();
-        if !authors.is_empty() {
-            let mut users = self
-                .users
-                .find(doc! { "name": { "$in": authors }, "avatar": { "$ne": null } })
-                .await
-                .map_err(unavailable)?;
-            while users.advance().await.map_err(unavailable)? {
-                let user = users.deserialize_current().map_err(unavailable)?;
-                if let Some(avatar) = user.avatar {
-                    avatars.insert(user.name, avatar);
-                }
-            }
-        }
+        let avatars = self.avatars_of(&page).await?;
         Ok(page
             .into_iter()
-            .map(|message| StoredMessage {
-                avatar: avatars.get(&message.from).cloned(),
-                room: message.room,
-                seq: message.seq as u64,
-                from: message.from,
-                text: message.text,
-                ts: message.ts.timestamp_millis(),
-            })
+            .map(|message| message.into_stored(&avatars))
             .collect())
+    }
+
+    async fn mark_delivered(
+        &self,
+        user: &str,
+        room: &str,
+        seqs: Vec<u64>,
+    ) -> StoreResult<Vec<Delivery>> {
+        let mut deliveries = Vec::new();
+        for seq in seqs {
+            // One conditional update per message: whoever flips `delivered`
+            // confirms it, so two replicas never both do.
+            let marked = self
+                .messages
+                .find_one_and_update(
+                    doc! { "room": room, "seq": seq as i64, "to": user, "delivered": false },
+                    doc! { "$set": { "delivered": true } },
+                )
+                .await
+                .map_err(unavailable)?;
+            if let Some(MessageDoc {
+                from,
+                confirm: Some(confirm),
+                ..
+            }) = marked
+            {
+                deliveries.push(Delivery {
+                    room: room.to_owned(),
+                    seq,
+                    from,
+                    to: user.to_owned(),
+                    confirm,
+                });
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn pending_count(&self, user: &str) -> StoreResult<u64> {
+        self.messages
+            .count_documents(doc! { "to": user, "delivered": false })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn fetch_missed(&self, user: &str, limit: u32) -> StoreResult<Missed> {
+        let mut cursor = self
+            .messages
+            .find(doc! { "to": user, "delivered": false })
+            .sort(doc! { "ts": 1, "room": 1, "seq": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(unavailable)?;
+        let mut candidates = Vec::new();
+        while cursor.advance().await.map_err(unavailable)? {
+            candidates.push(cursor.deserialize_current().map_err(unavailable)?);
+        }
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            // Claimed one by one, conditionally: a concurrent fetch or a live
+            // delivery that flipped it first keeps it.
+            let won = self
+                .messages
+                .find_one_and_update(
+                    doc! { "room": &candidate.room, "seq": candidate.seq, "delivered": false },
+                    doc! { "$set": { "delivered": true } },
+                )
+                .await
+                .map_err(unavailable)?;
+            if won.is_some() {
+                claimed.push(candidate);
+            }
+        }
+        let avatars = self.avatars_of(&claimed).await?;
+        let mut missed = Missed::default();
+        for message in claimed {
+            if let Some(confirm) = message.confirm.clone() {
+                missed.deliveries.push(Delivery {
+                    room: message.room.clone(),
+                    seq: message.seq as u64,
+                    from: message.from.clone(),
+                    to: user.to_owned(),
+                    confirm,
+                });
+            }
+            missed.messages.push(message.into_stored(&avatars));
+        }
+        missed.left = self.pending_count(user).await?;
+        Ok(missed)
+    }
+
+    async fn set_read(&self, room: &str, user: &str, seq: u64) -> StoreResult<()> {
+        self.reads
+            .update_one(
+                doc! { "room": room, "user": user },
+                doc! { "$max": { "seq": seq as i64 } },
+            )
+            .upsert(true)
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn read_positions(&self, room: &str, limit: u32) -> StoreResult<Vec<(String, u64)>> {
+        let mut cursor = self
+            .reads
+            .find(doc! { "room": room })
+            .sort(doc! { "seq": -1, "user": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(unavailable)?;
+        let mut positions = Vec::new();
+        while cursor.advance().await.map_err(unavailable)? {
+            let read = cursor.deserialize_current().map_err(unavailable)?;
+            if let (Ok(user), Some(seq)) = (read.get_str("user"), read.get("seq")) {
+                let seq = seq.as_i64().or(seq.as_i32().map(i64::from)).unwrap_or(0);
+                positions.push((user.to_owned(), seq as u64));
+            }
+        }
+        Ok(positions)
     }
 
     async fn recent_rooms(&self, limit: u32) -> StoreResult<Vec<String>> {

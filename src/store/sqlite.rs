@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
-use super::{Millis, NewMessage, Store, StoreError, StoreResult, StoredMessage, User};
+use super::{
+    Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage, User,
+};
 
 /// Bumped whenever `SCHEMA` changes in a way old files need migrating for.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -30,12 +32,23 @@ CREATE TABLE IF NOT EXISTS rooms (
 );
 CREATE INDEX IF NOT EXISTS rooms_by_activity ON rooms (last_ts);
 CREATE TABLE IF NOT EXISTS messages (
-    room    TEXT NOT NULL,
-    seq     INTEGER NOT NULL,
-    sender  TEXT NOT NULL,
-    text    TEXT NOT NULL,
-    ts      INTEGER NOT NULL,
+    room      TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    sender    TEXT NOT NULL,
+    text      TEXT NOT NULL,
+    ts        INTEGER NOT NULL,
+    id        TEXT NOT NULL DEFAULT '',
+    -- A direct message's recipient, and whether it has reached them.
+    recipient TEXT,
+    delivered INTEGER NOT NULL DEFAULT 1,
+    confirm   TEXT,
     PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reads (
+    room  TEXT NOT NULL,
+    user  TEXT NOT NULL,
+    seq   INTEGER NOT NULL,
+    PRIMARY KEY (room, user)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
     key      TEXT PRIMARY KEY,
@@ -67,6 +80,20 @@ impl SqliteStore {
             );
         }
         writer.execute_batch(SCHEMA)?;
+        if version == 1 {
+            // Version 1 files lack message ids and the offline inbox.
+            writer.execute_batch(
+                "ALTER TABLE messages ADD COLUMN id TEXT NOT NULL DEFAULT '';
+                 ALTER TABLE messages ADD COLUMN recipient TEXT;
+                 ALTER TABLE messages ADD COLUMN delivered INTEGER NOT NULL DEFAULT 1;
+                 ALTER TABLE messages ADD COLUMN confirm TEXT;",
+            )?;
+        }
+        // Undelivered messages are few; the partial index keeps only them.
+        writer.execute_batch(
+            "CREATE INDEX IF NOT EXISTS undelivered ON messages (recipient, ts, room, seq)
+             WHERE delivered = 0;",
+        )?;
         writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let reader = connect(path)?;
         Ok(Self {
@@ -134,6 +161,8 @@ fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Sto
         text: row.get(2)?,
         ts: row.get(3)?,
         avatar: row.get(4)?,
+        id: row.get(5)?,
+        fast: false,
     })
 }
 
@@ -228,11 +257,22 @@ impl Store for SqliteStore {
             let mut stored = Vec::with_capacity(batch.len());
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO messages (room, seq, sender, text, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
                 for (offset, message) in batch.into_iter().enumerate() {
                     let seq = first + offset as u64;
-                    insert.execute(params![room, seq as i64, message.from, message.text, ts])?;
+                    insert.execute(params![
+                        room,
+                        seq as i64,
+                        message.from,
+                        message.text,
+                        ts,
+                        message.id,
+                        message.to,
+                        message.to.is_none(),
+                        message.confirm,
+                    ])?;
                     stored.push(StoredMessage {
                         room: room.clone(),
                         seq,
@@ -240,6 +280,8 @@ impl Store for SqliteStore {
                         text: message.text,
                         ts,
                         avatar: None,
+                        id: message.id,
+                        fast: false,
                     });
                 }
             }
@@ -259,7 +301,7 @@ impl Store for SqliteStore {
         let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
         self.read(move |conn| {
             let mut query = conn.prepare_cached(
-                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar
+                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id
                  FROM messages m LEFT JOIN users u ON u.name = m.sender
                  WHERE m.room = ?1 AND m.seq < ?2
                  ORDER BY m.seq DESC LIMIT ?3",
@@ -271,6 +313,142 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             messages.reverse();
             Ok(messages)
+        })
+        .await
+    }
+
+    async fn mark_delivered(
+        &self,
+        user: &str,
+        room: &str,
+        seqs: Vec<u64>,
+    ) -> StoreResult<Vec<Delivery>> {
+        let (user, room) = (user.to_owned(), room.to_owned());
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut deliveries = Vec::new();
+            {
+                let mut mark = tx.prepare_cached(
+                    "UPDATE messages SET delivered = 1
+                     WHERE room = ?1 AND seq = ?2 AND recipient = ?3 AND delivered = 0
+                     RETURNING sender, confirm",
+                )?;
+                for seq in seqs {
+                    let marked: Option<(String, Option<String>)> = mark
+                        .query_row(params![room, seq as i64, user], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                        .optional()?;
+                    if let Some((from, Some(confirm))) = marked {
+                        deliveries.push(Delivery {
+                            room: room.clone(),
+                            seq,
+                            from,
+                            to: user.clone(),
+                            confirm,
+                        });
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(deliveries)
+        })
+        .await
+    }
+
+    async fn pending_count(&self, user: &str) -> StoreResult<u64> {
+        let user = user.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
+                [user],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| count as u64)
+        })
+        .await
+    }
+
+    async fn fetch_missed(&self, user: &str, limit: u32) -> StoreResult<Missed> {
+        let user = user.to_owned();
+        // On the writer: claiming must see, and beat, concurrent marks.
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut missed = Missed::default();
+            {
+                let mut claim = tx.prepare_cached(
+                    "UPDATE messages SET delivered = 1
+                     WHERE (room, seq) IN (
+                         SELECT room, seq FROM messages
+                         WHERE recipient = ?1 AND delivered = 0
+                         ORDER BY ts, room, seq LIMIT ?2)
+                     RETURNING room, seq, sender, text, ts, id, confirm,
+                         (SELECT avatar FROM users WHERE name = sender)",
+                )?;
+                let mut rows = claim.query(params![user, limit])?;
+                while let Some(row) = rows.next()? {
+                    let message = StoredMessage {
+                        room: row.get(0)?,
+                        seq: row.get::<_, i64>(1)? as u64,
+                        from: row.get(2)?,
+                        text: row.get(3)?,
+                        ts: row.get(4)?,
+                        id: row.get(5)?,
+                        avatar: row.get(7)?,
+                        fast: false,
+                    };
+                    if let Some(confirm) = row.get::<_, Option<String>>(6)? {
+                        missed.deliveries.push(Delivery {
+                            room: message.room.clone(),
+                            seq: message.seq,
+                            from: message.from.clone(),
+                            to: user.clone(),
+                            confirm,
+                        });
+                    }
+                    missed.messages.push(message);
+                }
+            }
+            // RETURNING gives no order guarantee.
+            missed
+                .messages
+                .sort_by(|a, b| (a.ts, &a.room, a.seq).cmp(&(b.ts, &b.room, b.seq)));
+            missed.left = tx.query_row(
+                "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
+                [&user],
+                |row| row.get::<_, i64>(0),
+            )? as u64;
+            tx.commit()?;
+            Ok(missed)
+        })
+        .await
+    }
+
+    async fn set_read(&self, room: &str, user: &str, seq: u64) -> StoreResult<()> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO reads (room, user, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (room, user) DO UPDATE SET seq = max(seq, excluded.seq)",
+                params![room, user, seq as i64],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn read_positions(&self, room: &str, limit: u32) -> StoreResult<Vec<(String, u64)>> {
+        let room = room.to_owned();
+        self.read(move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT user, seq FROM reads WHERE room = ?1 ORDER BY seq DESC, user LIMIT ?2",
+            )?;
+            let positions = query
+                .query_map(params![room, limit], |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(positions)
         })
         .await
     }

@@ -51,6 +51,7 @@ pub async fn upgrade(
         account,
         state.registry.clone(),
         state.store.clone(),
+        state.hooks.clone(),
         socket,
         rate_limit::RateLimiter::new(config.rate_limit, config.rate_burst),
     );

@@ -28,6 +28,26 @@ pub const MAX_HISTORY_LIMIT: u32 = 100;
 /// Messages returned with `joined` and by `history` without a `limit`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 
+/// Most recipients of one `group` message.
+pub const MAX_GROUP_RECIPIENTS: usize = 50;
+/// Most undelivered messages one `fetch_missed` returns.
+pub const MAX_FETCH_MISSED: u32 = 100;
+
+/// How a `send`, `direct` or `group` message travels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Stored before anyone sees it; acked by `ref`; recoverable after a
+    /// reconnect or a replica restart; kept for offline recipients.
+    #[default]
+    Reliable,
+    /// Fanned out from memory at once, stored afterwards for history (best
+    /// effort): lower latency, no `ack`, no offline keeping, and lost if the
+    /// replica dies in between. Seen live without a `seq`; history and
+    /// `resume` show it later with one, under the same `id`.
+    Fast,
+}
+
 /// A client-chosen correlation id, echoed back in `ack` and `error`.
 /// Any JSON value is accepted; a string or a number is the norm.
 pub type Ref = Value;
@@ -53,6 +73,8 @@ pub enum ClientFrame {
         text: String,
         #[serde(rename = "ref", default)]
         reference: Option<Ref>,
+        #[serde(default)]
+        delivery: Delivery,
     },
     /// Tell the room's other members whether this user is typing.
     Typing { room: String, active: bool },
@@ -65,19 +87,58 @@ pub enum ClientFrame {
         limit: Option<u32>,
     },
     /// Send `text` to user `to`, in the direct room `@a:b` of the two names
-    /// sorted. Both users' connections receive it without joining.
+    /// sorted. Both users' connections receive it without joining. If `to`
+    /// has no connection anywhere, it waits for them (`pending`,
+    /// `fetch_missed`). With `confirm`, the sender gets `delivered` once it
+    /// reaches a connection of `to`.
     Direct {
         to: String,
         text: String,
         #[serde(rename = "ref", default)]
         reference: Option<Ref>,
+        #[serde(default)]
+        delivery: Delivery,
+        #[serde(default)]
+        confirm: bool,
     },
+    /// A direct message to each of `to` (at most [`MAX_GROUP_RECIPIENTS`]),
+    /// each in its own direct room: one `ack` (or `error`) per recipient,
+    /// all with this `ref`.
+    Group {
+        to: Vec<String>,
+        text: String,
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+        #[serde(default)]
+        delivery: Delivery,
+        #[serde(default)]
+        confirm: bool,
+    },
+    /// Fetch up to `limit` (default and at most [`MAX_FETCH_MISSED`]) of the
+    /// direct messages that reached none of this user's connections, oldest
+    /// first, as `message` frames, then `fetch_missed_complete`. Each is
+    /// handed out once, to one connection.
+    FetchMissed {
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// This user has read `room` up to `seq`; its members are told.
+    Read { room: String, seq: u64 },
 }
 
 /// The variant names of [`ClientFrame`], to tell an unknown `type` from a
 /// known one with bad fields.
 const CLIENT_FRAME_TYPES: &[&str] = &[
-    "join", "resume", "leave", "send", "typing", "history", "direct",
+    "join",
+    "resume",
+    "leave",
+    "send",
+    "typing",
+    "history",
+    "direct",
+    "group",
+    "fetch_missed",
+    "read",
 ];
 
 /// Why a frame was refused; the `code` of an `error` frame.
@@ -106,13 +167,22 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// Binary frames are not part of the protocol.
     Unsupported,
+    /// The authorization webhook refused this message or join.
+    Forbidden,
+    /// The authorization webhook did not answer in time; the message was
+    /// not sent (deny by default). Try again later.
+    AuthorizationUnavailable,
 }
 
 /// A chat message as clients see it.
 #[derive(Debug, Serialize)]
 pub struct WireMessage<'a> {
     pub room: &'a str,
-    pub seq: u64,
+    /// `null` for a `fast` message seen live; it has one once stored.
+    pub seq: Option<u64>,
+    /// Unique per message: tells a `fast` message seen live from its stored
+    /// copy in history.
+    pub id: &'a str,
     pub from: &'a str,
     pub avatar: Option<&'a str>,
     pub text: &'a str,
@@ -124,7 +194,8 @@ impl<'a> From<&'a StoredMessage> for WireMessage<'a> {
     fn from(message: &'a StoredMessage) -> Self {
         Self {
             room: &message.room,
-            seq: message.seq,
+            seq: (!message.fast).then_some(message.seq),
+            id: &message.id,
             from: &message.from,
             avatar: message.avatar.as_deref(),
             text: &message.text,
@@ -147,12 +218,38 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         seq: u64,
     },
-    /// Answer to `join`: the latest messages (oldest first) and who is online.
+    /// Answer to `join`: the latest messages (oldest first), who is online,
+    /// and how far members have read (furthest first).
     Joined {
         room: &'a str,
         history: Vec<WireMessage<'a>>,
         online: &'a [String],
+        read: Vec<ReadPosition<'a>>,
     },
+    /// `user` has read `room` up to `seq`.
+    Read {
+        room: &'a str,
+        user: &'a str,
+        seq: u64,
+    },
+    /// The direct message acked as `seq` of `room` under `ref` reached a
+    /// connection of `to` (sent to every connection of the sender).
+    Delivered {
+        #[serde(rename = "ref")]
+        reference: &'a Value,
+        to: &'a str,
+        room: &'a str,
+        seq: u64,
+    },
+    /// After connecting: `count` direct messages reached none of this
+    /// user's connections while they were away; `fetch_missed` gets them.
+    Pending { count: u64 },
+    /// Ends a `fetch_missed` answer; `left` more wait (fetch again until 0).
+    FetchMissedComplete { left: u64 },
+    /// For admin users: a connection opened on replica `node`.
+    UserConnected { user: &'a str, node: &'a str },
+    /// For admin users: a connection closed on replica `node`.
+    UserDisconnected { user: &'a str, node: &'a str },
     /// The room's online users changed.
     Presence { room: &'a str, online: &'a [String] },
     /// Another member started or stopped typing.
@@ -178,6 +275,13 @@ pub enum ServerFrame<'a> {
         #[serde(rename = "ref")]
         reference: Option<&'a Ref>,
     },
+}
+
+/// How far one member has read a room.
+#[derive(Debug, Serialize)]
+pub struct ReadPosition<'a> {
+    pub user: &'a str,
+    pub seq: u64,
 }
 
 impl ServerFrame<'_> {
@@ -300,6 +404,7 @@ mod tests {
                 room: "general".into(),
                 text: "hi".into(),
                 reference: Some(json!(7)),
+                delivery: Delivery::Reliable,
             })
         );
         assert_eq!(
@@ -312,8 +417,30 @@ mod tests {
         );
         assert!(matches!(
             parse(r#"{"type":"direct","to":"bob","text":"x"}"#),
-            Ok(ClientFrame::Direct { .. })
+            Ok(ClientFrame::Direct {
+                delivery: Delivery::Reliable,
+                confirm: false,
+                ..
+            })
         ));
+        assert!(matches!(
+            parse(r#"{"type":"group","to":["a","b"],"text":"x","delivery":"fast","confirm":true}"#),
+            Ok(ClientFrame::Group {
+                delivery: Delivery::Fast,
+                confirm: true,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse(r#"{"type":"fetch_missed"}"#),
+            Ok(ClientFrame::FetchMissed { limit: None })
+        );
+        assert_eq!(
+            parse(r#"{"type":"send","room":"r","text":"x","delivery":"sometimes"}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidFrame
+        );
     }
 
     #[test]
@@ -353,14 +480,28 @@ mod tests {
             text: "<b>hi</b>".into(),
             ts: 1_700_000_000_123,
             avatar: None,
+            id: "00000000000000ab".into(),
+            fast: false,
         };
         let frame: Value =
             serde_json::from_str(&ServerFrame::Message(WireMessage::from(&stored)).encode())
                 .unwrap();
         assert_eq!(
             frame,
-            json!({"type":"message","room":"general","seq":3,"from":"alice","avatar":null,
-                   "text":"<b>hi</b>","ts":"2023-11-14T22:13:20.123Z"})
+            json!({"type":"message","room":"general","seq":3,"id":"00000000000000ab","from":"alice",
+                   "avatar":null,"text":"<b>hi</b>","ts":"2023-11-14T22:13:20.123Z"})
+        );
+        let live_fast = StoredMessage {
+            fast: true,
+            ..stored
+        };
+        let frame: Value =
+            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&live_fast)).encode())
+                .unwrap();
+        assert_eq!(
+            frame["seq"],
+            Value::Null,
+            "a fast message is seen live without a seq"
         );
     }
 }

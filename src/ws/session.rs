@@ -15,14 +15,15 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 
 use super::protocol::{
-    self, ClientFrame, ErrorCode, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
-    MAX_HISTORY_LIMIT,
+    self, ClientFrame, Delivery, ErrorCode, Ref, Rejected, ServerFrame, WireMessage,
+    DEFAULT_HISTORY_LIMIT, MAX_FETCH_MISSED, MAX_GROUP_RECIPIENTS, MAX_HISTORY_LIMIT,
 };
 use super::rate_limit::RateLimiter;
-use crate::chat::names::{is_valid_user_name, may_access};
+use crate::chat::names::{direct_participants, is_valid_user_name, may_access};
 use crate::chat::registry::{self, Registry};
 use crate::chat::room::{self, Room};
-use crate::chat::{Deliver, Drain, SessionId, SetAvatar};
+use crate::chat::{Deliver, Drain, Evict, SessionId, SetAvatar};
+use crate::hooks::{Hooks, Target};
 use crate::store::{Store, StoreResult, User};
 
 /// How often the server pings an idle client.
@@ -52,6 +53,7 @@ pub struct WsSession {
     avatar: Option<String>,
     registry: Addr<Registry>,
     store: Arc<dyn Store>,
+    hooks: Arc<Hooks>,
     rooms: HashMap<String, Addr<Room>>,
     /// Direct conversations this connection has written to, by peer: the
     /// room actor lives at least as long as this connection (a member).
@@ -70,6 +72,7 @@ impl WsSession {
         account: User,
         registry: Addr<Registry>,
         store: Arc<dyn Store>,
+        hooks: Arc<Hooks>,
         socket: actix_ws::Session,
         limiter: RateLimiter,
     ) -> Self {
@@ -79,6 +82,7 @@ impl WsSession {
             avatar: account.avatar,
             registry,
             store,
+            hooks,
             rooms: HashMap::new(),
             direct_rooms: HashMap::new(),
             limiter,
@@ -213,6 +217,7 @@ impl WsSession {
                 room,
                 text,
                 reference,
+                delivery,
             } => {
                 if let Err(rejected) = protocol::check_text(&text, reference.as_ref()) {
                     return self.reject(rejected, ctx);
@@ -220,7 +225,16 @@ impl WsSession {
                 let Some(addr) = self.rooms.get(&room) else {
                     return self.reject(not_joined(&room, reference), ctx);
                 };
-                addr.do_send(self.post(text, reference, ctx));
+                let post = self.post(
+                    text,
+                    Outgoing {
+                        reference,
+                        delivery,
+                        confirm: false,
+                    },
+                    ctx,
+                );
+                addr.do_send(post);
             }
             ClientFrame::Typing { room, active } => match self.rooms.get(&room) {
                 Some(addr) => addr.do_send(room::Typing {
@@ -239,27 +253,197 @@ impl WsSession {
                 to,
                 text,
                 reference,
-            } => self.direct(to, text, reference, ctx),
+                delivery,
+                confirm,
+            } => {
+                let outgoing = Outgoing {
+                    reference,
+                    delivery,
+                    confirm,
+                };
+                self.direct(to, text, outgoing, ctx)
+            }
+            ClientFrame::Group {
+                to,
+                text,
+                reference,
+                delivery,
+                confirm,
+            } => {
+                let outgoing = Outgoing {
+                    reference,
+                    delivery,
+                    confirm,
+                };
+                self.group(to, text, outgoing, ctx)
+            }
+            ClientFrame::FetchMissed { limit } => self.fetch_missed(limit, ctx),
+            ClientFrame::Read { room, seq } => match self.rooms.get(&room) {
+                Some(addr) => addr.do_send(room::Read {
+                    session: self.id,
+                    user: self.user.clone(),
+                    seq,
+                }),
+                None => self.reject(not_joined(&room, None), ctx),
+            },
         }
     }
 
-    fn post(
-        &self,
-        text: String,
-        reference: Option<protocol::Ref>,
-        ctx: &mut Context<Self>,
-    ) -> room::Post {
+    fn post(&self, text: String, outgoing: Outgoing, ctx: &mut Context<Self>) -> room::Post {
         room::Post {
             session: self.id,
             user: self.user.clone(),
             avatar: self.avatar.clone(),
             text,
-            reference,
+            reference: outgoing.reference,
+            delivery: outgoing.delivery,
+            confirm: outgoing.confirm,
             reply: ctx.address().recipient(),
         }
     }
 
+    /// Runs `then` once the authorize hook allows `target` (at once without
+    /// a hook or with a recent allow); otherwise refuses with `reference`.
+    /// Waiting keeps the connection's frames in order.
+    fn authorized<F>(
+        &mut self,
+        target: OwnedTarget,
+        reference: Option<Ref>,
+        ctx: &mut Context<Self>,
+        then: F,
+    ) where
+        F: FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    {
+        if self
+            .hooks
+            .allowed_without_asking(&self.user, target.borrow())
+        {
+            return then(self, ctx);
+        }
+        let (hooks, user) = (self.hooks.clone(), self.user.clone());
+        let ask = async move { hooks.authorize(&user, target.borrow()).await };
+        ctx.wait(
+            ask.into_actor(self)
+                .map(move |decision, this, ctx| match decision {
+                    Ok(true) => then(this, ctx),
+                    Ok(false) => this.reject(
+                        Rejected::new(ErrorCode::Forbidden, "not allowed", reference),
+                        ctx,
+                    ),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "authorization webhook failed; denying");
+                        let rejected = Rejected::new(
+                            ErrorCode::AuthorizationUnavailable,
+                            "authorization is unavailable right now; nothing was sent, try again",
+                            reference,
+                        );
+                        this.reject(rejected, ctx);
+                    }
+                }),
+        );
+    }
+
+    fn group(
+        &mut self,
+        to: Vec<String>,
+        text: String,
+        outgoing: Outgoing,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(rejected) = protocol::check_text(&text, outgoing.reference.as_ref()) {
+            return self.reject(rejected, ctx);
+        }
+        let mut recipients = to;
+        recipients.sort_unstable();
+        recipients.dedup();
+        if recipients.is_empty() || recipients.len() > MAX_GROUP_RECIPIENTS {
+            let rejected = Rejected::new(
+                ErrorCode::InvalidFrame,
+                format!("a group message goes to 1 to {MAX_GROUP_RECIPIENTS} users"),
+                outgoing.reference,
+            );
+            return self.reject(rejected, ctx);
+        }
+        if let Some(bad) = recipients.iter().find(|name| !is_valid_user_name(name)) {
+            let rejected = Rejected::new(
+                ErrorCode::InvalidUser,
+                format!("{bad:?} is not a valid user name; nothing was sent"),
+                outgoing.reference,
+            );
+            return self.reject(rejected, ctx);
+        }
+        for recipient in recipients {
+            self.direct(recipient, text.clone(), outgoing.clone(), ctx);
+        }
+    }
+
+    fn fetch_missed(&mut self, limit: Option<u32>, ctx: &mut Context<Self>) {
+        let limit = limit.unwrap_or(MAX_FETCH_MISSED).clamp(1, MAX_FETCH_MISSED);
+        let (store, user) = (self.store.clone(), self.user.clone());
+        let fetch = async move { store.fetch_missed(&user, limit).await };
+        // Waiting keeps one fetch's messages and its `complete` together.
+        ctx.wait(
+            fetch
+                .into_actor(self)
+                .map(|result, this, ctx| match result {
+                    Ok(missed) => {
+                        for message in &missed.messages {
+                            this.send(
+                                ServerFrame::Message(WireMessage::from(message)).encode(),
+                                ctx,
+                            );
+                        }
+                        this.send(
+                            ServerFrame::FetchMissedComplete { left: missed.left }.encode(),
+                            ctx,
+                        );
+                        if !missed.deliveries.is_empty() {
+                            this.registry
+                                .do_send(registry::ConfirmDeliveries(missed.deliveries));
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "fetching missed messages failed");
+                        let rejected = Rejected::new(
+                            ErrorCode::StoreUnavailable,
+                            "missed messages are unavailable right now; they are kept, try again",
+                            None,
+                        );
+                        this.reject(rejected, ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Tells the client how many direct messages wait for it.
+    fn announce_pending(&mut self, ctx: &mut Context<Self>) {
+        let (store, user) = (self.store.clone(), self.user.clone());
+        let count = async move { store.pending_count(&user).await };
+        ctx.spawn(
+            count
+                .into_actor(self)
+                .map(|result, this, ctx| match result {
+                    Ok(0) => {}
+                    Ok(count) => this.send(ServerFrame::Pending { count }.encode(), ctx),
+                    Err(err) => tracing::warn!(error = %err, "could not count pending messages"),
+                }),
+        );
+    }
+
     fn join(&mut self, room: String, since: Option<u64>, ctx: &mut Context<Self>) {
+        let target = match direct_participants(&room) {
+            Some((a, b)) => OwnedTarget::User(if a == self.user { b } else { a }.to_owned()),
+            None => OwnedTarget::Room(room.clone()),
+        };
+        if self.rooms.contains_key(&room) || !may_access(&self.user, &room) {
+            return self.join_authorized(room, since, ctx);
+        }
+        self.authorized(target, None, ctx, move |this, ctx| {
+            this.join_authorized(room, since, ctx)
+        });
+    }
+
+    fn join_authorized(&mut self, room: String, since: Option<u64>, ctx: &mut Context<Self>) {
         if !may_access(&self.user, &room) {
             let rejected = Rejected::new(
                 ErrorCode::InvalidRoom,
@@ -341,26 +525,36 @@ impl WsSession {
         );
     }
 
-    fn direct(
-        &mut self,
-        to: String,
-        text: String,
-        reference: Option<protocol::Ref>,
-        ctx: &mut Context<Self>,
-    ) {
-        if let Err(rejected) = protocol::check_text(&text, reference.as_ref()) {
+    fn direct(&mut self, to: String, text: String, outgoing: Outgoing, ctx: &mut Context<Self>) {
+        if let Err(rejected) = protocol::check_text(&text, outgoing.reference.as_ref()) {
             return self.reject(rejected, ctx);
         }
         if !is_valid_user_name(&to) {
             let rejected = Rejected::new(
                 ErrorCode::InvalidUser,
                 format!("{to:?} is not a valid user name"),
-                reference,
+                outgoing.reference,
             );
             return self.reject(rejected, ctx);
         }
+        let reference = outgoing.reference.clone();
+        self.authorized(
+            OwnedTarget::User(to.clone()),
+            reference,
+            ctx,
+            move |this, ctx| this.direct_authorized(to, text, outgoing, ctx),
+        );
+    }
+
+    fn direct_authorized(
+        &mut self,
+        to: String,
+        text: String,
+        outgoing: Outgoing,
+        ctx: &mut Context<Self>,
+    ) {
         if let Some(room) = self.direct_rooms.get(&to).filter(|room| room.connected()) {
-            let post = self.post(text, reference, ctx);
+            let post = self.post(text, outgoing, ctx);
             room.do_send(post);
             return;
         }
@@ -385,7 +579,7 @@ impl WsSession {
                     if this.direct_rooms.len() >= DIRECT_ROOMS_CAPACITY {
                         this.direct_rooms.clear();
                     }
-                    let post = this.post(text, reference, ctx);
+                    let post = this.post(text, outgoing, ctx);
                     room.do_send(post);
                     this.direct_rooms.insert(to, room);
                 }
@@ -393,7 +587,7 @@ impl WsSession {
                     let rejected = Rejected::new(
                         ErrorCode::UnknownUser,
                         format!("there is no user {to:?}"),
-                        reference,
+                        outgoing.reference,
                     );
                     this.reject(rejected, ctx);
                 }
@@ -402,7 +596,7 @@ impl WsSession {
                     let rejected = Rejected::new(
                         ErrorCode::StoreUnavailable,
                         "the message could not be sent: storage is unavailable",
-                        reference,
+                        outgoing.reference,
                     );
                     this.reject(rejected, ctx);
                 }
@@ -411,11 +605,34 @@ impl WsSession {
     }
 }
 
-fn frame_reference(frame: &ClientFrame) -> Option<protocol::Ref> {
-    match frame {
-        ClientFrame::Send { reference, .. } | ClientFrame::Direct { reference, .. } => {
-            reference.clone()
+/// How a message should travel, as the client asked.
+#[derive(Clone)]
+struct Outgoing {
+    reference: Option<Ref>,
+    delivery: Delivery,
+    confirm: bool,
+}
+
+/// A [`Target`] that can wait for the authorize hook.
+enum OwnedTarget {
+    User(String),
+    Room(String),
+}
+
+impl OwnedTarget {
+    fn borrow(&self) -> Target<'_> {
+        match self {
+            Self::User(user) => Target::User(user),
+            Self::Room(room) => Target::Room(room),
         }
+    }
+}
+
+fn frame_reference(frame: &ClientFrame) -> Option<Ref> {
+    match frame {
+        ClientFrame::Send { reference, .. }
+        | ClientFrame::Direct { reference, .. }
+        | ClientFrame::Group { reference, .. } => reference.clone(),
         _ => None,
     }
 }
@@ -449,8 +666,10 @@ impl Actor for WsSession {
             socket: ctx.address().recipient(),
             avatar: ctx.address().recipient(),
             drain: ctx.address().recipient(),
+            evict: ctx.address().recipient(),
         });
         ctx.run_interval(HEARTBEAT_INTERVAL, |this, ctx| this.heartbeat(ctx));
+        self.announce_pending(ctx);
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
@@ -527,5 +746,14 @@ impl Handler<Drain> for WsSession {
         ctx.run_later(drain.close_after, |this, ctx| {
             this.close(CloseCode::Restart, "server restarting; reconnect", ctx);
         });
+    }
+}
+
+impl Handler<Evict> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, evict: Evict, ctx: &mut Self::Context) {
+        tracing::info!(user = %self.user, reason = evict.reason(), "closing a connection");
+        self.close(CloseCode::Policy, evict.reason(), ctx);
     }
 }
