@@ -27,7 +27,8 @@ async fn until_type(ws: &mut Ws, kind: &str) -> Vec<Value> {
 
 /// Sends `fetch_missed` and returns the messages and `left`.
 async fn fetch_missed(ws: &mut Ws, limit: u32) -> (Vec<Value>, u64) {
-    ws.send(json!({"type": "fetch_missed", "limit": limit})).await;
+    ws.send(json!({"type": "fetch_missed", "limit": limit}))
+        .await;
     let frames = until_type(ws, "fetch_missed_complete").await;
     let left = frames.last().unwrap()["left"].as_u64().unwrap();
     let messages = frames
@@ -38,7 +39,10 @@ async fn fetch_missed(ws: &mut Ws, limit: u32) -> (Vec<Value>, u64) {
 }
 
 fn texts(messages: &[Value]) -> Vec<&str> {
-    messages.iter().map(|m| m["text"].as_str().unwrap()).collect()
+    messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect()
 }
 
 #[actix_web::test]
@@ -64,16 +68,31 @@ async fn fast_messages_arrive_at_once_without_ack_and_later_in_history_under_the
     let seq = alice.say("lobby", "sure", "r1").await;
     assert_eq!(seq, 2, "the fast message took seq 1 when stored");
     let next = bob.recv_type("message").await;
-    assert_eq!((next["text"].as_str(), next["seq"].as_u64()), (Some("sure"), Some(2)));
+    assert_eq!(
+        (next["text"].as_str(), next["seq"].as_u64()),
+        (Some("sure"), Some(2))
+    );
 
-    let history = Client::logged_in(&server, "carol").await.ws().await.join("lobby").await;
+    let history = Client::logged_in(&server, "carol")
+        .await
+        .ws()
+        .await
+        .join("lobby")
+        .await;
     let stored = &history["history"][0];
     assert_eq!(
-        (stored["text"].as_str(), stored["seq"].as_u64(), stored["id"].as_str()),
+        (
+            stored["text"].as_str(),
+            stored["seq"].as_u64(),
+            stored["id"].as_str()
+        ),
         (Some("quick"), Some(1), Some(id.as_str())),
         "history has the fast message with a seq, under the id it was seen with"
     );
-    assert!(bob.quiet_for(QUIET).await.is_none_or(|f| f["type"] != "message"));
+    assert!(bob
+        .quiet_for(QUIET)
+        .await
+        .is_none_or(|f| f["type"] != "message"));
 }
 
 #[actix_web::test]
@@ -89,7 +108,10 @@ async fn direct_messages_wait_for_an_offline_user_and_are_fetched_once_in_pages(
     until_type(&mut alice, "ack").await;
     alice.direct("bob", "three", "d3").await;
     assert!(
-        alice.quiet_for(QUIET).await.is_none_or(|f| f["type"] != "delivered"),
+        alice
+            .quiet_for(QUIET)
+            .await
+            .is_none_or(|f| f["type"] != "delivered"),
         "nothing is delivered while bob is away"
     );
 
@@ -102,11 +124,17 @@ async fn direct_messages_wait_for_an_offline_user_and_are_fetched_once_in_pages(
     let (first, left) = fetch_missed(&mut bob, 2).await;
     assert_eq!(texts(&first), ["one", "two"], "oldest first");
     assert_eq!(left, 1);
-    assert!(first.iter().all(|m| m["room"] == "@alice:bob" && m["seq"].is_u64()));
+    assert!(first
+        .iter()
+        .all(|m| m["room"] == "@alice:bob" && m["seq"].is_u64()));
     // Fetching "two" delivered it: alice asked to be told.
     let delivered = alice.recv_type("delivered").await;
     assert_eq!(
-        (delivered["ref"].as_str(), delivered["to"].as_str(), delivered["seq"].as_u64()),
+        (
+            delivered["ref"].as_str(),
+            delivered["to"].as_str(),
+            delivered["seq"].as_u64()
+        ),
         (Some("d2"), Some("bob"), Some(2))
     );
 
@@ -119,7 +147,10 @@ async fn direct_messages_wait_for_an_offline_user_and_are_fetched_once_in_pages(
 
     // Delivered now: a new connection has nothing pending.
     let mut again = bob_client.ws().await;
-    assert!(again.quiet_for(QUIET).await.is_none_or(|f| f["type"] != "pending"));
+    assert!(again
+        .quiet_for(QUIET)
+        .await
+        .is_none_or(|f| f["type"] != "pending"));
 }
 
 #[actix_web::test]
@@ -132,7 +163,10 @@ async fn a_recipient_online_gets_it_live_and_the_sender_hears_it_was_delivered()
         .send(json!({"type": "direct", "to": "bob", "text": "hi", "ref": 9, "confirm": true}))
         .await;
     let frames = until_type(&mut alice, "delivered").await;
-    let ack = frames.iter().find(|f| f["type"] == "ack").expect("acked before delivered");
+    let ack = frames
+        .iter()
+        .find(|f| f["type"] == "ack")
+        .expect("acked before delivered");
     let delivered = frames.last().unwrap();
     assert_eq!(delivered["ref"], 9);
     assert_eq!(delivered["to"], "bob");
@@ -142,7 +176,10 @@ async fn a_recipient_online_gets_it_live_and_the_sender_hears_it_was_delivered()
     // Reached bob live: not pending for his next connection, not fetched.
     drop(bob);
     let mut later = bob_client.ws().await;
-    assert!(later.quiet_for(QUIET).await.is_none_or(|f| f["type"] != "pending"));
+    assert!(later
+        .quiet_for(QUIET)
+        .await
+        .is_none_or(|f| f["type"] != "pending"));
     let (missed, left) = fetch_missed(&mut later, 10).await;
     assert!(missed.is_empty());
     assert_eq!(left, 0);
@@ -165,9 +202,16 @@ async fn a_group_message_reaches_each_recipient_in_their_own_direct_room() {
         acked.push(ack["room"].as_str().unwrap().to_owned());
     }
     acked.sort();
-    assert_eq!(acked, ["@alice:bob", "@alice:carol"], "one ack per recipient, duplicates merged");
+    assert_eq!(
+        acked,
+        ["@alice:bob", "@alice:carol"],
+        "one ack per recipient, duplicates merged"
+    );
     let got = bob.recv_type("message").await;
-    assert_eq!((got["room"].as_str(), got["text"].as_str()), (Some("@alice:bob"), Some("team")));
+    assert_eq!(
+        (got["room"].as_str(), got["text"].as_str()),
+        (Some("@alice:bob"), Some("team"))
+    );
 
     let mut carol_ws = carol.ws().await;
     assert_eq!(carol_ws.recv_type("pending").await["count"], 1);
@@ -184,7 +228,10 @@ async fn a_group_message_reaches_each_recipient_in_their_own_direct_room() {
         .send(json!({"type": "group", "to": ["bob", "no spaces"], "text": "x", "ref": "g3"}))
         .await;
     let error = alice.recv_type("error").await;
-    assert_eq!((error["code"].as_str(), error["ref"].as_str()), (Some("invalid_user"), Some("g3")));
+    assert_eq!(
+        (error["code"].as_str(), error["ref"].as_str()),
+        (Some("invalid_user"), Some("g3"))
+    );
     alice
         .send(json!({"type": "group", "to": [], "text": "x", "ref": "g4"}))
         .await;
@@ -202,19 +249,31 @@ async fn read_receipts_reach_members_and_come_back_with_the_room() {
     alice.say("lobby", "one", "1").await;
     let seq = alice.say("lobby", "two", "2").await;
 
-    bob.send(json!({"type": "read", "room": "lobby", "seq": seq})).await;
+    bob.send(json!({"type": "read", "room": "lobby", "seq": seq}))
+        .await;
     let read = alice.recv_type("read").await;
     assert_eq!(
-        (read["room"].as_str(), read["user"].as_str(), read["seq"].as_u64()),
+        (
+            read["room"].as_str(),
+            read["user"].as_str(),
+            read["seq"].as_u64()
+        ),
         (Some("lobby"), Some("bob"), Some(seq))
     );
     // Past the end is clamped: nobody has read what was not sent.
-    bob.send(json!({"type": "read", "room": "lobby", "seq": 1000})).await;
+    bob.send(json!({"type": "read", "room": "lobby", "seq": 1000}))
+        .await;
     assert_eq!(alice.recv_type("read").await["seq"], seq);
     // Not joined: refused.
-    bob.send(json!({"type": "read", "room": "elsewhere", "seq": 1})).await;
+    bob.send(json!({"type": "read", "room": "elsewhere", "seq": 1}))
+        .await;
     assert_eq!(bob.recv_type("error").await["code"], "not_joined");
 
-    let rejoined = Client::logged_in(&server, "carol").await.ws().await.join("lobby").await;
+    let rejoined = Client::logged_in(&server, "carol")
+        .await
+        .ws()
+        .await
+        .join("lobby")
+        .await;
     assert_eq!(rejoined["read"], json!([{"user": "bob", "seq": seq}]));
 }

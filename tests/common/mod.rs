@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod mongo;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -114,6 +115,21 @@ impl Client {
         client
     }
 
+    /// A new client, logged in with an identity-provider token (the auth
+    /// webhook decides).
+    pub async fn logged_in_via_token(server: &TestServer, name: &str, token: &str) -> Self {
+        let client = Self::new(server);
+        let response = client
+            .http
+            .post(format!("{}/login", client.base))
+            .form(&[("name", name), ("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "token login of {name}");
+        client
+    }
+
     pub async fn login_with(&self, name: &str, password: &str) -> reqwest::Response {
         self.http
             .post(format!("{}/login", self.base))
@@ -161,6 +177,7 @@ impl Client {
             backlog: Default::default(),
             online: Default::default(),
             close_code: None,
+            close_reason: None,
         })
     }
 }
@@ -177,6 +194,8 @@ pub struct Ws {
     online: std::collections::HashMap<String, Value>,
     /// The close code the server sent, once [`Ws::until_closed`] saw it.
     pub close_code: Option<u16>,
+    /// The close reason that came with it.
+    pub close_reason: Option<String>,
 }
 
 impl Ws {
@@ -257,6 +276,7 @@ impl Ws {
             match next {
                 Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).unwrap()),
                 Some(Ok(Message::Close(close))) => {
+                    self.close_reason = close.as_ref().map(|close| close.reason.to_string());
                     self.close_code = close.map(|close| u16::from(close.code));
                     return frames;
                 }

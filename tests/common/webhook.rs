@@ -1,0 +1,84 @@
+//! A real HTTP webhook receiver on 127.0.0.1:0: records every JSON body it
+//! is sent, in order, and answers with what the test's function decides.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::Value;
+
+type Reply = dyn Fn(&Value) -> Value + Send + Sync;
+
+pub struct Webhook {
+    pub url: String,
+    received: Arc<Mutex<Vec<Value>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Webhook {
+    /// Answers every POST with `reply(body)` as JSON (status 200).
+    pub fn start(reply: impl Fn(&Value) -> Value + Send + Sync + 'static) -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let reply: Arc<Reply> = Arc::new(reply);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let log = received.clone();
+        let server = HttpServer::new(move || {
+            let (log, reply) = (log.clone(), reply.clone());
+            App::new().default_service(web::to(move |body: web::Json<Value>| {
+                let (log, reply) = (log.clone(), reply.clone());
+                async move {
+                    let answer = reply(&body);
+                    log.lock().unwrap().push(body.into_inner());
+                    HttpResponse::Ok().json(answer)
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            url,
+            received,
+            handle,
+        }
+    }
+
+    /// A URL where nothing listens: a webhook that is down.
+    pub fn down() -> String {
+        format!("http://127.0.0.1:{}/hook", super::free_port())
+    }
+
+    /// Every body received so far.
+    pub fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` bodies have arrived, returning them all.
+    pub async fn wait_for(&self, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the webhook got {} of {count} requests: {received:?}",
+                received.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
