@@ -356,6 +356,92 @@ async fn direct_messages_cross_replicas(kind: BrokerKind) {
     );
 }
 
+/// Offline messages, delivery confirmations, fast messages, read receipts,
+/// admin events and single-session, each crossing replicas: the sender and
+/// the recipient are never on the same one.
+async fn guarantees_and_policies_cross_replicas(kind: BrokerKind) {
+    let _serial = serial().await;
+    let extra = [
+        ("SINGLE_SESSION", "true".to_owned()),
+        ("ADMIN_USERS", "root".to_owned()),
+    ];
+    let cluster = Cluster::start_with(kind, 2, &extra).await;
+    let (_r, mut root) = cluster.user("root", 0, "lobby").await;
+    let (alice_client, mut alice) = cluster.user("alice", 0, "lobby").await;
+
+    // Bob registers on replica 1 and leaves; alice writes to him.
+    let bob_client = Client::at(cluster.replicas[1].url(""), Default::default());
+    bob_client.login("bob").await;
+    alice
+        .send(json!({"type": "direct", "to": "bob", "text": "while away", "ref": "w", "confirm": true}))
+        .await;
+    alice.recv_type("ack").await;
+
+    // He comes back on replica 1: pending, fetched, and alice on replica 0
+    // hears it was delivered. Root (admin, replica 0) sees him connect there.
+    let mut bob = bob_client.ws().await;
+    assert_eq!(bob.recv_type("pending").await["count"], 1);
+    bob.send(json!({"type": "fetch_missed"})).await;
+    let missed = bob.recv_type("message").await;
+    assert_eq!(missed["text"], "while away");
+    assert_eq!(bob.recv_type("fetch_missed_complete").await["left"], 0);
+    let delivered = alice.recv_type("delivered").await;
+    assert_eq!(
+        (delivered["ref"].as_str(), delivered["to"].as_str()),
+        (Some("w"), Some("bob"))
+    );
+    let connected = loop {
+        let event = root.recv_type("user_connected").await;
+        if event["user"] == "bob" {
+            break event;
+        }
+    };
+    assert_eq!(connected["node"], cluster.replicas[1].node.as_str());
+
+    // Live, across replicas: delivered as soon as bob's connection has it.
+    alice
+        .send(json!({"type": "direct", "to": "bob", "text": "live", "ref": "l", "confirm": true}))
+        .await;
+    assert_eq!(bob.recv_type("message").await["text"], "live");
+    assert_eq!(alice.recv_type("delivered").await["ref"], "l");
+
+    // Fast messages and read receipts cross too.
+    bob.join("lobby").await;
+    alice
+        .send(json!({"type": "send", "room": "lobby", "text": "zoom", "delivery": "fast"}))
+        .await;
+    let fast = bob.recv_type("message").await;
+    assert_eq!(
+        (fast["text"].as_str(), fast["seq"].clone()),
+        (Some("zoom"), Value::Null)
+    );
+    let seq = alice.say("lobby", "read me", "r").await;
+    bob.recv_type("message").await;
+    bob.send(json!({"type": "read", "room": "lobby", "seq": seq}))
+        .await;
+    let read = alice.recv_type("read").await;
+    assert_eq!(
+        (read["user"].as_str(), read["seq"].as_u64()),
+        (Some("bob"), Some(seq))
+    );
+
+    // Single session: alice's new connection on replica 1 closes her
+    // connection on replica 0.
+    let alice_elsewhere = Client::at(cluster.replicas[1].url(""), alice_client.jar.clone());
+    let mut newer = alice_elsewhere.ws().await;
+    alice.until_closed(Duration::from_secs(10)).await;
+    assert_eq!(alice.close_reason.as_deref(), Some("replaced"));
+    newer.join("lobby").await;
+    newer.say("lobby", "moved", "m").await;
+    assert!(
+        newer
+            .quiet_for(Duration::from_millis(500))
+            .await
+            .is_none_or(|f| f["type"] != "error"),
+        "the newest connection stays"
+    );
+}
+
 /// The suite, once per broker, as `<broker>::<case>`.
 macro_rules! for_each_broker {
     ($($broker:ident => $kind:expr),* $(,)?) => {
@@ -371,6 +457,11 @@ macro_rules! for_each_broker {
                 #[actix_web::test]
                 async fn direct_messages_cross_replicas() {
                     super::direct_messages_cross_replicas($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn guarantees_and_policies_cross_replicas() {
+                    super::guarantees_and_policies_cross_replicas($kind).await;
                 }
 
                 #[actix_web::test]
