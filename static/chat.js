@@ -15,7 +15,12 @@
   const MOVE_BACKOFF_MS = 100;
   const STORAGE_KEY = `rookery:${me}:rooms`;
 
-  /** name -> { messages: Map(seq -> message), online: [], typing: Map(user -> timer), unread, hasOlder } */
+  /**
+   * name -> { messages: Map(key -> message), online: [], typing: Map(user -> timer),
+   *           unread, hasOlder, reads: Map(user -> seq), readSent, delivered: Set(seq) }
+   * A message's key is its seq, or `id:<id>` for a fast message seen before it
+   * was stored (replaced by the stored copy, same id, when that arrives).
+   */
   const rooms = new Map();
   /** ref -> { room, li } for messages not yet acknowledged */
   const pending = new Map();
@@ -47,7 +52,10 @@
   function roomState(name) {
     let room = rooms.get(name);
     if (!room) {
-      room = { messages: new Map(), online: [], typing: new Map(), unread: false, hasOlder: true };
+      room = {
+        messages: new Map(), online: [], typing: new Map(), unread: false, hasOlder: true,
+        reads: new Map(), readSent: 0, delivered: new Set(),
+      };
       rooms.set(name, room);
       remember();
       renderRoomLists();
@@ -57,9 +65,12 @@
 
   function newestSeq(room) {
     let newest = 0;
-    for (const seq of room.messages.keys()) newest = Math.max(newest, seq);
+    for (const message of room.messages.values()) if (message.seq != null) newest = Math.max(newest, message.seq);
     return newest;
   }
+
+  /** Stored messages by seq; a fast one sits where it arrived, after the newest stored then. */
+  const order = (message) => (message.seq != null ? message.seq : message.after + 0.5);
 
   function send(frame) {
     if (socket && socket.readyState === WebSocket.OPEN) {
@@ -94,7 +105,7 @@
   function messageNode(message) {
     const li = document.createElement("li");
     li.className = "msg";
-    li.dataset.seq = message.seq;
+    if (message.seq != null) li.dataset.seq = message.seq;
     const meta = document.createElement("div");
     meta.className = "meta";
     const author = document.createElement("strong");
@@ -103,6 +114,13 @@
     time.dateTime = message.ts;
     time.textContent = new Date(message.ts).toLocaleTimeString();
     meta.append(author, time);
+    const room = rooms.get(message.room);
+    if (message.from === me && isDirect(message.room) && room && room.delivered.has(message.seq)) {
+      const tick = document.createElement("span");
+      tick.className = "delivered";
+      tick.textContent = "✓ delivered";
+      meta.append(tick);
+    }
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = message.text;
@@ -115,11 +133,29 @@
     list.replaceChildren();
     if (!current) return;
     const room = rooms.get(current);
-    const ordered = [...room.messages.values()].sort((a, b) => a.seq - b.seq);
+    const ordered = [...room.messages.values()].sort((a, b) => order(a) - order(b));
     for (const message of ordered) list.append(messageNode(message));
     for (const entry of pending.values()) if (entry.room === current) list.append(entry.li);
-    $("load-older").classList.toggle("hidden", !room.hasOlder || ordered.length === 0 || ordered[0].seq <= 1);
+    $("load-older").classList.toggle("hidden", !room.hasOlder || ordered.length === 0 || order(ordered[0]) <= 1);
     list.scrollTop = list.scrollHeight;
+    renderSeen();
+    markRead();
+  }
+
+  /** "Seen by" under the conversation: who has read up to its newest message. */
+  function renderSeen() {
+    const room = current && rooms.get(current);
+    const newest = room ? newestSeq(room) : 0;
+    const who = room && newest > 0 ? [...room.reads].filter(([user, seq]) => user !== me && seq >= newest).map(([user]) => user) : [];
+    $("seen").textContent = who.length ? `Seen by ${who.sort().join(", ")}` : "";
+  }
+
+  /** Tells the room how far this user has read, when the page is being looked at. */
+  function markRead() {
+    const room = current && rooms.get(current);
+    if (!room || document.visibilityState !== "visible") return;
+    const newest = newestSeq(room);
+    if (newest > room.readSent && send({ type: "read", room: current, seq: newest })) room.readSent = newest;
   }
 
   function renderOnline() {
@@ -182,8 +218,19 @@
 
   function addMessage(message) {
     const room = roomState(message.room);
-    if (room.messages.has(message.seq)) return; // already shown
-    room.messages.set(message.seq, message);
+    if (message.seq == null) {
+      // A fast message, live before it is stored.
+      message.after = newestSeq(room);
+      if (room.messages.has(`id:${message.id}`)) return;
+      room.messages.set(`id:${message.id}`, message);
+    } else {
+      if (room.messages.has(message.seq)) return; // already shown
+      room.messages.set(message.seq, message);
+      if (room.messages.delete(`id:${message.id}`)) {
+        if (message.room === current) renderMessages();
+        return; // the stored copy of a fast message already on screen
+      }
+    }
     if (message.room !== current) {
       room.unread = true;
       renderRoomLists();
@@ -200,13 +247,24 @@
       renderMessages();
     }
     if (atBottom || last === null || message.from === me) list.scrollTop = list.scrollHeight;
+    renderSeen();
+    markRead();
+  }
+
+  /** Stored messages (history, resume): keyed by seq, replacing fast copies. */
+  function storeMessages(room, messages) {
+    for (const message of messages) {
+      room.messages.delete(`id:${message.id}`);
+      room.messages.set(message.seq, message);
+    }
   }
 
   const handlers = {
     joined(frame) {
       const room = roomState(frame.room);
       room.online = frame.online;
-      for (const message of frame.history) room.messages.set(message.seq, message);
+      storeMessages(room, frame.history);
+      for (const { user, seq } of frame.read) room.reads.set(user, Math.max(seq, room.reads.get(user) || 0));
       // A resume replays at most the newest 500 messages: fetch the rest of
       // the gap, page by page, through history (its answers fill in below).
       const since = room.resumedFrom;
@@ -228,6 +286,28 @@
         pending.delete(frame.ref);
       }
     },
+    delivered(frame) {
+      const room = roomState(frame.room);
+      room.delivered.add(frame.seq);
+      if (frame.room === current) renderMessages();
+    },
+    read(frame) {
+      const room = roomState(frame.room);
+      room.reads.set(frame.user, Math.max(frame.seq, room.reads.get(frame.user) || 0));
+      if (frame.room === current) renderSeen();
+    },
+    pending(frame) {
+      // Direct messages that reached none of our connections while away:
+      // fetch them (they arrive as `message` frames into their rooms).
+      notice(`${frame.count} message${frame.count === 1 ? "" : "s"} arrived while you were away`);
+      setTimeout(() => notice(""), 5000);
+      send({ type: "fetch_missed", limit: 100 });
+    },
+    fetch_missed_complete(frame) {
+      if (frame.left > 0) send({ type: "fetch_missed", limit: 100 });
+    },
+    user_connected() {},
+    user_disconnected() {},
     presence(frame) {
       const room = roomState(frame.room);
       room.online = frame.online;
@@ -252,7 +332,7 @@
     history(frame) {
       const room = roomState(frame.room);
       if (frame.messages.length === 0) room.hasOlder = false;
-      for (const message of frame.messages) room.messages.set(message.seq, message);
+      storeMessages(room, frame.messages);
       const oldest = frame.messages.length > 0 ? frame.messages[0].seq : null;
       if (room.fillGapAfter != null) {
         if (oldest != null && oldest > room.fillGapAfter + 1) {
@@ -332,7 +412,14 @@
         entry.li.querySelector(".meta").textContent = "not confirmed: connection lost";
       }
       pending.clear();
-      if (event.code === 1008 || event.code === 4001) return; // refused: do not hammer
+      if (event.code === 1008) {
+        // Refused: reconnecting would be refused again (or take the session
+        // back from the newer tab).
+        $("status").textContent =
+          event.reason === "replaced" ? "opened in another window" :
+          event.reason === "revoked" ? "signed out by the server" : "disconnected";
+        return;
+      }
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     });
@@ -367,7 +454,7 @@
     if (!text.trim() || !current) return;
     const ref = `${me}-${Date.now()}-${nextRef++}`;
     const frame = isDirect(current)
-      ? { type: "direct", to: peerOf(current), text, ref }
+      ? { type: "direct", to: peerOf(current), text, ref, confirm: true }
       : { type: "send", room: current, text, ref };
     if (!send(frame)) {
       notice("Not connected; your message was not sent.");
@@ -442,6 +529,8 @@
     }
     $("avatar-input").value = "";
   });
+
+  document.addEventListener("visibilitychange", markRead);
 
   for (const name of remembered()) roomState(name);
   select(remembered()[0]);

@@ -105,6 +105,28 @@ try {
   await bob.reload();
   await bob.waitForSelector("#messages li.msg .text:text('hello from alice')");
 
+  // Read receipts: bob's page has shown everything, so alice's says so.
+  await alice.waitForSelector("#seen:text('Seen by bob')");
+
+  // Offline messages: dave registers and leaves; alice writes to him. He
+  // gets it at his next login, and alice's page shows it was delivered.
+  const daveFirst = await login(browser, base, "dave");
+  await daveFirst.context().close();
+  await alice.fill("#dm-name", "dave");
+  await alice.press("#dm-name", "Enter");
+  await alice.waitForSelector("#room-title:text('@dave')");
+  await alice.fill("#text", "see you later");
+  await alice.press("#text", "Enter");
+  const sent = alice.locator("#messages li.msg[data-seq]", { hasText: "see you later" });
+  await sent.waitFor();
+  assert.equal(await sent.locator(".delivered").count(), 0, "not delivered while dave is away");
+  const dave = await login(browser, base, "dave");
+  await dave.waitForSelector("#notice:text('1 message arrived while you were away')");
+  await dave.click("#dm-list button:text('@alice')");
+  await dave.waitForSelector("#messages li.msg .text:text('see you later')");
+  await sent.locator(".delivered").waitFor();
+  await dave.context().close();
+
   // A dropped connection resumes by itself: everything said while carol was
   // away appears once and in order, even past the server's 500-message
   // replay window (the page fetches the rest of the gap through history).
