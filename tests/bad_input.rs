@@ -75,6 +75,43 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
             "not_joined",
             json!(null),
         ),
+        (
+            json!({"type": "send", "room": "general", "text": "x", "delivery": "eventually", "ref": 7})
+                .to_string(),
+            "invalid_frame",
+            json!(7),
+        ),
+        (
+            json!({"type": "direct", "to": "bob", "text": "x", "confirm": "yes", "ref": 8}).to_string(),
+            "invalid_frame",
+            json!(8),
+        ),
+        (
+            json!({"type": "group", "to": "bob", "text": "x", "ref": 9}).to_string(),
+            "invalid_frame",
+            json!(9),
+        ),
+        (
+            json!({"type": "group", "to": (0..51).map(|n| format!("u{n}")).collect::<Vec<_>>(), "text": "x", "ref": 10})
+                .to_string(),
+            "invalid_frame",
+            json!(10),
+        ),
+        (
+            json!({"type": "read", "room": "general", "seq": -1}).to_string(),
+            "invalid_frame",
+            json!(null),
+        ),
+        (
+            json!({"type": "read", "room": "nowhere", "seq": 1}).to_string(),
+            "not_joined",
+            json!(null),
+        ),
+        (
+            json!({"type": "fetch_missed", "limit": "all"}).to_string(),
+            "invalid_frame",
+            json!(null),
+        ),
     ];
     for (frame, code, reference) in cases {
         ws.send_text(&frame).await;
