@@ -79,6 +79,11 @@ async fn creates_the_indexes_its_queries_and_expiry_rely_on() {
     let messages = indexes("messages").await;
     let by_seq = find(&messages, doc! {"room": 1, "seq": 1});
     assert_eq!(by_seq.options.unwrap().unique, Some(true));
+    // Pending counts and fetch_missed look undelivered messages up by recipient.
+    find(&messages, doc! {"to": 1, "delivered": 1, "ts": 1});
+    let reads = indexes("reads").await;
+    let by_reader = find(&reads, doc! {"room": 1, "user": 1});
+    assert_eq!(by_reader.options.unwrap().unique, Some(true));
     let sessions = indexes("sessions").await;
     let ttl = find(&sessions, doc! {"expires": 1}).options.unwrap();
     assert_eq!(
@@ -196,6 +201,10 @@ async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
     b.join("general").await;
 
     let mut acked = vec![a.say("general", "before", "r0").await];
+    // Carol is away; a direct message waits for her in the database.
+    let carol = Client::logged_in(&server, "carol").await;
+    a.direct("carol", "kept for you", "d0").await;
+    let mut bob_tab = bob.ws().await;
     mongo.kill();
     let answer = send_and_answer(&mut a, "during the outage", "r1").await;
     assert_eq!(
@@ -205,6 +214,9 @@ async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
     assert_eq!(answer["code"], "store_unavailable");
     let (status, _) = get_json(&alice, "/readyz").await;
     assert_eq!(status, 503, "not ready while the database is down");
+    bob_tab.send(json!({"type": "fetch_missed"})).await;
+    let error = bob_tab.recv_type("error").await;
+    assert_eq!(error["code"], "store_unavailable", "{error}");
 
     mongo.spawn();
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -243,5 +255,12 @@ async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
         .collect();
     assert_eq!(texts, ["before", "after", "and again"]);
     assert_eq!(acked, [1, 2, 3], "no seq was lost to the failed send");
+
+    // The outage lost nothing that was waiting for carol.
+    let mut c = carol.ws().await;
+    assert_eq!(c.recv_type("pending").await["count"], 1);
+    c.send(json!({"type": "fetch_missed"})).await;
+    assert_eq!(c.recv_type("message").await["text"], "kept for you");
+    assert_eq!(c.recv_type("fetch_missed_complete").await["left"], 0);
     server.stop().await;
 }
