@@ -167,7 +167,8 @@ impl Target {
         }
     }
 
-    /// A message to `room`; acked when `ack` is set.
+    /// A message to `room`, stored before it is fanned out (reliable);
+    /// acked when `ack` is set.
     pub fn send(&self, room: &str, text: String, ack: bool) -> Message {
         let reference = ack.then(stamp);
         match self.kind {
@@ -181,12 +182,14 @@ impl Target {
         }
     }
 
-    /// A direct message to `user`; acked when `ack` is set.
+    /// A direct message to `user`; acked when `ack` is set, otherwise sent
+    /// on Rookery's fast path.
     pub fn direct(&self, user: &str, text: String, ack: bool) -> Message {
         let reference = ack.then(stamp);
         match self.kind {
             PeerKind::Rookery => Message::text(
-                json!({"type": "direct", "to": user, "text": text, "ref": reference}).to_string(),
+                json!({"type": "direct", "to": user, "text": text, "ref": reference, "delivery": delivery(ack)})
+                    .to_string(),
             ),
             PeerKind::Socketio => socketio_event(
                 "direct",
@@ -236,6 +239,16 @@ async fn expect_prefix(socket: &mut Socket, prefix: &str) -> anyhow::Result<()> 
             }
             bail!("socket.io handshake: expected {prefix}…, got {text}");
         }
+    }
+}
+
+/// Rookery's delivery mode for a message that is (not) acked: socket.io
+/// has no store, so without acks the fair comparison is the fast path.
+fn delivery(ack: bool) -> &'static str {
+    if ack {
+        "reliable"
+    } else {
+        "fast"
     }
 }
 

@@ -159,16 +159,20 @@ async fn external_login(
     {
         return Err((StatusCode::BAD_REQUEST, "Input too long.".into()));
     }
+    let down = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The identity provider is unavailable; try again shortly.".to_owned(),
+        )
+    };
     let decision = match state.hooks.authenticate(name, password, token).await {
         Some(Ok(decision)) => decision,
         Some(Err(err)) => {
             tracing::warn!(error = %err, "auth webhook failed; login denied");
-            return Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The identity provider is unavailable; try again shortly.".into(),
-            ));
+            return Err(down());
         }
-        None => unreachable!("only called with an auth webhook"),
+        // The caller checked there is a hook; without one, deny all the same.
+        None => return Err(down()),
     };
     if !decision.allowed {
         return Err((StatusCode::UNAUTHORIZED, "Login refused.".into()));
