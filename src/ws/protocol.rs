@@ -48,6 +48,19 @@ pub enum Delivery {
     Fast,
 }
 
+/// How a message travels, as its sender asked (`confirm` only means
+/// something for direct and group messages).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct MessageOptions {
+    #[serde(rename = "ref", default)]
+    pub reference: Option<Ref>,
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Tell the sender (`delivered`) when it reaches the recipient.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
 /// A client-chosen correlation id, echoed back in `ack` and `error`.
 /// Any JSON value is accepted; a string or a number is the norm.
 pub type Ref = Value;
@@ -94,12 +107,8 @@ pub enum ClientFrame {
     Direct {
         to: String,
         text: String,
-        #[serde(rename = "ref", default)]
-        reference: Option<Ref>,
-        #[serde(default)]
-        delivery: Delivery,
-        #[serde(default)]
-        confirm: bool,
+        #[serde(flatten)]
+        options: MessageOptions,
     },
     /// A direct message to each of `to` (at most [`MAX_GROUP_RECIPIENTS`]),
     /// each in its own direct room: one `ack` (or `error`) per recipient,
@@ -107,12 +116,8 @@ pub enum ClientFrame {
     Group {
         to: Vec<String>,
         text: String,
-        #[serde(rename = "ref", default)]
-        reference: Option<Ref>,
-        #[serde(default)]
-        delivery: Delivery,
-        #[serde(default)]
-        confirm: bool,
+        #[serde(flatten)]
+        options: MessageOptions,
     },
     /// Fetch up to `limit` (default and at most [`MAX_FETCH_MISSED`]) of the
     /// direct messages that reached none of this user's connections, oldest
@@ -418,16 +423,22 @@ mod tests {
         assert!(matches!(
             parse(r#"{"type":"direct","to":"bob","text":"x"}"#),
             Ok(ClientFrame::Direct {
-                delivery: Delivery::Reliable,
-                confirm: false,
+                options: MessageOptions {
+                    delivery: Delivery::Reliable,
+                    confirm: false,
+                    ..
+                },
                 ..
             })
         ));
         assert!(matches!(
             parse(r#"{"type":"group","to":["a","b"],"text":"x","delivery":"fast","confirm":true}"#),
             Ok(ClientFrame::Group {
-                delivery: Delivery::Fast,
-                confirm: true,
+                options: MessageOptions {
+                    delivery: Delivery::Fast,
+                    confirm: true,
+                    ..
+                },
                 ..
             })
         ));

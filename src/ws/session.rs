@@ -15,7 +15,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 
 use super::protocol::{
-    self, ClientFrame, Delivery, ErrorCode, Ref, Rejected, ServerFrame, WireMessage,
+    self, ClientFrame, ErrorCode, MessageOptions, Ref, Rejected, ServerFrame, WireMessage,
     DEFAULT_HISTORY_LIMIT, MAX_FETCH_MISSED, MAX_GROUP_RECIPIENTS, MAX_HISTORY_LIMIT,
 };
 use super::rate_limit::RateLimiter;
@@ -225,15 +225,12 @@ impl WsSession {
                 let Some(addr) = self.rooms.get(&room) else {
                     return self.reject(not_joined(&room, reference), ctx);
                 };
-                let post = self.post(
-                    text,
-                    Outgoing {
-                        reference,
-                        delivery,
-                        confirm: false,
-                    },
-                    ctx,
-                );
+                let options = MessageOptions {
+                    reference,
+                    delivery,
+                    confirm: false,
+                };
+                let post = self.post(text, options, ctx);
                 addr.do_send(post);
             }
             ClientFrame::Typing { room, active } => match self.rooms.get(&room) {
@@ -249,34 +246,8 @@ impl WsSession {
                 before,
                 limit,
             } => self.history(room, before, limit, ctx),
-            ClientFrame::Direct {
-                to,
-                text,
-                reference,
-                delivery,
-                confirm,
-            } => {
-                let outgoing = Outgoing {
-                    reference,
-                    delivery,
-                    confirm,
-                };
-                self.direct(to, text, outgoing, ctx)
-            }
-            ClientFrame::Group {
-                to,
-                text,
-                reference,
-                delivery,
-                confirm,
-            } => {
-                let outgoing = Outgoing {
-                    reference,
-                    delivery,
-                    confirm,
-                };
-                self.group(to, text, outgoing, ctx)
-            }
+            ClientFrame::Direct { to, text, options } => self.direct(to, text, options, ctx),
+            ClientFrame::Group { to, text, options } => self.group(to, text, options, ctx),
             ClientFrame::FetchMissed { limit } => self.fetch_missed(limit, ctx),
             ClientFrame::Read { room, seq } => match self.rooms.get(&room) {
                 Some(addr) => addr.do_send(room::Read {
@@ -289,15 +260,15 @@ impl WsSession {
         }
     }
 
-    fn post(&self, text: String, outgoing: Outgoing, ctx: &mut Context<Self>) -> room::Post {
+    fn post(&self, text: String, options: MessageOptions, ctx: &mut Context<Self>) -> room::Post {
         room::Post {
             session: self.id,
             user: self.user.clone(),
             avatar: self.avatar.clone(),
             text,
-            reference: outgoing.reference,
-            delivery: outgoing.delivery,
-            confirm: outgoing.confirm,
+            reference: options.reference,
+            delivery: options.delivery,
+            confirm: options.confirm,
             reply: ctx.address().recipient(),
         }
     }
@@ -347,10 +318,10 @@ impl WsSession {
         &mut self,
         to: Vec<String>,
         text: String,
-        outgoing: Outgoing,
+        options: MessageOptions,
         ctx: &mut Context<Self>,
     ) {
-        if let Err(rejected) = protocol::check_text(&text, outgoing.reference.as_ref()) {
+        if let Err(rejected) = protocol::check_text(&text, options.reference.as_ref()) {
             return self.reject(rejected, ctx);
         }
         let mut recipients = to;
@@ -360,7 +331,7 @@ impl WsSession {
             let rejected = Rejected::new(
                 ErrorCode::InvalidFrame,
                 format!("a group message goes to 1 to {MAX_GROUP_RECIPIENTS} users"),
-                outgoing.reference,
+                options.reference,
             );
             return self.reject(rejected, ctx);
         }
@@ -368,12 +339,12 @@ impl WsSession {
             let rejected = Rejected::new(
                 ErrorCode::InvalidUser,
                 format!("{bad:?} is not a valid user name; nothing was sent"),
-                outgoing.reference,
+                options.reference,
             );
             return self.reject(rejected, ctx);
         }
         for recipient in recipients {
-            self.direct(recipient, text.clone(), outgoing.clone(), ctx);
+            self.direct(recipient, text.clone(), options.clone(), ctx);
         }
     }
 
@@ -525,24 +496,30 @@ impl WsSession {
         );
     }
 
-    fn direct(&mut self, to: String, text: String, outgoing: Outgoing, ctx: &mut Context<Self>) {
-        if let Err(rejected) = protocol::check_text(&text, outgoing.reference.as_ref()) {
+    fn direct(
+        &mut self,
+        to: String,
+        text: String,
+        options: MessageOptions,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(rejected) = protocol::check_text(&text, options.reference.as_ref()) {
             return self.reject(rejected, ctx);
         }
         if !is_valid_user_name(&to) {
             let rejected = Rejected::new(
                 ErrorCode::InvalidUser,
                 format!("{to:?} is not a valid user name"),
-                outgoing.reference,
+                options.reference,
             );
             return self.reject(rejected, ctx);
         }
-        let reference = outgoing.reference.clone();
+        let reference = options.reference.clone();
         self.authorized(
             OwnedTarget::User(to.clone()),
             reference,
             ctx,
-            move |this, ctx| this.direct_authorized(to, text, outgoing, ctx),
+            move |this, ctx| this.direct_authorized(to, text, options, ctx),
         );
     }
 
@@ -550,11 +527,11 @@ impl WsSession {
         &mut self,
         to: String,
         text: String,
-        outgoing: Outgoing,
+        options: MessageOptions,
         ctx: &mut Context<Self>,
     ) {
         if let Some(room) = self.direct_rooms.get(&to).filter(|room| room.connected()) {
-            let post = self.post(text, outgoing, ctx);
+            let post = self.post(text, options, ctx);
             room.do_send(post);
             return;
         }
@@ -579,7 +556,7 @@ impl WsSession {
                     if this.direct_rooms.len() >= DIRECT_ROOMS_CAPACITY {
                         this.direct_rooms.clear();
                     }
-                    let post = this.post(text, outgoing, ctx);
+                    let post = this.post(text, options, ctx);
                     room.do_send(post);
                     this.direct_rooms.insert(to, room);
                 }
@@ -587,7 +564,7 @@ impl WsSession {
                     let rejected = Rejected::new(
                         ErrorCode::UnknownUser,
                         format!("there is no user {to:?}"),
-                        outgoing.reference,
+                        options.reference,
                     );
                     this.reject(rejected, ctx);
                 }
@@ -596,21 +573,13 @@ impl WsSession {
                     let rejected = Rejected::new(
                         ErrorCode::StoreUnavailable,
                         "the message could not be sent: storage is unavailable",
-                        outgoing.reference,
+                        options.reference,
                     );
                     this.reject(rejected, ctx);
                 }
             },
         ));
     }
-}
-
-/// How a message should travel, as the client asked.
-#[derive(Clone)]
-struct Outgoing {
-    reference: Option<Ref>,
-    delivery: Delivery,
-    confirm: bool,
 }
 
 /// A [`Target`] that can wait for the authorize hook.
@@ -630,9 +599,10 @@ impl OwnedTarget {
 
 fn frame_reference(frame: &ClientFrame) -> Option<Ref> {
     match frame {
-        ClientFrame::Send { reference, .. }
-        | ClientFrame::Direct { reference, .. }
-        | ClientFrame::Group { reference, .. } => reference.clone(),
+        ClientFrame::Send { reference, .. } => reference.clone(),
+        ClientFrame::Direct { options, .. } | ClientFrame::Group { options, .. } => {
+            options.reference.clone()
+        }
         _ => None,
     }
 }
