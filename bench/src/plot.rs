@@ -29,8 +29,22 @@ pub fn plot_all(results: &Path, out: &Path, font: &Path) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("{} is not a usable TrueType font", font.display()))?;
     let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(results)?)?;
     std::fs::create_dir_all(out)?;
-    let mut by_scenario: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    // A named scenario run appends to the results: its rows replace the
+    // earlier ones of the same server and setting, as in the tables.
+    let mut latest: Vec<&Value> = Vec::new();
     for row in &rows {
+        let key = |r: &Value| {
+            (
+                r["scenario"].clone(),
+                r["peer"].clone(),
+                r["setting"].clone(),
+            )
+        };
+        latest.retain(|earlier| key(earlier) != key(row));
+        latest.push(row);
+    }
+    let mut by_scenario: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for row in latest {
         by_scenario
             .entry(row["scenario"].as_str().unwrap_or("?").to_owned())
             .or_default()
