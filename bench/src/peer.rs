@@ -210,6 +210,20 @@ impl Target {
         }
     }
 
+    /// What an incoming frame means, once a socket.io ping among them has
+    /// been answered on `tx`. A failed answer is ignored here: the broken
+    /// connection shows on the next read.
+    pub async fn answer<S>(&self, message: &Message, tx: &mut S) -> Event
+    where
+        S: futures_util::Sink<Message> + Unpin,
+    {
+        let (event, reply) = self.decode(message);
+        if let Some(reply) = reply {
+            let _ = tx.send(reply).await;
+        }
+        event
+    }
+
     /// Whether joining is confirmed by this frame (Rookery's `joined`, the
     /// peer's `joined` event).
     pub fn is_joined(&self, message: &Message) -> bool {

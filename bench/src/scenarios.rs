@@ -225,10 +225,7 @@ impl Linker {
                         }
                         frame = rx.next() => {
                             let Some(Ok(frame)) = frame else { break };
-                            let (event, reply) = target.decode(&frame);
-                            if let Some(reply) = reply {
-                                let _ = tx.send(reply).await;
-                            }
+                            let event = target.answer(&frame, &mut tx).await;
                             match event {
                                 Event::Message { sent } => {
                                     record(&mut tally.delivery, sent.elapsed());
@@ -338,10 +335,7 @@ impl Fanout {
                         }
                         frame = rx.next() => {
                             let Some(Ok(frame)) = frame else { break };
-                            let (event, reply) = target.decode(&frame);
-                            if let Some(reply) = reply {
-                                let _ = tx.send(reply).await;
-                            }
+                            let event = target.answer(&frame, &mut tx).await;
                             if let Event::Message { sent } = event {
                                 record(&mut tallies[step_of(sent)], sent.elapsed());
                                 progress.delivered.fetch_add(1, Ordering::Relaxed);
@@ -415,9 +409,7 @@ impl Idle {
                     tokio::select! {
                         frame = rx.next() => {
                             let Some(Ok(frame)) = frame else { return false };
-                            if let (_, Some(reply)) = target.decode(&frame) {
-                                let _ = tx.send(reply).await;
-                            }
+                            target.answer(&frame, &mut tx).await;
                         }
                         _ = tokio::time::sleep_until(until) => break,
                     }
@@ -494,10 +486,7 @@ impl Cluster {
                         }
                         frame = rx.next() => {
                             let Some(Ok(frame)) = frame else { break };
-                            let (event, reply) = target.decode(&frame);
-                            if let Some(reply) = reply {
-                                let _ = tx.send(reply).await;
-                            }
+                            let event = target.answer(&frame, &mut tx).await;
                             if let Event::Message { sent } = event {
                                 // Only deliveries on other replicas measure the cluster.
                                 if replica != 0 {

@@ -184,6 +184,11 @@ impl Registry {
             .hooks
             .event(ConnectionEvent::new(connected, user, &self.policies.node));
         self.push_to_admins(user, &self.policies.node, connected);
+        // ADMIN_USERS is cluster-wide configuration: without admins nobody
+        // listens, so connection storms cost no publishes.
+        if self.policies.admins.is_empty() {
+            return;
+        }
         self.cluster.publish(
             vec![ADMIN_CHANNEL.to_owned()],
             ClusterEvent::UserActivity {

@@ -340,6 +340,17 @@ impl Room {
         }
     }
 
+    /// Tells every member how far `user` has read.
+    fn broadcast_read(&self, user: &str, seq: u64) {
+        let frame = ServerFrame::Read {
+            room: &self.name,
+            user,
+            seq,
+        }
+        .encode();
+        self.broadcast(&frame, None);
+    }
+
     /// Records that direct messages reached their recipient's connection,
     /// and confirms those whose sender asked.
     fn mark_delivered(&mut self, recipient: String, seqs: Vec<u64>, ctx: &mut Context<Self>) {
@@ -727,13 +738,7 @@ impl Handler<Read> for Room {
                     }
                 }),
         );
-        let frame = ServerFrame::Read {
-            room: &self.name,
-            user: &read.user,
-            seq,
-        }
-        .encode();
-        self.broadcast(&frame, None);
+        self.broadcast_read(&read.user, seq);
         self.cluster.publish(
             self.channels(),
             ClusterEvent::Read {
@@ -788,15 +793,7 @@ impl Handler<FromCluster> for Room {
                 let frame = ServerFrame::Message(WireMessage::from(&message)).encode();
                 self.broadcast(&frame, None);
             }
-            ClusterEvent::Read { user, seq, .. } => {
-                let frame = ServerFrame::Read {
-                    room: &self.name,
-                    user: &user,
-                    seq,
-                }
-                .encode();
-                self.broadcast(&frame, None);
-            }
+            ClusterEvent::Read { user, seq, .. } => self.broadcast_read(&user, seq),
             ClusterEvent::Delivered { deliveries, .. } => self.confirm(deliveries, false),
             ClusterEvent::SessionOpened { .. } | ClusterEvent::UserActivity { .. } => {}
             ClusterEvent::Typing { user, active, .. } => {

@@ -402,13 +402,14 @@ impl WsSession {
     }
 
     fn join(&mut self, room: String, since: Option<u64>, ctx: &mut Context<Self>) {
+        // Nothing to ask the hook: joined already, or refused below anyway.
+        if self.rooms.contains_key(&room) || !may_access(&self.user, &room) {
+            return self.join_authorized(room, since, ctx);
+        }
         let target = match direct_participants(&room) {
             Some((a, b)) => OwnedTarget::User(if a == self.user { b } else { a }.to_owned()),
             None => OwnedTarget::Room(room.clone()),
         };
-        if self.rooms.contains_key(&room) || !may_access(&self.user, &room) {
-            return self.join_authorized(room, since, ctx);
-        }
         self.authorized(target, None, ctx, move |this, ctx| {
             this.join_authorized(room, since, ctx)
         });
