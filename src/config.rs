@@ -35,6 +35,11 @@ pub struct Config {
     #[arg(long, env = "RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 
+    /// Messages that may wait for the store at once, replica-wide; past it a
+    /// reliable send is refused with `overloaded` instead of queueing.
+    #[arg(long, env = "STORE_QUEUE", default_value_t = 20_000)]
+    pub store_queue: usize,
+
     /// Mark cookies Secure (set this when serving over HTTPS).
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,

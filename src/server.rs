@@ -29,6 +29,7 @@ use crate::cluster::{Broker, ClusterHandle};
 use crate::config::{BrokerTarget, Config};
 use crate::hooks::Hooks;
 use crate::http::{self, AppState};
+use crate::store::backlog::{self, Backlog};
 use crate::store::mongo::MongoStore;
 use crate::store::session::StoreSessions;
 use crate::store::sqlite::SqliteStore;
@@ -188,6 +189,7 @@ impl Replica {
             cluster.clone(),
             room_arbiters.iter().map(Arbiter::handle).collect(),
             policies,
+            Backlog::new(self.config.store_queue.max(1), backlog::MAX_BYTES),
         )
         .start();
         let draining = Arc::new(AtomicBool::new(false));

@@ -200,6 +200,37 @@ mod cases {
         assert!(store.history("nowhere", None, 3).await.unwrap().is_empty());
     }
 
+    /// What a room missed comes back in one read, oldest first, from the
+    /// `seq` it names, capped at the limit.
+    pub async fn after_reads_forward_from_a_seq(backend: Backend) {
+        let store = backend.open().await;
+        let texts: Vec<String> = (1..=9).map(|n| format!("m{n}")).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        store
+            .append("general", messages("alice", &texts), 5_000)
+            .await
+            .unwrap();
+        store
+            .append("other", messages("bob", &["elsewhere"]), 5_000)
+            .await
+            .unwrap();
+        let seqs = |page: Vec<rookery::store::StoredMessage>| {
+            page.iter().map(|m| m.seq).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            seqs(store.after("general", 6, 10).await.unwrap()),
+            [7, 8, 9]
+        );
+        assert_eq!(seqs(store.after("general", 2, 3).await.unwrap()), [3, 4, 5]);
+        assert_eq!(
+            store.after("general", 0, 1).await.unwrap()[0].text,
+            "m1",
+            "from the start"
+        );
+        assert!(store.after("general", 9, 10).await.unwrap().is_empty());
+        assert!(store.after("nowhere", 0, 10).await.unwrap().is_empty());
+    }
+
     /// Two handles appending to one room at once, as two replicas would:
     /// every message stored exactly once, seqs 1..=N without gaps, and each
     /// writer's messages in the order it sent them.
@@ -543,6 +574,7 @@ conformance!(
     avatar_changes_return_the_previous_photo,
     appends_get_consecutive_seqs_per_room,
     history_pages_backwards_oldest_first,
+    after_reads_forward_from_a_seq,
     concurrent_writers_never_collide_or_leave_gaps,
     recent_rooms_lists_public_rooms_newest_first,
     sessions_expire_and_are_never_resurrected,

@@ -15,6 +15,7 @@ use super::room::{self, Room};
 use super::{Deliver, Drain, Evict, SessionId, SetAvatar};
 use crate::cluster::{user_channel, ClusterEvent, ClusterHandle, Remote, Resync, ADMIN_CHANNEL};
 use crate::hooks::{ConnectionEvent, Hooks};
+use crate::store::backlog::Backlog;
 use crate::store::{now_millis, Delivery, Millis, Store};
 use crate::ws::protocol::ServerFrame;
 
@@ -28,6 +29,17 @@ pub struct Connect {
     pub avatar: Recipient<SetAvatar>,
     pub drain: Recipient<Drain>,
     pub evict: Recipient<Evict>,
+}
+
+/// The connection has sent its first frame (or stayed silent for a while).
+/// Until then the direct rooms it became a silent member of hold its
+/// messages back ([`room::Activate`]): a reconnecting client's `resume`
+/// would otherwise be overtaken by live messages of the same room, which
+/// it would then see twice and out of order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ready {
+    pub session: SessionId,
 }
 
 /// A connection fetched direct messages that were waiting for it; their
@@ -109,6 +121,8 @@ struct SessionEntry {
     evict: Recipient<Evict>,
     connected_at: Millis,
     rooms: HashSet<String>,
+    /// See [`Ready`].
+    ready: bool,
 }
 
 /// What a registry does beyond rooms: who it is, who administers, and the
@@ -131,6 +145,8 @@ struct RoomEntry {
 pub struct Registry {
     store: Arc<dyn Store>,
     cluster: ClusterHandle,
+    /// Shared by every room: what waits for the store.
+    backlog: Backlog,
     /// Room actors run on these threads, spread round-robin, so fan-out of
     /// busy rooms uses every core instead of the registry's one.
     arbiters: Vec<ArbiterHandle>,
@@ -159,11 +175,13 @@ impl Registry {
         cluster: ClusterHandle,
         arbiters: Vec<ArbiterHandle>,
         policies: Policies,
+        backlog: Backlog,
     ) -> Self {
         assert!(!arbiters.is_empty(), "rooms need at least one arbiter");
         Self {
             store,
             cluster,
+            backlog,
             arbiters,
             next_arbiter: 0,
             rooms: HashMap::new(),
@@ -262,9 +280,15 @@ impl Registry {
         }
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
-        let (store, cluster, room_name) =
-            (self.store.clone(), self.cluster.clone(), name.to_owned());
-        let addr = Room::start_in_arbiter(arbiter, move |_| Room::new(room_name, store, cluster));
+        let (store, cluster, backlog, room_name) = (
+            self.store.clone(),
+            self.cluster.clone(),
+            self.backlog.clone(),
+            name.to_owned(),
+        );
+        let addr = Room::start_in_arbiter(arbiter, move |_| {
+            Room::new(room_name, store, cluster, backlog)
+        });
         self.rooms.insert(
             name.to_owned(),
             RoomEntry {
@@ -308,6 +332,7 @@ impl Registry {
                 socket: member.socket.clone(),
                 announce,
                 since,
+                held: !member.ready,
             });
         }
     }
@@ -407,6 +432,7 @@ impl Handler<Connect> for Registry {
                 evict: connect.evict,
                 connected_at,
                 rooms: HashSet::new(),
+                ready: false,
             },
         );
         for room in conversations {
@@ -414,6 +440,30 @@ impl Handler<Connect> for Registry {
         }
         let user = self.sessions[&connect.session].user.clone();
         self.connection_event(&user, true);
+    }
+}
+
+impl Handler<Ready> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, ready: Ready, _ctx: &mut Self::Context) {
+        let Some(entry) = self.sessions.get_mut(&ready.session) else {
+            return;
+        };
+        if std::mem::replace(&mut entry.ready, true) {
+            return;
+        }
+        for room in entry
+            .rooms
+            .iter()
+            .filter(|room| direct_participants(room).is_some())
+        {
+            if let Some(running) = self.rooms.get(room) {
+                running.addr.do_send(room::Activate {
+                    session: ready.session,
+                });
+            }
+        }
     }
 }
 

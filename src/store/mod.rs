@@ -10,6 +10,7 @@
 //! that several processes writing the same room (replicas sharing one
 //! database) can never hand out the same `seq` twice.
 
+pub mod backlog;
 pub mod mongo;
 pub mod session;
 pub mod sqlite;
@@ -139,6 +140,9 @@ pub trait Store: Send + Sync + 'static {
         before: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>>;
+    /// Up to `limit` messages with `seq > after`, oldest first: what a room
+    /// missed, read in one go.
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>>;
     /// Marks `user`'s undelivered direct messages `seqs` of `room` as
     /// delivered (their connection got them), and returns those newly marked
     /// whose sender asked for a confirmation. Marking is atomic per message,

@@ -499,6 +499,26 @@ impl Store for MongoStore {
             .collect())
     }
 
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+        let after = after.min(i64::MAX as u64) as i64;
+        let mut cursor = self
+            .messages
+            .find(doc! { "room": room, "seq": { "$gt": after } })
+            .sort(doc! { "seq": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(unavailable)?;
+        let mut page = Vec::new();
+        while cursor.advance().await.map_err(unavailable)? {
+            page.push(cursor.deserialize_current().map_err(unavailable)?);
+        }
+        let avatars = self.avatars_of(&page).await?;
+        Ok(page
+            .into_iter()
+            .map(|message| message.into_stored(&avatars))
+            .collect())
+    }
+
     async fn mark_delivered(
         &self,
         user: &str,

@@ -170,6 +170,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The store failed; the message was not stored and will not be delivered.
     StoreUnavailable,
+    /// The replica has too many messages waiting for its store; this one
+    /// was refused at once, not stored and not delivered. Send it again
+    /// after a short pause.
+    Overloaded,
     /// Binary frames are not part of the protocol.
     Unsupported,
     /// The authorization webhook refused this message or join.
@@ -230,6 +234,12 @@ pub enum ServerFrame<'a> {
         history: Vec<WireMessage<'a>>,
         online: &'a [String],
         read: Vec<ReadPosition<'a>>,
+        /// Only in answer to `resume`: `true` when `history` holds every
+        /// message after the client's `seq`, `false` when it does not (more
+        /// were missed than a replay carries, or the store was unavailable):
+        /// page back with `history` to fill the hole.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     /// `user` has read `room` up to `seq`.
     Read {

@@ -36,6 +36,10 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const MAX_OUTBOX: usize = 4096;
 /// Rooms one connection may be in at once.
 pub const MAX_ROOMS_PER_SESSION: usize = 100;
+/// A connection that sends nothing starts receiving its direct messages
+/// live after this long; one that speaks, once its first frame is handled
+/// (see [`registry::Ready`]).
+const READY_GRACE: Duration = Duration::from_secs(1);
 /// Direct conversations remembered per connection, to spare a store lookup
 /// and a registry round trip per direct message.
 const DIRECT_ROOMS_CAPACITY: usize = 1024;
@@ -64,6 +68,8 @@ pub struct WsSession {
     /// `None` while a write is in flight (the write owns it) and after close.
     socket: Option<actix_ws::Session>,
     closing: bool,
+    /// [`registry::Ready`] was sent.
+    ready: bool,
 }
 
 impl WsSession {
@@ -90,6 +96,7 @@ impl WsSession {
             outbox: VecDeque::new(),
             socket: Some(socket),
             closing: false,
+            ready: false,
         }
     }
 
@@ -164,6 +171,17 @@ impl WsSession {
                     None => ctx.stop(),
                 }),
         );
+    }
+
+    /// Tells the registry, once, after whatever the frames handled so far
+    /// asked of it (a `resume` waits for its joins).
+    fn become_ready(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.ready, true) {
+            return;
+        }
+        ctx.wait(actix::fut::ready(()).map(|(), this: &mut Self, _ctx| {
+            this.registry.do_send(registry::Ready { session: this.id });
+        }));
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
@@ -640,6 +658,7 @@ impl Actor for WsSession {
             evict: ctx.address().recipient(),
         });
         ctx.run_interval(HEARTBEAT_INTERVAL, |this, ctx| this.heartbeat(ctx));
+        ctx.run_later(READY_GRACE, |this, ctx| this.become_ready(ctx));
         self.announce_pending(ctx);
     }
 
@@ -655,7 +674,10 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
     fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         match item {
-            Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Ok(AggregatedMessage::Text(text)) => {
+                self.on_text(&text, ctx);
+                self.become_ready(ctx);
+            }
             Ok(AggregatedMessage::Binary(_)) => self.reject(
                 Rejected::new(
                     ErrorCode::Unsupported,

@@ -1,11 +1,15 @@
 //! The embedded store: one SQLite file under `DATA_DIR`, no server needed.
 //!
-//! SQLite calls block, so each runs on tokio's blocking pool. Writes go
-//! through one connection (SQLite admits one writer at a time anyway); reads
-//! use a second one, which WAL mode lets proceed while a write is in flight.
+//! SQLite admits one writer at a time, so every write goes to one thread
+//! that commits whatever is waiting as one transaction ([`writer`]). Reads
+//! run on tokio's blocking pool over a few reader connections, which WAL
+//! mode lets proceed while a write is in flight.
+
+mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
@@ -62,10 +66,19 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 ";
 
+/// Reader connections: reads of different rooms (history on joins, gap
+/// fills) proceed side by side.
+const READERS: usize = 4;
+
 pub struct SqliteStore {
     path: std::path::PathBuf,
-    writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    writer: writer::Writer,
+    readers: std::sync::Arc<Readers>,
+}
+
+struct Readers {
+    connections: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
 }
 
 impl SqliteStore {
@@ -95,28 +108,55 @@ impl SqliteStore {
              WHERE delivered = 0;",
         )?;
         writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        let reader = connect(path)?;
+        let connections = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<rusqlite::Result<_>>()?;
         Ok(Self {
             path: path.to_owned(),
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            writer: writer::Writer::start(writer, path)?,
+            readers: std::sync::Arc::new(Readers {
+                connections,
+                next: AtomicUsize::new(0),
+            }),
         })
     }
 
     async fn write<T, F>(&self, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        run_blocking(self.writer.clone(), op).await
+        self.writer.write(op).await
     }
 
     async fn read<T, F>(&self, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        run_blocking(self.reader.clone(), op).await
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = readers.next.fetch_add(1, Ordering::Relaxed);
+            let count = readers.connections.len();
+            // A free connection if there is one, else wait for ours in turn.
+            let conn = (0..count)
+                .find_map(|offset| {
+                    readers.connections[(start + offset) % count]
+                        .try_lock()
+                        .ok()
+                })
+                .unwrap_or_else(|| {
+                    // A panic while holding a reader cannot leave SQLite
+                    // inconsistent, so a poisoned lock is still usable.
+                    readers.connections[start % count]
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                });
+            op(&conn)
+        })
+        .await
+        .map_err(|join| StoreError::Unavailable(format!("store task failed: {join}")))?
+        .map_err(map_error)
     }
 }
 
@@ -127,23 +167,10 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // process crashes (an OS crash may lose the last transactions).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // After a checkpoint, the WAL file shrinks back to this instead of
+    // keeping its largest size.
+    conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
     Ok(conn)
-}
-
-async fn run_blocking<T, F>(conn: Arc<Mutex<Connection>>, op: F) -> StoreResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || {
-        // A panic while holding the lock cannot leave SQLite inconsistent
-        // (transactions roll back on drop), so a poisoned lock is still usable.
-        let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        op(&mut conn)
-    })
-    .await
-    .map_err(|join| StoreError::Unavailable(format!("store task failed: {join}")))?
-    .map_err(map_error)
 }
 
 fn map_error(err: rusqlite::Error) -> StoreError {
@@ -216,18 +243,16 @@ impl Store for SqliteStore {
     async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>> {
         let (name, avatar) = (name.to_owned(), avatar.map(str::to_owned));
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let previous: Option<String> = tx
+            let previous: Option<String> = conn
                 .query_row("SELECT avatar FROM users WHERE name = ?1", [&name], |row| {
                     row.get(0)
                 })
                 .optional()?
                 .flatten();
-            tx.execute(
+            conn.execute(
                 "UPDATE users SET avatar = ?2 WHERE name = ?1",
                 params![name, avatar],
             )?;
-            tx.commit()?;
             Ok(previous)
         })
         .await
@@ -244,19 +269,17 @@ impl Store for SqliteStore {
         }
         let room = room.to_owned();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let count = batch.len() as i64;
-            let last: i64 = tx.query_row(
+            let last: i64 = conn.prepare_cached(
                 "INSERT INTO rooms (name, last_seq, last_ts) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET last_seq = last_seq + ?2, last_ts = ?3
                  RETURNING last_seq",
-                params![room, count, ts],
-                |row| row.get(0),
-            )?;
+            )?
+            .query_row(params![room, count, ts], |row| row.get(0))?;
             let first = (last - count + 1) as u64;
             let mut stored = Vec::with_capacity(batch.len());
             {
-                let mut insert = tx.prepare_cached(
+                let mut insert = conn.prepare_cached(
                     "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
@@ -285,7 +308,6 @@ impl Store for SqliteStore {
                     });
                 }
             }
-            tx.commit()?;
             Ok(stored)
         })
         .await
@@ -317,6 +339,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+        let room = room.to_owned();
+        let after = after.min(i64::MAX as u64) as i64;
+        self.read(move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id
+                 FROM messages m LEFT JOIN users u ON u.name = m.sender
+                 WHERE m.room = ?1 AND m.seq > ?2
+                 ORDER BY m.seq LIMIT ?3",
+            )?;
+            let messages = query
+                .query_map(params![room, after, limit], |row| {
+                    message_from_row(&room, row)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(messages)
+        })
+        .await
+    }
+
     async fn mark_delivered(
         &self,
         user: &str,
@@ -325,10 +367,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Delivery>> {
         let (user, room) = (user.to_owned(), room.to_owned());
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let mut deliveries = Vec::new();
             {
-                let mut mark = tx.prepare_cached(
+                let mut mark = conn.prepare_cached(
                     "UPDATE messages SET delivered = 1
                      WHERE room = ?1 AND seq = ?2 AND recipient = ?3 AND delivered = 0
                      RETURNING sender, confirm",
@@ -350,7 +391,6 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            tx.commit()?;
             Ok(deliveries)
         })
         .await
@@ -373,10 +413,9 @@ impl Store for SqliteStore {
         let user = user.to_owned();
         // On the writer: claiming must see, and beat, concurrent marks.
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let mut missed = Missed::default();
             {
-                let mut claim = tx.prepare_cached(
+                let mut claim = conn.prepare_cached(
                     "UPDATE messages SET delivered = 1
                      WHERE (room, seq) IN (
                          SELECT room, seq FROM messages
@@ -413,12 +452,11 @@ impl Store for SqliteStore {
             missed
                 .messages
                 .sort_by(|a, b| (a.ts, &a.room, a.seq).cmp(&(b.ts, &b.room, b.seq)));
-            missed.left = tx.query_row(
+            missed.left = conn.query_row(
                 "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
                 [&user],
                 |row| row.get::<_, i64>(0),
             )? as u64;
-            tx.commit()?;
             Ok(missed)
         })
         .await

@@ -1,26 +1,40 @@
 //! One chat room on this replica: its local members, its write queue and
-//! its fan-out.
+//! its fan-out. The actor is thin; the logic lives in plain parts:
+//! [`sequencer`] (order, exactly once, gap fills) and [`presence`] (who is
+//! online, coalesced and expired).
 //!
-//! Posts are persisted in batches with at most one batch in flight. That
-//! turns a burst of messages into one store call instead of one each, and
-//! the store hands out `seq`s, so replicas writing the same room never clash.
+//! Posts are persisted in batches with at most one batch in flight per
+//! room; the store's writer commits the batches of every room together.
+//! The store hands out `seq`s, so replicas writing the same room never
+//! clash. Every post waits in the replica-wide [`Backlog`]; past its bound
+//! a reliable post is refused with `overloaded` instead of queueing.
 //!
 //! Members receive a room's messages in `seq` order, each exactly once,
 //! whichever replica stored them: every message, local or from the cluster,
-//! goes through [`Room::accept`], which holds back any that arrive ahead of
-//! a missing `seq`. If the missing one does not follow within [`GAP_WAIT`]
-//! (its replica died, or the broker was down), the room reads it from the
-//! store, where it has been since before anyone could see its `seq`.
+//! goes through the sequencer, which holds back any that arrive ahead of a
+//! missing `seq`. If the missing ones do not follow within [`GAP_WAIT`]
+//! (their replica died, or the broker was down), the room reads them all
+//! from the store in one go, where they have been since before anyone could
+//! see their `seq`.
 
-use std::collections::{BTreeMap, HashMap};
+mod messages;
+pub mod presence;
+pub mod sequencer;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+pub use messages::{Activate, Confirmed, FromCluster, Join, Leave, Post, Read, Shutdown, Typing};
+use presence::Presence;
+use sequencer::{Fill, Sequencer, MAX_FILL};
+
 use super::{Deliver, SessionId};
 use crate::chat::names::direct_participants;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
+use crate::store::backlog::{Backlog, Permit};
 use crate::store::{new_message_id, now_millis, Delivery, NewMessage, Store, StoredMessage};
 use crate::ws::protocol::{
     self, ErrorCode, ReadPosition, Ref, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
@@ -29,106 +43,51 @@ use crate::ws::protocol::{
 /// Most posts persisted in one store call.
 const MAX_BATCH: usize = 256;
 /// How long a message may wait for an earlier, missing one before the room
-/// fetches the gap from the store.
+/// reads the gap from the store.
 pub const GAP_WAIT: Duration = Duration::from_millis(300);
-/// Most messages read from the store to fill one gap or catch up.
-const MAX_FETCH: u32 = 500;
-/// Pause before retrying a failed gap fetch.
+/// Pause before retrying a failed read of the store.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
 /// How often a room repeats its local presence to the other replicas.
 pub const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
-/// A replica not heard from for this long no longer counts as having the
-/// room's users online: the bound on how long a dead replica's users linger.
-pub const PRESENCE_TTL: Duration = Duration::from_secs(15);
 /// Presence changes within this window go out as one `presence` frame.
 pub const PRESENCE_COALESCE: Duration = Duration::from_millis(50);
 /// Messages a resuming client gets replayed at most, per room; older missed
-/// ones it pages back to with `history`.
+/// ones it pages back to with `history` (`joined` says `recovered:false`).
 pub const MAX_REPLAY: u32 = 500;
 /// Read positions sent with `joined`: the furthest readers.
 pub const MAX_READ_POSITIONS: u32 = 100;
-
-/// A connection becomes a member of the room. With `announce` it receives
-/// `joined` (history and who is online); without, it only starts receiving
-/// new messages, as a user's tabs do for their direct rooms.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Join {
-    pub session: SessionId,
-    pub user: String,
-    pub socket: Recipient<Deliver>,
-    pub announce: bool,
-    /// Resuming: the last `seq` the client has; `joined` then carries the
-    /// messages after it instead of the latest page.
-    pub since: Option<u64>,
-}
-
-/// A connection stops being a member.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Leave {
-    pub session: SessionId,
-}
-
-/// A member posts a message; its author gets `ack` once it is stored.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Post {
-    pub session: SessionId,
-    pub user: String,
-    pub avatar: Option<String>,
-    pub text: String,
-    pub reference: Option<Ref>,
-    pub delivery: protocol::Delivery,
-    /// Tell the sender when a direct message reaches its recipient.
-    pub confirm: bool,
-    /// Where the `ack` or `error` goes.
-    pub reply: Recipient<Deliver>,
-}
-
-/// A member read the room up to `seq`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Read {
-    pub session: SessionId,
-    pub user: String,
-    pub seq: u64,
-}
-
-/// Direct messages of this room reached their recipient (who fetched them
-/// while offline); tell the senders.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Confirmed(pub Vec<Delivery>);
-
-/// A member started or stopped typing.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Typing {
-    pub session: SessionId,
-    pub user: String,
-    pub active: bool,
-}
-
-/// Something another replica's copy of this room did.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FromCluster {
-    pub node: String,
-    pub event: ClusterEvent,
-}
-
-/// The registry retired the room: stop once queued posts are stored.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
+/// Messages held for a member that has not spoken yet, at most; past it
+/// they go out at once.
+const MAX_HELD: usize = 256;
 
 struct Member {
     user: String,
     socket: Recipient<Deliver>,
-    /// Messages up to here were in this member's `joined` history, so they
-    /// are not delivered to it again.
+    /// Messages up to here were in this member's `joined` history, or the
+    /// client said it has them (`resume`), so they are not delivered again.
     seen_up_to: u64,
+    /// `Some` while the connection has not spoken: its messages wait here,
+    /// in order, until it resumes (they are then replayed) or speaks.
+    held: Option<Vec<bytestring::ByteString>>,
+}
+
+impl Member {
+    fn send_message(&mut self, frame: &bytestring::ByteString) {
+        match &mut self.held {
+            Some(held) if held.len() < MAX_HELD => held.push(frame.clone()),
+            Some(_) => {
+                self.release();
+                self.socket.do_send(Deliver(frame.clone()));
+            }
+            None => self.socket.do_send(Deliver(frame.clone())),
+        }
+    }
+
+    fn release(&mut self) {
+        for frame in self.held.take().into_iter().flatten() {
+            self.socket.do_send(Deliver(frame));
+        }
+    }
 }
 
 /// Where a stored message's `ack` goes: the author's `ref` and connection.
@@ -140,73 +99,77 @@ struct Queued {
     avatar: Option<String>,
     /// `None` for a `fast` message: delivered already, never acked.
     receipt: Option<Receipt>,
+    /// Its place in the backlog, given back once the store answered.
+    _permit: Permit,
 }
 
-/// Who another replica reports online here, and when it last said so.
-struct RemotePresence {
-    users: Vec<String>,
-    heard: Instant,
+/// What the room is doing about messages held behind a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    Idle,
+    /// A fill is scheduled after [`GAP_WAIT`] (or a retry).
+    Waiting,
+    /// A fill is reading the store.
+    Reading,
 }
 
 pub struct Room {
     name: String,
     store: Arc<dyn Store>,
     cluster: ClusterHandle,
+    backlog: Backlog,
     members: HashMap<SessionId, Member>,
-    /// Distinct users among local `members`, sorted.
-    local_online: Vec<String>,
-    remote_online: HashMap<String, RemotePresence>,
-    /// Local and remote users, sorted; what `presence` reports.
-    online: Vec<String>,
-    pending: Vec<Queued>,
     /// The two users of a direct room.
     participants: Option<(String, String)>,
-    flushing: bool,
+    presence: Presence,
+    /// An announcement of presence changes is scheduled.
+    presence_due: bool,
+    sequencer: Sequencer,
+    gap: Gap,
+    pending: Vec<Queued>,
+    /// A batch is being stored.
+    storing: bool,
+    /// Retired by the registry: stop once `pending` is stored.
     retiring: bool,
-    /// Every message up to this `seq` has been handed to the members;
-    /// `None` until the room learns where the sequence stands.
-    delivered: Option<u64>,
-    /// Messages that arrived ahead of a missing `seq`.
-    held: BTreeMap<u64, StoredMessage>,
-    fetching: bool,
-    /// Presence changes not yet announced, and whether an announcement is due.
-    presence_changed: bool,
-    local_presence_changed: bool,
-    presence_scheduled: bool,
 }
 
 impl Room {
-    pub fn new(name: String, store: Arc<dyn Store>, cluster: ClusterHandle) -> Self {
+    pub fn new(
+        name: String,
+        store: Arc<dyn Store>,
+        cluster: ClusterHandle,
+        backlog: Backlog,
+    ) -> Self {
         let participants = direct_participants(&name).map(|(a, b)| (a.to_owned(), b.to_owned()));
         Self {
             participants,
             name,
             store,
             cluster,
+            backlog,
             members: HashMap::new(),
-            local_online: Vec::new(),
-            remote_online: HashMap::new(),
-            online: Vec::new(),
+            presence: Presence::default(),
+            presence_due: false,
+            sequencer: Sequencer::default(),
+            gap: Gap::Idle,
             pending: Vec::new(),
-            flushing: false,
+            storing: false,
             retiring: false,
-            delivered: None,
-            held: BTreeMap::new(),
-            fetching: false,
-            presence_changed: false,
-            local_presence_changed: false,
-            presence_scheduled: false,
         }
     }
 
     /// Where this room's cluster traffic goes: its own channel, or for a
     /// direct room the channels of its two users.
     fn channels(&self) -> Vec<String> {
-        match direct_participants(&self.name) {
+        match &self.participants {
             Some((first, second)) if first == second => vec![user_channel(first)],
             Some((first, second)) => vec![user_channel(first), user_channel(second)],
             None => vec![room_channel(&self.name)],
         }
+    }
+
+    fn publish(&self, event: ClusterEvent) {
+        self.cluster.publish(self.channels(), event);
     }
 
     fn broadcast(&self, frame: &bytestring::ByteString, skip_user: Option<&str>) {
@@ -218,59 +181,40 @@ impl Room {
     }
 
     fn publish_presence(&self, reply: bool) {
-        self.cluster.publish(
-            self.channels(),
-            ClusterEvent::Presence {
-                room: self.name.clone(),
-                users: self.local_online.clone(),
-                reply,
-            },
-        );
+        self.publish(ClusterEvent::Presence {
+            room: self.name.clone(),
+            users: self.presence.local().to_vec(),
+            reply,
+        });
     }
 
-    /// Recomputes who is online at once (a `joined` reply carries it), and
-    /// tells members, and the other replicas when the local part changed,
-    /// at most once per [`PRESENCE_COALESCE`]: a thousand joins then cost a
-    /// few presence frames per member instead of a thousand each.
-    fn refresh_presence(&mut self, ctx: &mut Context<Self>) {
-        let mut local: Vec<String> = self.members.values().map(|m| m.user.clone()).collect();
-        local.sort_unstable();
-        local.dedup();
-        if local != self.local_online {
-            self.local_online = local;
-            self.local_presence_changed = true;
-            self.schedule_presence(ctx);
-        }
-        let mut online = self.local_online.clone();
-        for remote in self.remote_online.values() {
-            online.extend(remote.users.iter().cloned());
-        }
-        online.sort_unstable();
-        online.dedup();
-        if online == self.online {
-            return;
-        }
-        self.online = online;
-        self.presence_changed = true;
+    /// Recomputes the local part of presence after a membership change.
+    fn members_changed(&mut self, ctx: &mut Context<Self>) {
+        self.presence
+            .set_local(self.members.values().map(|m| m.user.as_str()));
         self.schedule_presence(ctx);
     }
 
+    /// Announces presence changes at most once per [`PRESENCE_COALESCE`]: a
+    /// thousand joins then cost a few presence frames per member instead
+    /// of a thousand each.
     fn schedule_presence(&mut self, ctx: &mut Context<Self>) {
-        if !self.presence_scheduled {
-            self.presence_scheduled = true;
+        if self.presence.changed() && !self.presence_due {
+            self.presence_due = true;
             ctx.run_later(PRESENCE_COALESCE, |this, _ctx| this.announce_presence());
         }
     }
 
     fn announce_presence(&mut self) {
-        self.presence_scheduled = false;
-        if std::mem::take(&mut self.local_presence_changed) {
+        self.presence_due = false;
+        let changes = self.presence.take_changes();
+        if changes.local {
             self.publish_presence(false);
         }
-        if std::mem::take(&mut self.presence_changed) {
+        if changes.online {
             let frame = ServerFrame::Presence {
                 room: &self.name,
-                online: &self.online,
+                online: self.presence.online(),
             }
             .encode();
             self.broadcast(&frame, None);
@@ -280,32 +224,22 @@ impl Room {
     /// Takes stored messages from anywhere (this replica, the cluster, the
     /// store) and delivers whatever is next in `seq` order.
     fn accept(&mut self, messages: Vec<StoredMessage>, ctx: &mut Context<Self>) {
-        for message in messages {
-            let delivered = *self.delivered.get_or_insert(message.seq.saturating_sub(1));
-            if message.seq > delivered {
-                self.held.insert(message.seq, message);
-            }
-        }
-        self.release(ctx);
+        let ready = self.sequencer.accept(messages);
+        self.deliver_all(ready, ctx);
     }
 
-    fn release(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut delivered) = self.delivered else {
-            return;
-        };
+    fn deliver_all(&mut self, ready: Vec<StoredMessage>, ctx: &mut Context<Self>) {
         let mut reached: HashMap<String, Vec<u64>> = HashMap::new();
-        while let Some(message) = self.held.remove(&(delivered + 1)) {
-            if let Some(recipient) = self.deliver(&message) {
+        for message in &ready {
+            if let Some(recipient) = self.deliver(message) {
                 reached.entry(recipient).or_default().push(message.seq);
             }
-            delivered += 1;
         }
-        self.delivered = Some(delivered);
         for (recipient, seqs) in reached {
             self.mark_delivered(recipient, seqs, ctx);
         }
-        if !self.held.is_empty() && !self.fetching {
-            self.fetching = true;
+        if self.sequencer.has_gap() && self.gap == Gap::Idle {
+            self.gap = Gap::Waiting;
             ctx.run_later(GAP_WAIT, |this, ctx| this.fill_gap(ctx));
         }
     }
@@ -313,20 +247,20 @@ impl Room {
     /// Hands a message to the members that have not seen it; returns its
     /// direct recipient if one of them is theirs. A `fast` message went out
     /// before it was stored, so its stored copy only moves the sequence on.
-    fn deliver(&self, message: &StoredMessage) -> Option<String> {
+    fn deliver(&mut self, message: &StoredMessage) -> Option<String> {
         if message.fast {
             return None;
         }
-        let recipient = self.recipient(&message.from);
+        let recipient = self.recipient(&message.from).map(str::to_owned);
         let frame = ServerFrame::Message(WireMessage::from(message)).encode();
         let mut reached = false;
-        for member in self.members.values() {
+        for member in self.members.values_mut() {
             if message.seq > member.seen_up_to {
-                member.socket.do_send(Deliver(frame.clone()));
-                reached |= Some(member.user.as_str()) == recipient;
+                member.send_message(&frame);
+                reached |= Some(&member.user) == recipient.as_ref();
             }
         }
-        recipient.filter(|_| reached).map(str::to_owned)
+        recipient.filter(|_| reached)
     }
 
     /// The recipient of a direct message from `from`: the other participant
@@ -386,47 +320,43 @@ impl Room {
             }
         }
         if publish {
-            self.cluster.publish(
-                self.channels(),
-                ClusterEvent::Delivered {
-                    room: self.name.clone(),
-                    deliveries,
-                },
-            );
+            self.publish(ClusterEvent::Delivered {
+                room: self.name.clone(),
+                deliveries,
+            });
         }
     }
 
-    /// Reads the messages missing before the first held one from the store.
+    /// Reads every message missing before the newest held one, in one go.
     fn fill_gap(&mut self, ctx: &mut Context<Self>) {
-        let (Some(delivered), Some(&first_held)) = (self.delivered, self.held.keys().next()) else {
-            self.fetching = false;
+        let Some(fill) = self.sequencer.fill() else {
+            self.gap = Gap::Idle;
             return;
         };
-        if first_held <= delivered + 1 {
-            self.fetching = false;
-            return self.release(ctx);
-        }
-        let missing = (first_held - delivered - 1).min(u64::from(MAX_FETCH)) as u32;
+        self.gap = Gap::Reading;
+        self.read_after(fill, ctx);
+    }
+
+    /// Reads `fill` from the store and hands the answer to the sequencer;
+    /// a fill cut at its limit reads on at once.
+    fn read_after(&mut self, fill: Fill, ctx: &mut Context<Self>) {
         let (store, room) = (self.store.clone(), self.name.clone());
-        let read = async move { store.history(&room, Some(first_held), missing).await };
+        let read = async move { store.after(&room, fill.after, fill.limit).await };
         ctx.spawn(read.into_actor(self).map(move |result, this, ctx| {
-            this.fetching = false;
+            this.gap = Gap::Idle;
             match result {
                 Ok(found) => {
-                    let reaches = found.first().map(|m| m.seq);
                     tracing::debug!(room = %this.name, fetched = found.len(), "filled a gap from the store");
-                    if reaches != this.delivered.map(|d| d + 1) {
-                        // Larger than one fetch, or (never with our stores)
-                        // seqs that do not exist: skip ahead rather than stall.
-                        let from = reaches.unwrap_or(first_held);
-                        tracing::warn!(room = %this.name, from, "skipping ahead over a gap");
-                        this.delivered = Some(from - 1);
+                    let (ready, again) = this.sequencer.filled(fill, found);
+                    if again {
+                        this.gap = Gap::Waiting;
+                        ctx.run_later(Duration::ZERO, |this, ctx| this.fill_gap(ctx));
                     }
-                    this.accept(found, ctx);
+                    this.deliver_all(ready, ctx);
                 }
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, "could not fill a gap; retrying");
-                    this.fetching = true;
+                    this.gap = Gap::Waiting;
                     ctx.run_later(FETCH_RETRY, |this, ctx| this.fill_gap(ctx));
                 }
             }
@@ -437,10 +367,29 @@ impl Room {
     /// subscription goes live, and after the broker comes back.
     fn catch_up(&mut self, ctx: &mut Context<Self>) {
         let (store, room) = (self.store.clone(), self.name.clone());
-        let read = async move { store.history(&room, None, MAX_FETCH).await };
+        let Some(delivered) = self.sequencer.delivered() else {
+            // Nothing delivered yet: the sequence starts at the newest.
+            let read = async move { store.history(&room, None, 1).await };
+            ctx.spawn(read.into_actor(self).map(|result, this, ctx| match result {
+                Ok(newest) => {
+                    this.sequencer.start_at(newest.last().map_or(0, |m| m.seq));
+                }
+                Err(err) => {
+                    tracing::warn!(room = %this.name, error = %err, "could not catch up; retrying");
+                    ctx.run_later(FETCH_RETRY, |this, ctx| this.catch_up(ctx));
+                }
+            }));
+            return;
+        };
+        let read = async move { store.after(&room, delivered, MAX_FILL).await };
         ctx.spawn(read.into_actor(self).map(|result, this, ctx| match result {
-            Ok(latest) if this.delivered.is_some() => this.accept(latest, ctx),
-            Ok(latest) => this.delivered = Some(latest.last().map_or(0, |m| m.seq)),
+            Ok(found) => {
+                let more = found.len() == MAX_FILL as usize;
+                this.accept(found, ctx);
+                if more {
+                    this.catch_up(ctx);
+                }
+            }
             Err(err) => {
                 tracing::warn!(room = %this.name, error = %err, "could not catch up; retrying");
                 ctx.run_later(FETCH_RETRY, |this, ctx| this.catch_up(ctx));
@@ -450,28 +399,29 @@ impl Room {
 
     /// Stores the next batch of posts unless one is already being stored.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.pending.is_empty() {
+        if self.storing || self.pending.is_empty() {
             return;
         }
-        self.flushing = true;
+        self.storing = true;
         let take = self.pending.len().min(MAX_BATCH);
-        let (batch, receipts): (Vec<NewMessage>, Vec<_>) = self
-            .pending
-            .drain(..take)
-            .map(|queued| (queued.message, (queued.avatar, queued.receipt)))
-            .unzip();
+        let mut batch = Vec::with_capacity(take);
+        let mut waiting = Vec::with_capacity(take);
+        for queued in self.pending.drain(..take) {
+            batch.push(queued.message);
+            waiting.push((queued.avatar, queued.receipt, queued._permit));
+        }
         let store = self.store.clone();
         let room = self.name.clone();
         let append = async move { store.append(&room, batch, now_millis()).await };
         ctx.spawn(append.into_actor(self).map(move |result, this, ctx| {
-            this.flushing = false;
+            this.storing = false;
             match result {
-                Ok(stored) => this.stored(stored, receipts, ctx),
+                Ok(stored) => this.stored(stored, waiting, ctx),
                 Err(err) => {
-                    tracing::warn!(room = %this.name, error = %err, lost = receipts.len(), "could not store messages");
+                    tracing::warn!(room = %this.name, error = %err, lost = waiting.len(), "could not store messages");
                     // Fast messages were delivered already and promised
                     // nothing more; they are only missing from history.
-                    for (reference, reply) in receipts.into_iter().filter_map(|(_, receipt)| receipt) {
+                    for (reference, reply) in waiting.into_iter().filter_map(|(_, r, _)| r) {
                         let frame = Rejected::new(
                             ErrorCode::StoreUnavailable,
                             "the message could not be stored; it was not delivered, send it again",
@@ -494,10 +444,10 @@ impl Room {
     fn stored(
         &mut self,
         mut stored: Vec<StoredMessage>,
-        receipts: Vec<(Option<String>, Option<Receipt>)>,
+        waiting: Vec<(Option<String>, Option<Receipt>, Permit)>,
         ctx: &mut Context<Self>,
     ) {
-        for (message, (avatar, receipt)) in stored.iter_mut().zip(receipts) {
+        for (message, (avatar, receipt, _permit)) in stored.iter_mut().zip(waiting) {
             message.avatar = avatar;
             let Some((reference, reply)) = receipt else {
                 message.fast = true;
@@ -511,24 +461,32 @@ impl Room {
             .encode();
             reply.do_send(Deliver(ack));
         }
-        self.cluster.publish(
-            self.channels(),
-            ClusterEvent::Messages {
-                room: self.name.clone(),
-                messages: stored.clone(),
-            },
-        );
+        self.publish(ClusterEvent::Messages {
+            room: self.name.clone(),
+            messages: stored.clone(),
+        });
         self.accept(stored, ctx);
     }
 
-    /// Forgets replicas that stopped repeating their presence.
-    fn expire_presence(&mut self, ctx: &mut Context<Self>) {
-        let before = self.remote_online.len();
-        self.remote_online
-            .retain(|_, remote| remote.heard.elapsed() < PRESENCE_TTL);
-        if self.remote_online.len() != before {
-            self.refresh_presence(ctx);
-        }
+    /// A fast message goes to everyone here and on other replicas at once,
+    /// before it is stored.
+    fn fan_out_fast(&self, post: &Post, id: &str) {
+        let message = StoredMessage {
+            room: self.name.clone(),
+            seq: 0,
+            from: post.user.clone(),
+            text: post.text.clone(),
+            ts: now_millis(),
+            avatar: post.avatar.clone(),
+            id: id.to_owned(),
+            fast: true,
+        };
+        let frame = ServerFrame::Message(WireMessage::from(&message)).encode();
+        self.broadcast(&frame, None);
+        self.publish(ClusterEvent::Fast {
+            room: self.name.clone(),
+            message,
+        });
     }
 }
 
@@ -540,16 +498,17 @@ impl Actor for Room {
             return;
         }
         // Direct rooms ride on their users' channels, which the registry holds.
-        if direct_participants(&self.name).is_none() {
+        if self.participants.is_none() {
             self.cluster
                 .subscribe(room_channel(&self.name), Some(ctx.address().recipient()));
         }
         self.publish_presence(true);
         ctx.run_interval(PRESENCE_HEARTBEAT, |this, ctx| {
-            if !this.local_online.is_empty() {
+            if !this.presence.local().is_empty() {
                 this.publish_presence(false);
             }
-            this.expire_presence(ctx);
+            this.presence.expire(Instant::now());
+            this.schedule_presence(ctx);
         });
     }
 
@@ -557,9 +516,9 @@ impl Actor for Room {
         if !self.cluster.is_clustered() {
             return;
         }
-        self.local_online.clear();
+        self.presence.set_local(std::iter::empty());
         self.publish_presence(false);
-        if direct_participants(&self.name).is_none() {
+        if self.participants.is_none() {
             self.cluster.unsubscribe(room_channel(&self.name));
         }
     }
@@ -570,18 +529,18 @@ impl Handler<Join> for Room {
 
     fn handle(&mut self, join: Join, ctx: &mut Self::Context) {
         if !join.announce {
-            let seen_up_to = self.delivered.unwrap_or(0);
+            let seen_up_to = self.sequencer.delivered().unwrap_or(0);
             self.members.entry(join.session).or_insert(Member {
                 user: join.user,
                 socket: join.socket,
                 seen_up_to,
+                held: join.held.then(Vec::new),
             });
-            self.refresh_presence(ctx);
-            return;
+            return self.members_changed(ctx);
         }
         // Waiting (rather than spawning) holds back other mailbox messages
         // and batch completions, so no message lands between the history
-        // read and the membership.
+        // read and the membership, and `delivered` stands still meanwhile.
         let store = self.store.clone();
         let room = self.name.clone();
         let limit = if join.since.is_some() {
@@ -589,8 +548,11 @@ impl Handler<Join> for Room {
         } else {
             DEFAULT_HISTORY_LIMIT
         };
+        // Messages stored elsewhere but not yet delivered here come later,
+        // by delivery; the history stops where delivery stands.
+        let before = self.sequencer.delivered().map(|delivered| delivered + 1);
         let read = async move {
-            let history = store.history(&room, None, limit).await;
+            let history = store.history(&room, before, limit).await;
             // Read positions are a nicety: a failure leaves them out.
             let reads = store
                 .read_positions(&room, MAX_READ_POSITIONS)
@@ -599,52 +561,67 @@ impl Handler<Join> for Room {
             (history, reads)
         };
         ctx.wait(read.into_actor(self).map(move |(history, reads), this, ctx| {
-            let mut history = history.unwrap_or_else(|err| {
-                tracing::warn!(room = %this.name, error = %err, "could not load history for a join");
-                let frame = Rejected::new(
-                    ErrorCode::StoreUnavailable,
-                    "history is unavailable right now; new messages will still arrive",
-                    None,
-                )
-                .encode();
-                join.socket.do_send(Deliver(frame));
-                Vec::new()
-            });
-            let newest = history.last().map_or(0, |m| m.seq);
-            // Messages stored elsewhere but not yet delivered here would be
-            // both in this history and delivered later; hand them to this
-            // member only once, by delivery.
-            let seen_up_to = match this.delivered {
-                Some(delivered) => newest.min(delivered),
-                None => {
-                    this.delivered = Some(newest);
-                    newest
+            let (mut history, complete) = match history {
+                Ok(history) => (history, true),
+                Err(err) => {
+                    tracing::warn!(room = %this.name, error = %err, "could not load history for a join");
+                    let frame = Rejected::new(
+                        ErrorCode::StoreUnavailable,
+                        "history is unavailable right now; new messages will still arrive",
+                        None,
+                    )
+                    .encode();
+                    join.socket.do_send(Deliver(frame));
+                    (Vec::new(), false)
                 }
             };
-            history.retain(|m| m.seq <= seen_up_to);
+            let newest = history.last().map_or(0, |m| m.seq);
+            let delivered = this.sequencer.start_at(newest);
+            let mut seen_up_to = delivered;
+            let mut recovered = None;
             if let Some(since) = join.since {
+                // A client ahead of this replica (it came from one further
+                // on) already has what this one has yet to deliver.
                 history.retain(|m| m.seq > since);
+                let replayed_from = history.first().map_or(delivered + 1, |m| m.seq);
+                recovered = Some(complete && replayed_from <= since + 1);
+                seen_up_to = seen_up_to.max(since);
             }
             let member = this.members.entry(join.session).or_insert(Member {
                 user: join.user,
                 socket: join.socket,
                 seen_up_to,
+                held: None,
             });
             member.seen_up_to = member.seen_up_to.max(seen_up_to);
             let socket = member.socket.clone();
-            this.refresh_presence(ctx);
+            // Held messages were delivered here already, so this `joined`
+            // carries them.
+            member.held = None;
+            this.members_changed(ctx);
             let joined = ServerFrame::Joined {
                 room: &this.name,
                 history: history.iter().map(WireMessage::from).collect(),
-                online: &this.online,
+                online: this.presence.online(),
                 read: reads
                     .iter()
                     .map(|(user, seq)| ReadPosition { user, seq: *seq })
                     .collect(),
+                recovered,
             }
             .encode();
             socket.do_send(Deliver(joined));
         }));
+    }
+}
+
+impl Handler<Activate> for Room {
+    type Result = ();
+
+    fn handle(&mut self, activate: Activate, _ctx: &mut Self::Context) {
+        if let Some(member) = self.members.get_mut(&activate.session) {
+            member.release();
+        }
     }
 }
 
@@ -653,7 +630,7 @@ impl Handler<Leave> for Room {
 
     fn handle(&mut self, leave: Leave, ctx: &mut Self::Context) {
         if self.members.remove(&leave.session).is_some() {
-            self.refresh_presence(ctx);
+            self.members_changed(ctx);
         }
     }
 }
@@ -673,28 +650,25 @@ impl Handler<Post> for Room {
             return;
         }
         let fast = post.delivery == protocol::Delivery::Fast;
+        let permit = self.backlog.admit(post.text.len());
         let id = new_message_id();
         if fast {
-            let message = StoredMessage {
-                room: self.name.clone(),
-                seq: 0,
-                from: post.user.clone(),
-                text: post.text.clone(),
-                ts: now_millis(),
-                avatar: post.avatar.clone(),
-                id: id.clone(),
-                fast: true,
-            };
-            let frame = ServerFrame::Message(WireMessage::from(&message)).encode();
-            self.broadcast(&frame, None);
-            self.cluster.publish(
-                self.channels(),
-                ClusterEvent::Fast {
-                    room: self.name.clone(),
-                    message,
-                },
-            );
+            self.fan_out_fast(&post, &id);
         }
+        let Some(permit) = permit else {
+            if fast {
+                tracing::warn!(room = %self.name, "store backlog full; a fast message stays out of history");
+            } else {
+                let frame = Rejected::new(
+                    ErrorCode::Overloaded,
+                    "the server is storing too many messages; this one was not stored, send it again shortly",
+                    post.reference,
+                )
+                .encode();
+                post.reply.do_send(Deliver(frame));
+            }
+            return;
+        };
         // Fast messages are not kept for an offline recipient: they promise
         // nothing beyond the live fan-out.
         let to = (!fast)
@@ -714,6 +688,7 @@ impl Handler<Post> for Room {
             },
             avatar: post.avatar,
             receipt: (!fast).then_some((post.reference, post.reply)),
+            _permit: permit,
         });
         self.flush(ctx);
     }
@@ -724,7 +699,7 @@ impl Handler<Read> for Room {
 
     fn handle(&mut self, read: Read, ctx: &mut Self::Context) {
         // Nobody can have read past what the room has delivered.
-        let seq = read.seq.min(self.delivered.unwrap_or(0));
+        let seq = read.seq.min(self.sequencer.delivered().unwrap_or(0));
         if seq == 0 || !self.members.contains_key(&read.session) {
             return;
         }
@@ -739,14 +714,11 @@ impl Handler<Read> for Room {
                 }),
         );
         self.broadcast_read(&read.user, seq);
-        self.cluster.publish(
-            self.channels(),
-            ClusterEvent::Read {
-                room: self.name.clone(),
-                user: read.user,
-                seq,
-            },
-        );
+        self.publish(ClusterEvent::Read {
+            room: self.name.clone(),
+            user: read.user,
+            seq,
+        });
     }
 }
 
@@ -772,14 +744,11 @@ impl Handler<Typing> for Room {
         }
         .encode();
         self.broadcast(&frame, Some(&typing.user));
-        self.cluster.publish(
-            self.channels(),
-            ClusterEvent::Typing {
-                room: self.name.clone(),
-                user: typing.user,
-                active: typing.active,
-            },
-        );
+        self.publish(ClusterEvent::Typing {
+            room: self.name.clone(),
+            user: typing.user,
+            active: typing.active,
+        });
     }
 }
 
@@ -806,19 +775,9 @@ impl Handler<FromCluster> for Room {
                 self.broadcast(&frame, Some(&user));
             }
             ClusterEvent::Presence { users, reply, .. } => {
-                if users.is_empty() {
-                    self.remote_online.remove(&remote.node);
-                } else {
-                    self.remote_online.insert(
-                        remote.node,
-                        RemotePresence {
-                            users,
-                            heard: Instant::now(),
-                        },
-                    );
-                }
-                self.refresh_presence(ctx);
-                if reply && !self.local_online.is_empty() {
+                self.presence.set_remote(remote.node, users, Instant::now());
+                self.schedule_presence(ctx);
+                if reply && !self.presence.local().is_empty() {
                     self.publish_presence(false);
                 }
             }
@@ -847,7 +806,7 @@ impl Handler<Shutdown> for Room {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        if self.flushing || !self.pending.is_empty() {
+        if self.storing || !self.pending.is_empty() {
             self.retiring = true;
         } else {
             ctx.stop();

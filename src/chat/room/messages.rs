@@ -1,0 +1,95 @@
+//! What the registry and sessions tell a room, one small struct each.
+
+use actix::prelude::*;
+
+use crate::chat::{Deliver, SessionId};
+use crate::cluster::ClusterEvent;
+use crate::store::Delivery;
+use crate::ws::protocol::{self, Ref};
+
+/// A connection becomes a member of the room. With `announce` it receives
+/// `joined` (history and who is online); without, it only starts receiving
+/// new messages, as a user's tabs do for their direct rooms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub session: SessionId,
+    pub user: String,
+    pub socket: Recipient<Deliver>,
+    pub announce: bool,
+    /// Resuming: the last `seq` the client has; `joined` then carries the
+    /// messages after it instead of the latest page, and nothing up to it
+    /// is delivered to this member again.
+    pub since: Option<u64>,
+    /// A silent member whose connection has not spoken yet: its messages
+    /// wait until [`Activate`] or an announced join (a `resume`).
+    pub held: bool,
+}
+
+/// A silent member's connection spoke (see `registry::Ready`): hand it
+/// what was held for it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Activate {
+    pub session: SessionId,
+}
+
+/// A connection stops being a member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub session: SessionId,
+}
+
+/// A member posts a message; its author gets `ack` once it is stored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Post {
+    pub session: SessionId,
+    pub user: String,
+    pub avatar: Option<String>,
+    pub text: String,
+    pub reference: Option<Ref>,
+    pub delivery: protocol::Delivery,
+    /// Tell the sender when a direct message reaches its recipient.
+    pub confirm: bool,
+    /// Where the `ack` or `error` goes.
+    pub reply: Recipient<Deliver>,
+}
+
+/// A member read the room up to `seq`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Read {
+    pub session: SessionId,
+    pub user: String,
+    pub seq: u64,
+}
+
+/// Direct messages of this room reached their recipient (who fetched them
+/// while offline); tell the senders.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Confirmed(pub Vec<Delivery>);
+
+/// A member started or stopped typing.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Typing {
+    pub session: SessionId,
+    pub user: String,
+    pub active: bool,
+}
+
+/// Something another replica's copy of this room did.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromCluster {
+    pub node: String,
+    pub event: ClusterEvent,
+}
+
+/// The registry retired the room: stop once queued posts are stored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;

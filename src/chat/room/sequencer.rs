@@ -1,0 +1,240 @@
+//! Puts a room's stored messages in `seq` order, each exactly once.
+//!
+//! Messages reach a room from its own appends, from the other replicas (in
+//! any order, or not at all while the broker is down) and from the store
+//! (catch-up, gap fills). The sequencer is the one place that decides what
+//! members see next: nothing at or below `delivered` is handed out again,
+//! anything ahead of a missing `seq` is held, and `delivered` only ever
+//! moves forward, whatever order reads complete in.
+
+use std::collections::BTreeMap;
+
+use crate::store::StoredMessage;
+
+/// Most messages read from the store in one fill.
+pub const MAX_FILL: u32 = 500;
+
+#[derive(Debug, Default)]
+pub struct Sequencer {
+    /// Every message up to here has been handed out; `None` until the room
+    /// learns where its sequence stands.
+    delivered: Option<u64>,
+    /// Messages that arrived ahead of a missing `seq`.
+    held: BTreeMap<u64, StoredMessage>,
+}
+
+/// A read that fills every gap at once: the messages after `after`, at most
+/// `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    pub after: u64,
+    pub limit: u32,
+}
+
+impl Sequencer {
+    pub fn delivered(&self) -> Option<u64> {
+        self.delivered
+    }
+
+    /// Whether messages wait for a missing one.
+    pub fn has_gap(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Starts the sequence after `newest` if it has not started yet (a
+    /// room's first read of the store). Returns where it stands.
+    pub fn start_at(&mut self, newest: u64) -> u64 {
+        *self.delivered.get_or_insert(newest)
+    }
+
+    /// Takes messages from anywhere and returns those now next in order.
+    /// Duplicates and messages at or below `delivered` are dropped.
+    pub fn accept(&mut self, messages: Vec<StoredMessage>) -> Vec<StoredMessage> {
+        for message in messages {
+            // Before any read of the store, the first message seen starts
+            // the sequence: earlier ones predate every member here.
+            let delivered = *self.delivered.get_or_insert(message.seq.saturating_sub(1));
+            if message.seq > delivered {
+                self.held.entry(message.seq).or_insert(message);
+            }
+        }
+        self.release()
+    }
+
+    fn release(&mut self) -> Vec<StoredMessage> {
+        let Some(mut delivered) = self.delivered else {
+            return Vec::new();
+        };
+        let mut ready = Vec::new();
+        while let Some(message) = self.held.remove(&(delivered + 1)) {
+            delivered = message.seq;
+            ready.push(message);
+        }
+        self.delivered = Some(delivered);
+        ready
+    }
+
+    /// The read that would fill every gap before the newest held message.
+    pub fn fill(&self) -> Option<Fill> {
+        let delivered = self.delivered?;
+        let (&last, _) = self.held.last_key_value()?;
+        let missing = last.saturating_sub(delivered + 1).max(1);
+        Some(Fill {
+            after: delivered,
+            limit: missing.min(u64::from(MAX_FILL)) as u32,
+        })
+    }
+
+    /// The store's answer to `fill`: delivers what it can. Where the store
+    /// came back short, it has nothing more before the held messages (never
+    /// with our stores, as it hands out `seq`s without holes), so the
+    /// sequence skips ahead to them rather than stall. Returns what is now
+    /// in order, and whether another fill is due at once (the read was cut
+    /// at its limit).
+    pub fn filled(&mut self, fill: Fill, found: Vec<StoredMessage>) -> (Vec<StoredMessage>, bool) {
+        let complete = found.len() < fill.limit as usize;
+        let mut ready = self.accept(found);
+        if !complete {
+            return (ready, self.has_gap());
+        }
+        if let (Some(delivered), Some(&first)) = (self.delivered, self.held.keys().next()) {
+            if first > delivered + 1 {
+                tracing::warn!(
+                    from = delivered + 1,
+                    to = first - 1,
+                    "the store has no messages for these seqs; skipping ahead"
+                );
+                self.delivered = Some(first - 1);
+                ready.extend(self.release());
+            }
+        }
+        (ready, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: u64) -> StoredMessage {
+        StoredMessage {
+            room: "r".into(),
+            seq,
+            from: "a".into(),
+            text: format!("m{seq}"),
+            ts: 0,
+            avatar: None,
+            id: format!("{seq:016x}"),
+            fast: false,
+        }
+    }
+
+    fn many(seqs: impl IntoIterator<Item = u64>) -> Vec<StoredMessage> {
+        seqs.into_iter().map(message).collect()
+    }
+
+    fn seqs(messages: &[StoredMessage]) -> Vec<u64> {
+        messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn delivers_in_order_and_holds_what_comes_early() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(0);
+        assert_eq!(seqs(&sequencer.accept(many([1, 2]))), [1, 2]);
+        assert!(sequencer.accept(many([4, 5])).is_empty());
+        assert!(sequencer.has_gap());
+        assert_eq!(seqs(&sequencer.accept(many([3]))), [3, 4, 5]);
+        assert!(!sequencer.has_gap());
+        assert_eq!(sequencer.delivered(), Some(5));
+    }
+
+    #[test]
+    fn never_hands_out_a_message_twice() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(0);
+        assert_eq!(seqs(&sequencer.accept(many([1, 2, 3]))), [1, 2, 3]);
+        assert!(sequencer.accept(many([2, 3])).is_empty());
+        assert!(sequencer.accept(many([5])).is_empty());
+        assert!(sequencer.accept(many([5])).is_empty());
+        assert_eq!(seqs(&sequencer.accept(many([4, 4]))), [4, 5]);
+    }
+
+    #[test]
+    fn one_fill_covers_every_gap() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(10);
+        sequencer.accept(many([12, 15, 19]));
+        let fill = sequencer.fill().unwrap();
+        assert_eq!(
+            fill,
+            Fill {
+                after: 10,
+                limit: 8
+            },
+            "11 to 18 in one read"
+        );
+        let (ready, again) = sequencer.filled(fill, many(11..=18));
+        assert_eq!(seqs(&ready), (11..=19).collect::<Vec<_>>());
+        assert!(!again);
+    }
+
+    /// The broker-reconnect bug: a fill planned before the catch-up moved
+    /// the sequence on completes after it. Its stale messages are dropped,
+    /// and the skip-ahead never moves `delivered` backwards.
+    #[test]
+    fn a_stale_fill_moves_nothing_backwards() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(522);
+        sequencer.accept(many([530]));
+        let stale = sequencer.fill().unwrap();
+        // Catch-up after the reconnect delivers up to 696 first.
+        let caught_up = sequencer.accept(many(523..=696));
+        assert_eq!(caught_up.len(), 174);
+        // Then the old fill's answer arrives, shorter than asked.
+        let (ready, again) = sequencer.filled(stale, many(523..=529));
+        assert!(ready.is_empty(), "nothing is handed out twice");
+        assert!(!again);
+        assert_eq!(sequencer.delivered(), Some(696));
+        assert_eq!(seqs(&sequencer.accept(many([697]))), [697]);
+    }
+
+    #[test]
+    fn a_fill_cut_at_its_limit_asks_for_the_rest_instead_of_skipping() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(0);
+        sequencer.accept(many([1200]));
+        let fill = sequencer.fill().unwrap();
+        assert_eq!(fill.limit, MAX_FILL);
+        let (ready, again) = sequencer.filled(fill, many(1..=u64::from(MAX_FILL)));
+        assert_eq!(ready.len(), MAX_FILL as usize);
+        assert!(again, "more to read");
+        let next = sequencer.fill().unwrap();
+        assert_eq!(next.after, u64::from(MAX_FILL));
+        let (ready, _) = sequencer.filled(next, many(501..=1000));
+        assert_eq!(ready.len(), 500);
+        let last = sequencer.fill().unwrap();
+        let (ready, again) = sequencer.filled(last, many(1001..=1199));
+        assert_eq!(seqs(&ready).last(), Some(&1200));
+        assert!(!again);
+    }
+
+    #[test]
+    fn a_hole_the_store_does_not_have_is_skipped_not_waited_for() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(0);
+        sequencer.accept(many([1, 5]));
+        let fill = sequencer.fill().unwrap();
+        let (ready, again) = sequencer.filled(fill, many([2]));
+        assert_eq!(seqs(&ready), [2, 5]);
+        assert!(!again);
+        assert_eq!(sequencer.delivered(), Some(5));
+    }
+
+    #[test]
+    fn before_any_read_the_first_message_starts_the_sequence() {
+        let mut sequencer = Sequencer::default();
+        assert_eq!(seqs(&sequencer.accept(many([7]))), [7]);
+        assert_eq!(sequencer.start_at(3), 7, "a later read does not rewind");
+    }
+}
