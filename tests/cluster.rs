@@ -225,6 +225,83 @@ async fn survives_a_broker_outage(kind: BrokerKind) {
     );
 }
 
+/// A client moves to a replica that is behind it (that replica lost its
+/// broker while the client's old one went on) and resumes: it gets
+/// nothing it already has, neither in `joined` nor when the lagging
+/// replica catches up after the broker returns, and the members who were
+/// there all along get the outage's messages once, in order, even with
+/// messages arriving while the replica reconnects.
+async fn resume_on_a_lagging_replica_repeats_nothing(kind: BrokerKind) {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(kind, 2).await;
+    let (_a, mut alice) = cluster.user("alice", 0, "lag").await;
+    let (_x, mut xavier) = cluster.user("xavier", 1, "lag").await;
+    for ws in [&mut alice, &mut xavier] {
+        ws.wait_online("lag", &["alice", "xavier"], Duration::from_secs(20))
+            .await;
+    }
+    for i in 1..=3 {
+        alice.say("lag", &format!("m{i}"), &format!("r{i}")).await;
+    }
+    let mut xavier_seen = xavier.messages(3).await;
+    alice.messages(3).await;
+
+    cluster.broker.kill();
+    with_idle(
+        cluster.wait_connected(false),
+        &mut [&mut alice, &mut xavier],
+    )
+    .await;
+    for i in 4..=10 {
+        alice.say("lag", &format!("m{i}"), &format!("r{i}")).await;
+    }
+    assert_eq!(seqs(&alice.messages(7).await), (4..=10).collect::<Vec<_>>());
+
+    // Yvonne had everything up to 10 on replica 0 and resumes on replica 1,
+    // which stands at 3.
+    let yvonne = Client::at(
+        cluster.replicas[1].url(""),
+        std::sync::Arc::new(reqwest::cookie::Jar::default()),
+    );
+    yvonne.login("yvonne").await;
+    let mut yvonne_ws = yvonne.ws().await;
+    yvonne_ws
+        .send(json!({"type": "resume", "rooms": {"lag": 10}}))
+        .await;
+    let joined = yvonne_ws.recv_type("joined").await;
+    assert_eq!(joined["history"], json!([]), "{joined}");
+    assert_eq!(joined["recovered"], true, "{joined}");
+
+    cluster.broker.spawn();
+    // Messages keep coming while replica 1 reconnects and catches up.
+    for i in 11..=20 {
+        alice.say("lag", &format!("m{i}"), &format!("r{i}")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    with_idle(
+        cluster.wait_connected(true),
+        &mut [&mut alice, &mut xavier, &mut yvonne_ws],
+    )
+    .await;
+    for i in 21..=25 {
+        alice.say("lag", &format!("m{i}"), &format!("r{i}")).await;
+    }
+    let yvonne_seen = yvonne_ws.messages(15).await;
+    assert_eq!(
+        seqs(&yvonne_seen),
+        (11..=25).collect::<Vec<_>>(),
+        "only what came after 10, once, in order"
+    );
+    xavier_seen.extend(xavier.messages(22).await);
+    assert_eq!(seqs(&xavier_seen), (1..=25).collect::<Vec<_>>());
+    for ws in [&mut xavier, &mut yvonne_ws] {
+        assert!(ws
+            .quiet_for(Duration::from_millis(700))
+            .await
+            .is_none_or(|f| f["type"] != "message"));
+    }
+}
+
 /// A replica is SIGKILLed under its clients: one reconnects elsewhere and
 /// resumes without losing or repeating a message; one never comes back and
 /// drops out of the online list within the presence bound.
@@ -467,6 +544,11 @@ macro_rules! for_each_broker {
                 #[actix_web::test]
                 async fn survives_a_broker_outage() {
                     super::survives_a_broker_outage($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn resume_on_a_lagging_replica_repeats_nothing() {
+                    super::resume_on_a_lagging_replica_repeats_nothing($kind).await;
                 }
 
                 #[actix_web::test]

@@ -277,3 +277,164 @@ async fn read_receipts_reach_members_and_come_back_with_the_room() {
         .await;
     assert_eq!(rejoined["read"], json!([{"user": "bob", "seq": seq}]));
 }
+
+/// Past the store backlog a reliable send is refused at once with
+/// `overloaded` and its `ref`; nothing is lost or half-sent: every send is
+/// answered exactly once, what was acked is in history, what was refused
+/// is not, and the room takes messages again right after.
+#[actix_web::test]
+async fn a_full_store_backlog_refuses_sends_with_overloaded_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.rate_limit = 0;
+    config.store_queue = 4;
+    let server = TestServer::start_with(config).await;
+    let mut alice = Client::logged_in(&server, "alice").await.ws().await;
+    alice.join("flood").await;
+
+    const SENDS: usize = 300;
+    let burst: String = (0..SENDS)
+        .map(|n| {
+            json!({"type": "send", "room": "flood", "text": format!("m{n}"), "ref": n}).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for frame in burst.lines() {
+        alice.send_text(frame).await;
+    }
+    let mut acked = std::collections::BTreeMap::new();
+    let mut refused = std::collections::BTreeSet::new();
+    while acked.len() + refused.len() < SENDS {
+        let frame = alice.recv().await;
+        match frame["type"].as_str() {
+            Some("ack") => {
+                let reference = frame["ref"].as_u64().unwrap();
+                assert!(acked
+                    .insert(reference, frame["seq"].as_u64().unwrap())
+                    .is_none());
+                assert!(
+                    !refused.contains(&reference),
+                    "{reference} acked and refused"
+                );
+            }
+            Some("error") => {
+                assert_eq!(frame["code"], "overloaded", "{frame}");
+                let reference = frame["ref"].as_u64().unwrap();
+                assert!(refused.insert(reference), "{reference} refused twice");
+                assert!(
+                    !acked.contains_key(&reference),
+                    "{reference} acked and refused"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "a burst of {SENDS} against a backlog of 4 refuses some"
+    );
+    assert!(!acked.is_empty());
+
+    let mut history = Vec::new();
+    let mut before = None;
+    loop {
+        alice
+            .send(json!({"type": "history", "room": "flood", "before": before, "limit": 100}))
+            .await;
+        let page = alice.recv_type("history").await["messages"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if page.is_empty() {
+            break;
+        }
+        before = page[0]["seq"].as_u64();
+        history.splice(0..0, page);
+    }
+    let stored: Vec<String> = history
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = acked.keys().map(|n| format!("m{n}")).collect();
+    assert_eq!(
+        stored, expected,
+        "exactly the acked messages, in the order sent"
+    );
+    let seqs: Vec<u64> = history.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=acked.len() as u64).collect::<Vec<_>>());
+
+    assert!(alice.say("flood", "after the burst", "later").await > 0);
+    server.stop().await;
+}
+
+/// A user reconnecting while direct messages keep arriving sends `resume`
+/// one round trip after the socket opens; the new connection must see the
+/// conversation continue exactly once, in order: live messages must not
+/// overtake the replay.
+#[actix_web::test]
+async fn direct_messages_continue_once_and_in_order_across_reconnects() {
+    let (_dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
+    let bob = Client::logged_in(&server, "bob").await;
+    let mut alice_ws = alice.ws().await;
+    let mut bob_ws = bob.ws().await;
+    let mut last = alice_ws.direct("bob", "first", "d0").await["seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(bob_ws.recv_type("message").await["seq"], last);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        actix_web::rt::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                alice_ws
+                    .send(json!({"type": "direct", "to": "bob", "text": format!("n{n}"), "ref": n}))
+                    .await;
+                alice_ws.keep_alive(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    for _ in 0..6 {
+        // Bob reads for a while, then his connection drops.
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let message = bob_ws.recv_type("message").await;
+            seen.push(message["seq"].as_u64().unwrap());
+        }
+        for seq in &seen {
+            assert_eq!(*seq, last + 1, "in order, each once: {seen:?} after {last}");
+            last = *seq;
+        }
+        drop(bob_ws);
+        bob_ws = bob.ws().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        bob_ws
+            .send(json!({"type": "resume", "rooms": {"@alice:bob": last}}))
+            .await;
+        // Everything the new connection shows, in the order it arrives:
+        // live messages before `joined`, then the replay.
+        let frames = until_type(&mut bob_ws, "joined").await;
+        let joined = frames.last().unwrap().clone();
+        assert_eq!(joined["recovered"], true, "{joined}");
+        let shown: Vec<u64> = frames
+            .iter()
+            .filter(|f| f["type"] == "message")
+            .chain(joined["history"].as_array().unwrap())
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        for seq in &shown {
+            assert_eq!(
+                *seq,
+                last + 1,
+                "continues where bob was, once each: {shown:?}"
+            );
+            last = *seq;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sender.await.unwrap();
+    server.stop().await;
+}
