@@ -1,5 +1,6 @@
 """Markdown tables for BENCHMARKS.md from rookery-bench's JSON rows:
-Rookery and the socket.io peer side by side, with the ratio.
+Rookery and the socket.io peer side by side, with the ratio, and where the
+run measured an older build too (ROOKERY_BEFORE), that build in the middle.
     python3 bench/tables.py bench/results/results.json
 """
 import json
@@ -11,6 +12,7 @@ pairs = OrderedDict()
 for row in rows:
     key = (row["scenario"], row["setting"])
     pairs.setdefault(key, {})[row["peer"]] = row
+with_before = any(row["peer"] == "rookery-before" for row in rows)
 
 
 def ratio(ours, theirs, higher_is_better):
@@ -29,27 +31,34 @@ def get(row, *path):
 
 
 current = None
+names = "R / before / S" if with_before else "R / S"
 for (scenario, setting), peers in pairs.items():
-    r, s = peers.get("rookery"), peers.get("socketio")
+    r, b, s = peers.get("rookery"), peers.get("rookery-before"), peers.get("socketio")
+    side = [r, b, s] if with_before else [r, s]
     if scenario != current:
         current = scenario
         print(f"\n#### {scenario}\n")
         if scenario == "idle":
-            print("| setting | Rookery B/conn | socket.io B/conn | Rookery's advantage | dropped (R / S) |")
-            print("|---|---|---|---|---|")
+            print(f"| setting | B/conn {names} | Rookery's advantage | dropped {names} |")
+            print("|---|---|---|---|")
         else:
-            print("| setting | delivered/s R / S | p50 ms R / S | p99 ms R / S | max ms R / S | ack p99 ms R / S | missing R / S | throughput ratio | p99 ratio |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            extra = " p99 before→now |" if with_before else ""
+            print(f"| setting | delivered/s {names} | p50 ms {names} | p99 ms {names} | max ms {names} | ack p99 ms {names} | missing {names} | throughput ratio | p99 ratio |{extra}")
+            print("|---|---|---|---|---|---|---|---|---|" + ("---|" if with_before else ""))
+    fmt = lambda v: "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
+    every = lambda *path: " / ".join(fmt(get(row, *path)) for row in side)
+    counts = " / ".join(str(get(row, "missing")) for row in side)
     if scenario == "idle":
         rb = get(r, "rss_per_connection") or 0
         sb = get(s, "rss_per_connection") or 0
-        print(f"| {setting} | {rb:.0f} | {sb:.0f} | {ratio(rb, sb, False)} | {get(r, 'missing')} / {get(s, 'missing')} |")
+        print(f"| {setting} | {every('rss_per_connection')} | {ratio(rb, sb, False)} | {counts} |")
         continue
-    fmt = lambda v: "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
-    both = lambda *path: f"{fmt(get(r, *path))} / {fmt(get(s, *path))}"
-    print(
-        f"| {setting} | {both('delivered_per_s')} | {both('delivery', 'p50_ms')} | {both('delivery', 'p99_ms')} "
-        f"| {both('delivery', 'max_ms')} | {both('ack', 'p99_ms')} | {get(r, 'missing')} / {get(s, 'missing')} "
+    line = (
+        f"| {setting} | {every('delivered_per_s')} | {every('delivery', 'p50_ms')} | {every('delivery', 'p99_ms')} "
+        f"| {every('delivery', 'max_ms')} | {every('ack', 'p99_ms')} | {counts} "
         f"| {ratio(get(r, 'delivered_per_s'), get(s, 'delivered_per_s'), True)} "
         f"| {ratio(get(r, 'delivery', 'p99_ms'), get(s, 'delivery', 'p99_ms'), False)} |"
     )
+    if with_before:
+        line += f" {ratio(get(r, 'delivery', 'p99_ms'), get(b, 'delivery', 'p99_ms'), False)} |"
+    print(line)

@@ -5,6 +5,9 @@
 #   scripts/bench.sh --smoke         a few seconds per scenario (CI), debug builds
 #   scripts/bench.sh fanout idle     only the scenarios named (linker, fanout,
 #                                    idle, cluster), appending to the results
+# With ROOKERY_BEFORE=path/to/an/older/rookery, every Rookery run is repeated
+# against that build (rows labelled rookery-before): before and after from
+# one run.
 # Results: bench/results/results.json, a table per scenario on stdout, and
 # bench/results/<scenario>.png. Servers start on free loopback ports with
 # fresh data and are stopped at the end.
@@ -13,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 smoke=0; [ "${1:-}" = "--smoke" ] && { smoke=1; shift; }
-scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(linker fanout idle cluster)
+scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(linker latency fanout idle cluster)
 wanted() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 need_apt=()
@@ -40,6 +43,9 @@ else
 fi
 rookery="target/$profile/rookery"
 bench="target/$profile/rookery-bench"
+before="${ROOKERY_BEFORE:-}"
+servers=(rookery socketio)
+[ -n "$before" ] && servers=(rookery rookery-before socketio)
 out=bench/results
 [ $smoke -eq 1 ] && out=$(mktemp -d) && scratch+=("$out")
 mkdir -p "$out"
@@ -48,12 +54,12 @@ results="$out/results.json"
 [ $# -gt 0 ] || rm -f "$results"
 
 # start_rookery [VAR=value...]: a fresh replica on a free port; sets
-# server_pid and server_url.
+# server_pid and server_url. ROOKERY_BIN picks the build (default: this one).
 start_rookery() {
   local dir; dir=$(mktemp -d); scratch+=("$dir")
   local port; port=$(free_port)
   env "$@" HOST=127.0.0.1 PORT="$port" DATA_DIR="$dir" RATE_LIMIT=0 RUST_LOG=warn \
-    "$rookery" >"$dir/log" 2>&1 &
+    "${ROOKERY_BIN:-$rookery}" >"$dir/log" 2>&1 &
   server_pid=$!; pids+=("$server_pid")
   wait_for_port "$port" rookery "$server_pid"
   server_url="http://127.0.0.1:$port"
@@ -73,21 +79,27 @@ start_peer() {
 against() {
   local server=$1; shift
   local scenario=$1; shift
-  local extra=()
-  if [ "$server" = rookery ]; then start_rookery; else start_peer; fi
+  local extra=() peer=$server
+  case "$server" in
+    rookery) start_rookery ;;
+    rookery-before) ROOKERY_BIN="$before" start_rookery; peer=rookery; extra+=(--label rookery-before) ;;
+    *) start_peer ;;
+  esac
   [ "$scenario" = idle ] && extra+=(--server-pid "$server_pid")
   echo "==> $scenario on $server $*"
-  "$bench" "$scenario" --peer "$server" --target "$server_url" --json "$results" "${extra[@]}" "$@"
+  "$bench" "$scenario" --peer "$peer" --target "$server_url" --json "$results" "${extra[@]}" "$@"
   stop "$server_pid"
 }
 
 if [ $smoke -eq 1 ]; then
   linker=(--connections 20 --seconds 3)
+  latency=(--connections 20 --seconds 3)
   fanout=(--members 20 --rates 10,50 --step-seconds 2)
   idle_counts=(200); idle=(--users 10 --hold-seconds 2)
   cluster=(--members 10 --senders 2 --rate 10 --seconds 3)
 else
   linker=(--connections 1000,2000,3000,4000 --seconds 10 --ramp 400)
+  latency=(--connections 1000 --seconds 20 --ramp 400)
   fanout=(--members 1000 --rates 10,50,100,200,400,800,1600 --step-seconds 5)
   most=$(( fd_limit - 1000 < 50000 ? fd_limit - 1000 : 50000 ))
   [ "$most" -lt 50000 ] && echo "note: open-file limit $fd_limit: idle measures $most connections, not 50000"
@@ -97,18 +109,22 @@ fi
 
 if wanted linker; then
   for mode in reliable fast; do
-    for server in rookery socketio; do
+    for server in "${servers[@]}"; do
       against "$server" linker --mode "$mode" "${linker[@]}"
     done
   done
-  # The same at one message per second per connection: latency below
+fi
+if wanted latency; then
+  # 1000 connections at 10 and at 1 message per second each: latency below
   # saturation, next to linker's 10 ms (which saturates both servers here).
-  for server in rookery socketio; do
-    against "$server" linker --mode reliable "${linker[@]}" --interval-ms 1000
+  for server in "${servers[@]}"; do
+    against "$server" linker --mode reliable "${latency[@]}" --interval-ms 100
+    against "$server" linker --mode fast "${latency[@]}" --interval-ms 100
+    against "$server" linker --mode reliable "${latency[@]}" --interval-ms 1000
   done
 fi
 if wanted fanout; then
-  for server in rookery socketio; do
+  for server in "${servers[@]}"; do
     against "$server" fanout "${fanout[@]}"
   done
 fi
@@ -116,7 +132,7 @@ if wanted idle; then
   # A fresh server per count: memory a process kept from an earlier count
   # would otherwise be credited to the next one.
   for count in "${idle_counts[@]}"; do
-    for server in rookery socketio; do
+    for server in "${servers[@]}"; do
       against "$server" idle --connections "$count" "${idle[@]}"
     done
   done
@@ -130,21 +146,24 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/d
 redis_pid=$!; pids+=("$redis_pid")
 wait_for_port "$redis_port" redis "$redis_pid"
 start_secantus
-cluster_db="mongodb://127.0.0.1:$mongo_port/bench_cluster"
-for server in rookery socketio; do
-  replicas=()
+for server in "${servers[@]}"; do
+  replicas=(); peer=$server; extra=()
+  # A database per run, so no run starts on another's messages.
+  cluster_db="mongodb://127.0.0.1:$mongo_port/bench_cluster_${server//-/_}"
   for node in a b; do
-    if [ "$server" = rookery ]; then
-      start_rookery ADAPTER=redis REDIS_URL="redis://127.0.0.1:$redis_port" \
-        MONGO_URL="$cluster_db" NODE_ID="bench-$node"
-    else
-      start_peer REDIS_URL="redis://127.0.0.1:$redis_port"
-    fi
+    case "$server" in
+      rookery|rookery-before)
+        [ "$server" = rookery-before ] && { peer=rookery; extra=(--label rookery-before); }
+        ROOKERY_BIN="$([ "$server" = rookery-before ] && echo "$before" || echo "$rookery")" \
+          start_rookery ADAPTER=redis REDIS_URL="redis://127.0.0.1:$redis_port" \
+          MONGO_URL="$cluster_db" NODE_ID="bench-$node" ;;
+      *) start_peer REDIS_URL="redis://127.0.0.1:$redis_port" ;;
+    esac
     replicas+=("$server_pid" "$server_url")
   done
   echo "==> cluster on $server"
-  "$bench" cluster --peer "$server" --target "${replicas[1]}" --also "${replicas[3]}" \
-    --json "$results" "${cluster[@]}"
+  "$bench" cluster --peer "$peer" --target "${replicas[1]}" --also "${replicas[3]}" \
+    --json "$results" "${extra[@]}" "${cluster[@]}"
   stop "${replicas[0]}"; stop "${replicas[2]}"
 done
 

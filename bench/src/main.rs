@@ -51,6 +51,10 @@ struct Common {
     /// Append the rows to this JSON file (an array).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Name the rows carry instead of the peer's, e.g. `rookery-before`
+    /// for an older build measured in the same run.
+    #[arg(long)]
+    label: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +165,7 @@ fn fleet(common: &Common, also: &[String]) -> anyhow::Result<Fleet> {
             .build()?,
         progress: Arc::new(Progress::default()),
         cookies: Default::default(),
+        label: common.label.clone(),
     })
 }
 

@@ -33,6 +33,8 @@ pub struct Fleet {
     pub progress: Arc<Progress>,
     /// Session cookies by user, so each user logs in once per run.
     pub cookies: std::sync::Mutex<HashMap<String, String>>,
+    /// The name rows carry instead of the peer's (e.g. an older build).
+    pub label: Option<String>,
 }
 
 impl Fleet {
@@ -530,7 +532,10 @@ impl Cluster {
     }
 }
 
-fn peer_name(fleet: &Fleet) -> &'static str {
+fn peer_name(fleet: &Fleet) -> &str {
+    if let Some(label) = &fleet.label {
+        return label;
+    }
     match fleet.target.kind {
         crate::peer::PeerKind::Rookery => "rookery",
         crate::peer::PeerKind::Socketio => "socketio",
