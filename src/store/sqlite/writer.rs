@@ -10,9 +10,14 @@
 //! A job that fails rolls back to its savepoint alone; the others still
 //! commit. If the commit itself fails, every job of the group gets the error.
 //!
-//! Checkpoints run on their own thread ([`Checkpointer`]): the writer's
-//! connection has auto-checkpoint off, so no commit ever pays for copying
-//! the WAL back (and its fsync).
+//! Checkpoints are split between two threads. The writer's connection has
+//! auto-checkpoint off, so no commit pays for copying the WAL back. The
+//! [`Checkpointer`] copies it in the background, but under constant writes
+//! it can never finish: commits land while it copies, and a WAL is only
+//! reset (written again from its start) once every frame is copied. So
+//! after each background pass the writer, between two groups, copies the
+//! few frames written meanwhile: a pause of milliseconds instead of the
+//! whole copy, and the WAL stays bounded without ever blocking on readers.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -30,10 +35,10 @@ use crate::store::{StoreError, StoreResult};
 /// and so the latency of the jobs behind it.
 const MAX_GROUP: usize = 4096;
 /// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// A WAL larger than this is checkpointed in full (waiting for readers)
-/// rather than passively, so it cannot grow without bound.
-const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// A WAL larger than this (readers kept it from being reset) is truncated
+/// by the writer, waiting for readers, so it cannot grow without bound.
+const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What a job hands back after running: called with the commit's outcome.
 type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
@@ -78,18 +83,26 @@ pub struct Writer {
     _alive: Arc<()>,
 }
 
+/// Set by the checkpointer after a background pass: the writer finishes it.
+type Finish = Arc<std::sync::atomic::AtomicBool>;
+
 impl Writer {
     /// Starts the writer thread on `conn`, and the checkpointer beside it.
     /// Both stop once every handle is dropped.
     pub fn start(conn: Connection, path: &Path) -> rusqlite::Result<Self> {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (jobs, queue) = mpsc::channel();
-        thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue))
-            .expect("spawning the SQLite writer thread");
+        let finish = Finish::default();
+        let wal = wal_path(path);
+        {
+            let finish = finish.clone();
+            thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || run(conn, queue, finish, wal))
+                .expect("spawning the SQLite writer thread");
+        }
         let alive = Arc::new(());
-        Checkpointer::start(path.to_owned(), Arc::downgrade(&alive));
+        Checkpointer::start(path.to_owned(), Arc::downgrade(&alive), finish);
         Ok(Self {
             jobs,
             _alive: alive,
@@ -130,7 +143,7 @@ fn in_savepoint<T>(
     }
 }
 
-fn run(conn: Connection, queue: Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, queue: Receiver<Box<dyn Job>>, finish: Finish, wal: PathBuf) {
     let mut group: Vec<Box<dyn Job>> = Vec::new();
     while let Ok(first) = queue.recv() {
         group.push(first);
@@ -141,6 +154,24 @@ fn run(conn: Connection, queue: Receiver<Box<dyn Job>>) {
             }
         }
         commit_group(&conn, group.drain(..));
+        if finish.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            let size = std::fs::metadata(&wal).map_or(0, |meta| meta.len());
+            let mode = if size > WAL_LIMIT_BYTES {
+                "TRUNCATE"
+            } else {
+                "PASSIVE"
+            };
+            checkpoint(&conn, mode);
+        }
+    }
+}
+
+fn checkpoint(conn: &Connection, mode: &str) {
+    let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get::<_, i64>(0)
+    });
+    if let Err(err) = result {
+        tracing::warn!(error = %err, mode, "SQLite checkpoint failed");
     }
 }
 
@@ -178,11 +209,16 @@ struct Checkpointer {
     path: PathBuf,
     /// Gone once every [`Writer`] handle is dropped.
     alive: Weak<()>,
+    finish: Finish,
 }
 
 impl Checkpointer {
-    fn start(path: PathBuf, alive: Weak<()>) {
-        let checkpointer = Self { path, alive };
+    fn start(path: PathBuf, alive: Weak<()>, finish: Finish) {
+        let checkpointer = Self {
+            path,
+            alive,
+            finish,
+        };
         thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpointer.run())
@@ -197,24 +233,14 @@ impl Checkpointer {
                 return;
             }
         };
-        let wal = wal_path(&self.path);
         loop {
             thread::sleep(CHECKPOINT_EVERY);
             if self.alive.strong_count() == 0 {
                 return;
             }
-            let size = std::fs::metadata(&wal).map_or(0, |meta| meta.len());
-            let mode = if size > WAL_LIMIT_BYTES {
-                "TRUNCATE"
-            } else {
-                "PASSIVE"
-            };
-            let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-                row.get::<_, i64>(0)
-            });
-            if let Err(err) = result {
-                tracing::warn!(error = %err, mode, "SQLite checkpoint failed");
-            }
+            checkpoint(&conn, "PASSIVE");
+            self.finish
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
