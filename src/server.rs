@@ -30,6 +30,7 @@ use crate::config::{BrokerTarget, Config};
 use crate::hooks::Hooks;
 use crate::http::{self, AppState};
 use crate::store::backlog::{self, Backlog};
+use crate::store::bounded::Bounded;
 use crate::store::mongo::MongoStore;
 use crate::store::session::StoreSessions;
 use crate::store::sqlite::SqliteStore;
@@ -127,7 +128,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match config.mongo() {
+    let backend: Arc<dyn Store> = match config.mongo() {
         Some(mongo) => Arc::new(
             MongoStore::connect(&mongo)
                 .await
@@ -139,7 +140,8 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
             )
         }
-    })
+    };
+    Ok(Arc::new(Bounded::new(backend)))
 }
 
 struct Replica {

@@ -11,6 +11,7 @@
 //! database) can never hand out the same `seq` twice.
 
 pub mod backlog;
+pub mod bounded;
 pub mod mongo;
 pub mod session;
 pub mod sqlite;
@@ -98,6 +99,11 @@ pub enum StoreError {
     /// A uniqueness constraint refused the write (e.g. the user name is taken).
     #[error("already exists")]
     Conflict,
+    /// A write whose outcome cannot be known: the database stopped
+    /// answering after it was sent and could not be asked since. It may
+    /// have been stored.
+    #[error("outcome unknown: {0}")]
+    Uncertain(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -124,8 +130,9 @@ pub trait Store: Send + Sync + 'static {
     /// Persists `batch` in order as the next messages of `room`. Each message
     /// gets a `seq` above every `seq` stored before it, in batch order; no
     /// `seq` is ever handed out twice or skipped, even with several processes
-    /// appending to one room. On `Err`, the caller must treat the batch as not
-    /// sent.
+    /// appending to one room. On [`StoreError::Unavailable`] none of the
+    /// batch was stored; on [`StoreError::Uncertain`] some or all of it may
+    /// have been (a later read shows which).
     async fn append(
         &self,
         room: &str,

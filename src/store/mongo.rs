@@ -48,7 +48,12 @@ use crate::config::MongoConfig;
 /// How long an operation waits for a reachable server before failing. The
 /// driver's default (30 s) would leave a sender without an answer for that
 /// long when the database is down; a URL's `serverSelectionTimeoutMS` wins.
-const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Below the store's overall bound (`bounded::OPERATION_TIMEOUT`), so a
+/// database that is down answers "not stored" rather than "unknown".
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long an append that failed may spend finding out whether it was
+/// stored after all.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// MongoDB's error code for a unique-index violation.
 const DUPLICATE_KEY: i32 = 11000;
@@ -220,6 +225,41 @@ impl MongoStore {
             .await
             .map_err(unavailable)?;
         Ok(newest.map_or(0, |message| message.seq as u64))
+    }
+
+    /// After a failed insert of `pending` at the seqs after `last`: how many
+    /// of them are stored all the same. An ordered insert stores a prefix,
+    /// each message at the seq it was given, so reading those seqs back and
+    /// comparing ids tells. Bounded by [`CHECK_TIMEOUT`].
+    async fn stored_prefix(
+        &self,
+        room: &str,
+        last: u64,
+        pending: &[NewMessage],
+    ) -> StoreResult<usize> {
+        let read = async {
+            let mut cursor = self
+                .messages
+                .find(doc! { "room": room, "seq": { "$gt": last as i64, "$lte": (last + pending.len() as u64) as i64 } })
+                .sort(doc! { "seq": 1 })
+                .await
+                .map_err(unavailable)?;
+            let mut stored = HashMap::new();
+            while cursor.advance().await.map_err(unavailable)? {
+                let message = cursor.deserialize_current().map_err(unavailable)?;
+                stored.insert(message.seq as u64, message.id);
+            }
+            Ok(pending
+                .iter()
+                .enumerate()
+                .take_while(|(offset, message)| {
+                    stored.get(&(last + 1 + *offset as u64)) == Some(&message.id)
+                })
+                .count())
+        };
+        tokio::time::timeout(CHECK_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer".into())))
     }
 
     fn remembered_last_seq(&self, room: &str) -> Option<u64> {
@@ -431,7 +471,24 @@ impl Store for MongoStore {
                     self.remember_last_seq(room, None);
                     match inserted_before_duplicate(&err) {
                         Some(count) if attempts < MAX_APPEND_ATTEMPTS => count,
-                        _ => return Err(unavailable(err)),
+                        Some(_) => return Err(unavailable(err)),
+                        // Never sent: no server to send it to.
+                        None if matches!(*err.kind, ErrorKind::ServerSelection { .. }) => {
+                            return Err(unavailable(err))
+                        }
+                        None => match self.stored_prefix(room, last, pending).await {
+                            // The insert may have gone in before the error.
+                            Ok(0) => return Err(unavailable(err)),
+                            Ok(count) => {
+                                tracing::info!(%room, count, error = %err, "an insert that failed had been stored");
+                                count
+                            }
+                            Err(check) => {
+                                return Err(StoreError::Uncertain(format!(
+                                    "{err}; checking what was stored failed too: {check}"
+                                )))
+                            }
+                        },
                     }
                 }
             };

@@ -170,6 +170,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The store failed; the message was not stored and will not be delivered.
     StoreUnavailable,
+    /// The database stopped answering while storing the message: it may or
+    /// may not be stored. If it was, it arrives like any other message
+    /// (with its `seq`); `resume` or `history` shows which.
+    StoreUncertain,
     /// The replica has too many messages waiting for its store; this one
     /// was refused at once, not stored and not delivered. Send it again
     /// after a short pause.

@@ -35,7 +35,9 @@ use super::{Deliver, SessionId};
 use crate::chat::names::direct_participants;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
 use crate::store::backlog::{Backlog, Permit};
-use crate::store::{new_message_id, now_millis, Delivery, NewMessage, Store, StoredMessage};
+use crate::store::{
+    new_message_id, now_millis, Delivery, NewMessage, Store, StoreError, StoredMessage,
+};
 use crate::ws::protocol::{
     self, ErrorCode, ReadPosition, Ref, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
 };
@@ -418,16 +420,27 @@ impl Room {
             match result {
                 Ok(stored) => this.stored(stored, waiting, ctx),
                 Err(err) => {
-                    tracing::warn!(room = %this.name, error = %err, lost = waiting.len(), "could not store messages");
+                    tracing::warn!(room = %this.name, error = %err, messages = waiting.len(), "could not store messages");
+                    let (code, text) = match err {
+                        StoreError::Uncertain(_) => {
+                            // If they were stored, the store has them
+                            // under their seqs: deliver them from there.
+                            ctx.run_later(FETCH_RETRY, |this, ctx| this.catch_up(ctx));
+                            (
+                                ErrorCode::StoreUncertain,
+                                "the database stopped answering: the message may or may not be stored; \
+                                 if it was, it arrives with its seq",
+                            )
+                        }
+                        _ => (
+                            ErrorCode::StoreUnavailable,
+                            "the message could not be stored; it was not delivered, send it again",
+                        ),
+                    };
                     // Fast messages were delivered already and promised
                     // nothing more; they are only missing from history.
                     for (reference, reply) in waiting.into_iter().filter_map(|(_, r, _)| r) {
-                        let frame = Rejected::new(
-                            ErrorCode::StoreUnavailable,
-                            "the message could not be stored; it was not delivered, send it again",
-                            reference,
-                        )
-                        .encode();
+                        let frame = Rejected::new(code, text, reference).encode();
                         reply.do_send(Deliver(frame));
                     }
                 }

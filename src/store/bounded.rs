@@ -1,0 +1,167 @@
+//! Every store operation answers within [`OPERATION_TIMEOUT`], whatever the
+//! backend does.
+//!
+//! A database that is frozen rather than down (stopped, partitioned, its
+//! disk hung) keeps connections open and never answers; the MongoDB driver
+//! has no socket timeout, so without this a send waited 15–20 s. A write
+//! that times out may still be applied later, so an `append` that runs out
+//! of time is [`StoreError::Uncertain`], never "not stored".
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage, User,
+};
+
+/// The most any store operation takes before it fails (README: "operations
+/// wait at most 5 s").
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A store whose every operation is bounded in time.
+pub struct Bounded {
+    inner: Arc<dyn Store>,
+    timeout: Duration,
+}
+
+impl Bounded {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self::with_timeout(inner, OPERATION_TIMEOUT)
+    }
+
+    pub fn with_timeout(inner: Arc<dyn Store>, timeout: Duration) -> Self {
+        Self { inner, timeout }
+    }
+
+    async fn within<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "no answer from the database within {:?}",
+                    self.timeout
+                )))
+            })
+    }
+}
+
+#[async_trait]
+impl Store for Bounded {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        self.within(self.inner.migrate()).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.within(self.inner.ping()).await
+    }
+
+    async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+        self.within(self.inner.create_user(name, password_hash))
+            .await
+    }
+
+    async fn find_user(&self, name: &str) -> StoreResult<Option<User>> {
+        self.within(self.inner.find_user(name)).await
+    }
+
+    async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>> {
+        self.within(self.inner.set_avatar(name, avatar)).await
+    }
+
+    async fn append(
+        &self,
+        room: &str,
+        batch: Vec<NewMessage>,
+        ts: Millis,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        match tokio::time::timeout(self.timeout, self.inner.append(room, batch, ts)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Uncertain(format!(
+                "no answer from the database within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        self.within(self.inner.history(room, before, limit)).await
+    }
+
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+        self.within(self.inner.after(room, after, limit)).await
+    }
+
+    async fn mark_delivered(
+        &self,
+        user: &str,
+        room: &str,
+        seqs: Vec<u64>,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.within(self.inner.mark_delivered(user, room, seqs))
+            .await
+    }
+
+    async fn pending_count(&self, user: &str) -> StoreResult<u64> {
+        self.within(self.inner.pending_count(user)).await
+    }
+
+    async fn fetch_missed(&self, user: &str, limit: u32) -> StoreResult<Missed> {
+        self.within(self.inner.fetch_missed(user, limit)).await
+    }
+
+    async fn set_read(&self, room: &str, user: &str, seq: u64) -> StoreResult<()> {
+        self.within(self.inner.set_read(room, user, seq)).await
+    }
+
+    async fn read_positions(&self, room: &str, limit: u32) -> StoreResult<Vec<(String, u64)>> {
+        self.within(self.inner.read_positions(room, limit)).await
+    }
+
+    async fn recent_rooms(&self, limit: u32) -> StoreResult<Vec<String>> {
+        self.within(self.inner.recent_rooms(limit)).await
+    }
+
+    async fn session_load(&self, key: &str, now: Millis) -> StoreResult<Option<String>> {
+        self.within(self.inner.session_load(key, now)).await
+    }
+
+    async fn session_insert(&self, key: &str, state: &str, expires: Millis) -> StoreResult<()> {
+        self.within(self.inner.session_insert(key, state, expires))
+            .await
+    }
+
+    async fn session_update(
+        &self,
+        key: &str,
+        state: &str,
+        expires: Millis,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        self.within(self.inner.session_update(key, state, expires, now))
+            .await
+    }
+
+    async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()> {
+        self.within(self.inner.session_touch(key, expires)).await
+    }
+
+    async fn session_delete(&self, key: &str) -> StoreResult<()> {
+        self.within(self.inner.session_delete(key)).await
+    }
+
+    async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
+        self.within(self.inner.secret(name, candidate)).await
+    }
+}
