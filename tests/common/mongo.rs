@@ -79,6 +79,18 @@ impl MongoServer {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: connections
+    /// stay open and nothing answers, as with a hung disk or a partition.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("mongodb://127.0.0.1:{}/{database}", self.port)
     }
