@@ -13,15 +13,20 @@
 //!   protocol in one file; [`ws::session`] is the actor behind each
 //!   connection (heartbeat, rate limit, ordered outbox).
 //! - [`chat`]: the [`chat::room::Room`] actor (persists, sequences and fans
-//!   out a room's messages) and the [`chat::registry::Registry`] that starts,
-//!   joins and retires rooms.
+//!   out a room's messages) over plain parts with their own unit tests
+//!   ([`chat::room::sequencer`]: `seq` order, exactly once, gap fills;
+//!   [`chat::room::presence`]: who is online), and the
+//!   [`chat::registry::Registry`] that starts, joins and retires rooms.
 //! - [`cluster`]: what crosses replicas. The [`cluster::Cluster`] actor
 //!   keeps per-room and per-user subscriptions and hands remote events to
 //!   the registry; a driver task owns the broker connection (reconnect,
 //!   resubscribe) behind the [`cluster::Broker`] trait, implemented once per
 //!   broker in `redis.rs`, `rabbitmq.rs` and `nats.rs`.
 //! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend
-//!   and the shared MongoDB one, and the actix-session store built on it.
+//!   (one writer thread committing every room's writes together) and the
+//!   shared MongoDB one; [`store::backlog`] bounds what waits for them,
+//!   [`store::bounded`] bounds how long they take; the actix-session store
+//!   built on it.
 //! - [`hooks`]: the optional webhooks (auth, authorize, validity, events)
 //!   and what each does when its receiver is down.
 //! - [`server`]: wires all of the above into a running replica, serving a

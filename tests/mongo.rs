@@ -297,7 +297,10 @@ async fn a_frozen_database_answers_within_the_bound_and_never_contradicts_itself
     let answer = send_and_answer(&mut a, "while frozen", "r1").await;
     let waited = sent.elapsed();
     mongo.freeze(false);
-    assert!(waited < Duration::from_millis(6500), "answered after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(6500),
+        "answered after {waited:?}"
+    );
     assert_eq!(answer["type"], "error", "no ack while frozen: {answer}");
     assert_eq!(answer["code"], "store_uncertain", "{answer}");
 

@@ -46,6 +46,12 @@ use crate::store::{Delivery, Millis, StoredMessage};
 /// First pause before reconnecting to a broker; doubles up to the max.
 const RECONNECT_FIRST: Duration = Duration::from_millis(250);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// A broker call (publish, subscribe, probe) not answered within this is
+/// taken as a dead link: the driver drops the connection and reconnects.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often an idle link is probed, so a link cut without a reset (a
+/// partition, a frozen broker) is noticed within seconds, not never.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// What a room tells the other replicas.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -165,6 +171,11 @@ pub trait Broker: Send + 'static {
     async fn subscribe(&mut self, channel: &str) -> Result<(), BrokerError>;
     async fn unsubscribe(&mut self, channel: &str) -> Result<(), BrokerError>;
     async fn publish(&mut self, channel: &str, payload: Vec<u8>) -> Result<(), BrokerError>;
+    /// A round trip to the broker, to tell a live link from a dead one.
+    /// The default trusts the client's own keep-alive.
+    async fn probe(&mut self) -> Result<(), BrokerError> {
+        Ok(())
+    }
 }
 
 /// A room's channel subscription is live; anything published before it may
@@ -411,12 +422,23 @@ impl Driver {
                 tracing::info!(broker = self.name, "cluster broker connected");
             }
             reconnecting = true;
+            let mut probe = tokio::time::interval(PROBE_EVERY);
+            probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let lost = loop {
                 tokio::select! {
                     command = commands.recv() => {
                         let Some(command) = command else { return };
-                        if let Err(err) = self.apply(command).await {
-                            break err.0;
+                        match tokio::time::timeout(BROKER_TIMEOUT, self.apply(command)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(err)) => break err.0,
+                            Err(_) => break format!("no answer within {BROKER_TIMEOUT:?}"),
+                        }
+                    }
+                    _ = probe.tick() => {
+                        match tokio::time::timeout(BROKER_TIMEOUT, self.broker.probe()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(err)) => break err.0,
+                            Err(_) => break format!("no answer to a probe within {BROKER_TIMEOUT:?}"),
                         }
                     }
                     event = events.recv() => match event {
@@ -456,6 +478,12 @@ impl Driver {
                     self.broker.subscribe(channel).await?;
                 }
                 Ok::<_, BrokerError>(())
+            };
+            let timeout = BROKER_TIMEOUT * 2;
+            let attempt = async {
+                tokio::time::timeout(timeout, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(BrokerError(format!("no answer within {timeout:?}"))))
             };
             match attempt.await {
                 Ok(()) => {

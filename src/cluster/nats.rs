@@ -129,4 +129,17 @@ impl Broker for NatsBroker {
             .await
             .map_err(|err| BrokerError::new("NATS publish", err))
     }
+
+    async fn probe(&mut self) -> Result<(), BrokerError> {
+        let client = self.client()?;
+        // The client reconnects by itself and says so; only a link that
+        // claims to be up and does not answer needs the driver.
+        if client.connection_state() != State::Connected {
+            return Ok(());
+        }
+        client
+            .flush()
+            .await
+            .map_err(|err| BrokerError::new("NATS flush", err))
+    }
 }

@@ -95,4 +95,21 @@ impl Broker for RedisBroker {
             .await
             .map_err(|err| BrokerError::new("redis PUBLISH", err))
     }
+
+    async fn probe(&mut self) -> Result<(), BrokerError> {
+        let publisher = self
+            .publisher
+            .as_mut()
+            .ok_or_else(|| BrokerError("not connected".into()))?;
+        redis::cmd("PING")
+            .exec_async(publisher)
+            .await
+            .map_err(|err| BrokerError::new("redis PING", err))?;
+        // The subscription connection is the one that receives: probe it too.
+        self.subscriber()?
+            .ping::<String>()
+            .await
+            .map(drop)
+            .map_err(|err| BrokerError::new("redis PING (subscriber)", err))
+    }
 }
