@@ -47,7 +47,12 @@ for (scenario, setting), peers in pairs.items():
             print("|---|---|---|---|---|---|---|---|---|" + ("---|" if with_before else ""))
     fmt = lambda v: "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
     every = lambda *path: " / ".join(fmt(get(row, *path)) for row in side)
-    counts = " / ".join(str(get(row, "missing")) for row in side)
+    def count(row):
+        if row is None:
+            return "–"
+        refused = row.get("refused") or 0
+        return f"{row['missing']}" + (f" (+{refused} refused)" if refused else "")
+    counts = " / ".join(count(row) for row in side)
     if scenario == "idle":
         rb = get(r, "rss_per_connection") or 0
         sb = get(s, "rss_per_connection") or 0

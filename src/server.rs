@@ -323,6 +323,14 @@ impl Replica {
                 )
         })
         .workers(config.worker_count())
+        // Without it, a message written right after its ack waits for the
+        // client's delayed ACK of the ack (Nagle): 40 ms added to p99 at
+        // one message per second.
+        .on_connect(|connection, _| {
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .shutdown_timeout(config.shutdown_timeout)
         // Signals are the binary's business (see main.rs), so tests and
         // embedders decide when a replica stops.

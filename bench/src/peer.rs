@@ -39,6 +39,9 @@ pub enum Event {
     Ack {
         sent: Instant,
     },
+    /// The server refused a message of ours at once (Rookery's
+    /// `overloaded`): backpressure, counted apart from what went missing.
+    Refused,
     Other,
 }
 
@@ -280,6 +283,8 @@ fn decode_rookery(text: &str) -> Event {
                 sent: unstamp(sent),
             };
         }
+    } else if text.starts_with(r#"{"type":"error","code":"overloaded""#) {
+        return Event::Refused;
     }
     Event::Other
 }

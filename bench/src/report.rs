@@ -58,6 +58,8 @@ pub struct Row {
     /// Sends skipped because the connection's window of unconfirmed
     /// messages was full: the server was not keeping up.
     pub skipped: u64,
+    /// Refused at once by the server (`overloaded`): not counted as sent.
+    pub refused: u64,
     /// Sent but never delivered within the drain time.
     pub missing: u64,
     pub delivery: Latency,
@@ -76,6 +78,7 @@ impl Row {
             offered_per_s: 0.0,
             delivered_per_s: 0.0,
             skipped: 0,
+            refused: 0,
             missing: 0,
             delivery: Latency::default(),
             ack: Latency::default(),

@@ -152,6 +152,7 @@ struct Tally {
     sent: u64,
     received: u64,
     skipped: u64,
+    refused: u64,
 }
 
 impl Tally {
@@ -162,6 +163,7 @@ impl Tally {
             sent: 0,
             received: 0,
             skipped: 0,
+            refused: 0,
         }
     }
 
@@ -171,6 +173,7 @@ impl Tally {
         self.sent += other.sent;
         self.received += other.received;
         self.skipped += other.skipped;
+        self.refused += other.refused;
     }
 }
 
@@ -235,6 +238,11 @@ impl Linker {
                                     progress.delivered.fetch_add(1, Ordering::Relaxed);
                                 }
                                 Event::Ack { sent } => record(&mut tally.ack, sent.elapsed()),
+                                // Answered, and never coming: the window slot is free.
+                                Event::Refused => {
+                                    tally.refused += 1;
+                                    tally.sent -= 1;
+                                }
                                 Event::Other => {}
                             }
                         }
@@ -265,6 +273,7 @@ impl Linker {
         row.offered_per_s = self.connections as f64 / self.interval.as_secs_f64();
         row.delivered_per_s = total.received as f64 / seconds;
         row.skipped = total.skipped;
+        row.refused = total.refused;
         row.missing = total.sent.saturating_sub(total.received);
         row.delivery = Latency::of(&total.delivery);
         row.ack = Latency::of(&total.ack);

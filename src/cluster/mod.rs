@@ -516,9 +516,10 @@ impl Driver {
     async fn apply(&mut self, command: Command) -> Result<(), BrokerError> {
         match command {
             Command::Subscribe(channel, notify) => {
-                if !self.wanted.contains(&channel) {
+                // Wanted first: if the call fails or times out, the
+                // reconnect that follows subscribes it.
+                if self.wanted.insert(channel.clone()) {
                     self.broker.subscribe(&channel).await?;
-                    self.wanted.insert(channel);
                 }
                 if let Some(notify) = notify {
                     notify.do_send(Subscribed);

@@ -107,7 +107,8 @@ impl Broker for RedisBroker {
             .map_err(|err| BrokerError::new("redis PING", err))?;
         // The subscription connection is the one that receives: probe it too.
         self.subscriber()?
-            .ping::<String>()
+            // A subscribed connection answers PING with ["pong", ""].
+            .ping::<redis::Value>()
             .await
             .map(drop)
             .map_err(|err| BrokerError::new("redis PING (subscriber)", err))

@@ -469,16 +469,28 @@ impl Store for MongoStore {
                 Err(err) => {
                     // Whatever happened, the remembered seq may be stale now.
                     self.remember_last_seq(room, None);
+                    // Part of the batch is stored already: the whole of it
+                    // is neither stored nor not, so the answer is unknown
+                    // (the stored part arrives by itself).
+                    let failed = |err: MongoError| {
+                        if stored.is_empty() {
+                            unavailable(err)
+                        } else {
+                            StoreError::Uncertain(format!("part of the batch is stored: {err}"))
+                        }
+                    };
                     match inserted_before_duplicate(&err) {
                         Some(count) if attempts < MAX_APPEND_ATTEMPTS => count,
-                        Some(_) => return Err(unavailable(err)),
+                        Some(_) => return Err(failed(err)),
                         // Never sent: no server to send it to.
                         None if matches!(*err.kind, ErrorKind::ServerSelection { .. }) => {
-                            return Err(unavailable(err))
+                            return Err(failed(err))
                         }
                         None => match self.stored_prefix(room, last, pending).await {
-                            // The insert may have gone in before the error.
-                            Ok(0) => return Err(unavailable(err)),
+                            // The insert may have gone in before the error;
+                            // the connection it went on is gone, so what is
+                            // not there now never will be.
+                            Ok(0) => return Err(failed(err)),
                             Ok(count) => {
                                 tracing::info!(%room, count, error = %err, "an insert that failed had been stored");
                                 count

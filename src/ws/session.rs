@@ -179,7 +179,10 @@ impl WsSession {
         if std::mem::replace(&mut self.ready, true) {
             return;
         }
-        ctx.wait(actix::fut::ready(()).map(|(), this: &mut Self, _ctx| {
+        // Spawned, not waited: a spawned future runs only once every
+        // waiting one is done (waits run last-in first-out, so a wait
+        // queued now would run before the joins queued by the frame).
+        ctx.spawn(actix::fut::ready(()).map(|(), this: &mut Self, _ctx| {
             this.registry.do_send(registry::Ready { session: this.id });
         }));
     }

@@ -258,8 +258,10 @@ impl Room {
         let mut reached = false;
         for member in self.members.values_mut() {
             if message.seq > member.seen_up_to {
+                // A held message has not reached anyone yet: if that
+                // connection closes first, `fetch_missed` still has it.
+                reached |= member.held.is_none() && Some(&member.user) == recipient.as_ref();
                 member.send_message(&frame);
-                reached |= Some(&member.user) == recipient.as_ref();
             }
         }
         recipient.filter(|_| reached)
@@ -589,7 +591,13 @@ impl Handler<Join> for Room {
                 }
             };
             let newest = history.last().map_or(0, |m| m.seq);
-            let delivered = this.sequencer.start_at(newest);
+            // Without a read there is no newest to start from: starting at
+            // 0 would replay the room's whole history as new messages.
+            let delivered = if complete {
+                this.sequencer.start_at(newest)
+            } else {
+                this.sequencer.delivered().unwrap_or(0)
+            };
             let mut seen_up_to = delivered;
             let mut recovered = None;
             if let Some(since) = join.since {

@@ -85,30 +85,41 @@ impl Sequencer {
         })
     }
 
-    /// The store's answer to `fill`: delivers what it can. Where the store
-    /// came back short, it has nothing more before the held messages (never
-    /// with our stores, as it hands out `seq`s without holes), so the
-    /// sequence skips ahead to them rather than stall. Returns what is now
-    /// in order, and whether another fill is due at once (the read was cut
-    /// at its limit).
+    /// The store's answer to `fill`: delivers what it can, and returns
+    /// whether to read on at once (the read was cut at its limit).
+    ///
+    /// The store hands out `seq`s without holes, and a `seq` is visible
+    /// only once every lower one is: so a `seq` missing below the highest
+    /// one the read returned will never come (never with our stores), and
+    /// the sequence skips it rather than stall. A `seq` missing above it
+    /// may simply have been stored after the read (a stale fill): it is
+    /// read again, never skipped.
     pub fn filled(&mut self, fill: Fill, found: Vec<StoredMessage>) -> (Vec<StoredMessage>, bool) {
-        let complete = found.len() < fill.limit as usize;
+        let cut = found.len() >= fill.limit as usize;
+        let read_through = found.last().map(|m| m.seq);
         let mut ready = self.accept(found);
-        if !complete {
-            return (ready, self.has_gap());
-        }
-        if let (Some(delivered), Some(&first)) = (self.delivered, self.held.keys().next()) {
-            if first > delivered + 1 {
-                tracing::warn!(
-                    from = delivered + 1,
-                    to = first - 1,
-                    "the store has no messages for these seqs; skipping ahead"
-                );
-                self.delivered = Some(first - 1);
-                ready.extend(self.release());
+        while let (Some(delivered), Some(&first)) = (self.delivered, self.held.keys().next()) {
+            if first == delivered + 1 {
+                break;
             }
+            let hole_is_final = match read_through {
+                Some(through) => first <= through + 1,
+                // Nothing after `delivered` at all, although later messages
+                // exist: the store lost them. Waiting would not help.
+                None => !cut,
+            };
+            if !hole_is_final {
+                break;
+            }
+            tracing::warn!(
+                from = delivered + 1,
+                to = first - 1,
+                "the store has no messages for these seqs; skipping ahead"
+            );
+            self.delivered = Some(first - 1);
+            ready.extend(self.release());
         }
-        (ready, false)
+        (ready, cut && self.has_gap())
     }
 }
 
@@ -223,12 +234,47 @@ mod tests {
     fn a_hole_the_store_does_not_have_is_skipped_not_waited_for() {
         let mut sequencer = Sequencer::default();
         sequencer.start_at(0);
-        sequencer.accept(many([1, 5]));
+        sequencer.accept(many([1, 7]));
         let fill = sequencer.fill().unwrap();
-        let (ready, again) = sequencer.filled(fill, many([2]));
-        assert_eq!(seqs(&ready), [2, 5]);
+        // The store has 2 and 5 (and 7), not 3, 4 or 6.
+        let (ready, again) = sequencer.filled(fill, many([2, 5, 7]));
+        assert_eq!(seqs(&ready), [2, 5, 7]);
         assert!(!again);
-        assert_eq!(sequencer.delivered(), Some(5));
+        assert_eq!(sequencer.delivered(), Some(7));
+    }
+
+    /// A hole right after `delivered` with only held messages behind it:
+    /// the read fills its whole limit with them, and must not be repeated
+    /// forever.
+    #[test]
+    fn a_single_missing_seq_does_not_make_the_fill_spin() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(3);
+        sequencer.accept(many([5]));
+        let fill = sequencer.fill().unwrap();
+        assert_eq!(fill.limit, 1);
+        let (ready, again) = sequencer.filled(fill, many([5]));
+        assert_eq!(seqs(&ready), [5]);
+        assert!(!again);
+    }
+
+    /// A short answer read before newer messages were stored proves
+    /// nothing about them: they are read again, not skipped.
+    #[test]
+    fn a_stale_short_read_never_skips_what_it_did_not_read() {
+        let mut sequencer = Sequencer::default();
+        sequencer.start_at(100);
+        sequencer.accept(many([110]));
+        let stale = sequencer.fill().unwrap();
+        // Meanwhile 101 to 103 arrive, and 105 is held behind 104.
+        sequencer.accept(many([101, 102, 103, 105]));
+        assert_eq!(sequencer.delivered(), Some(103));
+        // The store had only 101 and 102 when the stale fill read it.
+        let (ready, again) = sequencer.filled(stale, many([101, 102]));
+        assert!(ready.is_empty());
+        assert!(!again, "not at once");
+        assert_eq!(sequencer.delivered(), Some(103), "104 may yet come");
+        assert!(sequencer.has_gap(), "so it is read again after the wait");
     }
 
     #[test]

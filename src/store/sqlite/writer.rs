@@ -176,17 +176,31 @@ fn checkpoint(conn: &Connection, mode: &str) {
 }
 
 fn commit_group(conn: &Connection, group: impl Iterator<Item = Box<dyn Job>>) {
-    if let Err(err) = conn
-        .prepare_cached("BEGIN IMMEDIATE")
-        .and_then(|mut s| s.execute([]))
-    {
-        let message = err.to_string();
-        for job in group {
-            job.fail(StoreError::Unavailable(message.clone()));
+    let mut replies: Vec<Reply> = Vec::new();
+    let mut open = false;
+    for job in group {
+        if !open {
+            if let Err(err) = begin(conn) {
+                job.fail(StoreError::Unavailable(err.to_string()));
+                continue;
+            }
+            open = true;
         }
+        replies.push(job.run(conn));
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back by itself (disk
+            // full, I/O error): nothing of this group so far is stored.
+            let why = "the database rolled back the transaction (disk full or I/O error)";
+            tracing::warn!(jobs = replies.len(), "{why}");
+            for reply in replies.drain(..) {
+                reply(Err(StoreError::Unavailable(why.into())));
+            }
+            open = false;
+        }
+    }
+    if !open {
         return;
     }
-    let replies: Vec<Reply> = group.map(|job| job.run(conn)).collect();
     let committed = conn
         .prepare_cached("COMMIT")
         .and_then(|mut s| s.execute([]))
@@ -202,6 +216,12 @@ fn commit_group(conn: &Connection, group: impl Iterator<Item = Box<dyn Job>>) {
     for reply in replies {
         reply(outcome.clone().map_err(StoreError::Unavailable));
     }
+}
+
+fn begin(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?
+        .execute([])
+        .map(drop)
 }
 
 /// Copies the WAL back into the database off the commit path.
