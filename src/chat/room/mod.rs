@@ -69,26 +69,42 @@ struct Member {
     /// client said it has them (`resume`), so they are not delivered again.
     seen_up_to: u64,
     /// `Some` while the connection has not spoken: its messages wait here,
-    /// in order, until it resumes (they are then replayed) or speaks.
-    held: Option<Vec<bytestring::ByteString>>,
+    /// in order, until it resumes (they are then replayed) or speaks; with
+    /// the seq of each whose direct recipient this member's user is.
+    held: Option<Vec<(bytestring::ByteString, Option<u64>)>>,
 }
 
 impl Member {
-    fn send_message(&mut self, frame: &bytestring::ByteString) {
+    /// Sends (or holds) a message frame. `ours` is its seq when this
+    /// member's user is its direct recipient. Returns the seqs that now
+    /// reached that recipient: the frame's own, or held ones let go.
+    fn send_message(&mut self, frame: &bytestring::ByteString, ours: Option<u64>) -> Vec<u64> {
         match &mut self.held {
-            Some(held) if held.len() < MAX_HELD => held.push(frame.clone()),
-            Some(_) => {
-                self.release();
-                self.socket.do_send(Deliver(frame.clone()));
+            Some(held) if held.len() < MAX_HELD => {
+                held.push((frame.clone(), ours));
+                Vec::new()
             }
-            None => self.socket.do_send(Deliver(frame.clone())),
+            Some(_) => {
+                let mut reached = self.release();
+                self.socket.do_send(Deliver(frame.clone()));
+                reached.extend(ours);
+                reached
+            }
+            None => {
+                self.socket.do_send(Deliver(frame.clone()));
+                ours.into_iter().collect()
+            }
         }
     }
 
-    fn release(&mut self) {
-        for frame in self.held.take().into_iter().flatten() {
+    /// Lets held messages go; returns the seqs of those for this user.
+    fn release(&mut self) -> Vec<u64> {
+        let mut reached = Vec::new();
+        for (frame, ours) in self.held.take().into_iter().flatten() {
             self.socket.do_send(Deliver(frame));
+            reached.extend(ours);
         }
+        reached
     }
 }
 
@@ -233,8 +249,8 @@ impl Room {
     fn deliver_all(&mut self, ready: Vec<StoredMessage>, ctx: &mut Context<Self>) {
         let mut reached: HashMap<String, Vec<u64>> = HashMap::new();
         for message in &ready {
-            if let Some(recipient) = self.deliver(message) {
-                reached.entry(recipient).or_default().push(message.seq);
+            for (recipient, seqs) in self.deliver(message) {
+                reached.entry(recipient).or_default().extend(seqs);
             }
         }
         for (recipient, seqs) in reached {
@@ -246,25 +262,27 @@ impl Room {
         }
     }
 
-    /// Hands a message to the members that have not seen it; returns its
-    /// direct recipient if one of them is theirs. A `fast` message went out
+    /// Hands a message to the members that have not seen it; returns the
+    /// seqs that reached a direct recipient's connection, by recipient (a
+    /// held message reaches it only when let go). A `fast` message went out
     /// before it was stored, so its stored copy only moves the sequence on.
-    fn deliver(&mut self, message: &StoredMessage) -> Option<String> {
+    fn deliver(&mut self, message: &StoredMessage) -> Vec<(String, Vec<u64>)> {
         if message.fast {
-            return None;
+            return Vec::new();
         }
         let recipient = self.recipient(&message.from).map(str::to_owned);
         let frame = ServerFrame::Message(WireMessage::from(message)).encode();
-        let mut reached = false;
+        let mut reached = Vec::new();
         for member in self.members.values_mut() {
             if message.seq > member.seen_up_to {
-                // A held message has not reached anyone yet: if that
-                // connection closes first, `fetch_missed` still has it.
-                reached |= member.held.is_none() && Some(&member.user) == recipient.as_ref();
-                member.send_message(&frame);
+                let ours = (Some(&member.user) == recipient.as_ref()).then_some(message.seq);
+                let seqs = member.send_message(&frame, ours);
+                if !seqs.is_empty() {
+                    reached.push((member.user.clone(), seqs));
+                }
             }
         }
-        recipient.filter(|_| reached)
+        reached
     }
 
     /// The recipient of a direct message from `from`: the other participant
@@ -617,8 +635,15 @@ impl Handler<Join> for Room {
             member.seen_up_to = member.seen_up_to.max(seen_up_to);
             let socket = member.socket.clone();
             // Held messages were delivered here already, so this `joined`
-            // carries them.
-            member.held = None;
+            // carries them: they reach the connection now.
+            let reached: Vec<u64> = member
+                .held
+                .take()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, ours)| ours)
+                .collect();
+            let user = member.user.clone();
             this.members_changed(ctx);
             let joined = ServerFrame::Joined {
                 room: &this.name,
@@ -632,6 +657,9 @@ impl Handler<Join> for Room {
             }
             .encode();
             socket.do_send(Deliver(joined));
+            if !reached.is_empty() {
+                this.mark_delivered(user, reached, ctx);
+            }
         }));
     }
 }
@@ -639,9 +667,14 @@ impl Handler<Join> for Room {
 impl Handler<Activate> for Room {
     type Result = ();
 
-    fn handle(&mut self, activate: Activate, _ctx: &mut Self::Context) {
-        if let Some(member) = self.members.get_mut(&activate.session) {
-            member.release();
+    fn handle(&mut self, activate: Activate, ctx: &mut Self::Context) {
+        let Some(member) = self.members.get_mut(&activate.session) else {
+            return;
+        };
+        let seqs = member.release();
+        if !seqs.is_empty() {
+            let user = member.user.clone();
+            self.mark_delivered(user, seqs, ctx);
         }
     }
 }
