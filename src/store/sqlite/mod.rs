@@ -190,6 +190,34 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Messages of `room` with their author's current photo, chosen by
+    /// `range` (over `?2` = `bound` and `?3` = `limit`).
+    async fn page(
+        &self,
+        room: &str,
+        bound: i64,
+        limit: u32,
+        range: &'static str,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let room = room.to_owned();
+        self.read(move |conn| {
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id
+                 FROM messages m LEFT JOIN users u ON u.name = m.sender
+                 WHERE m.room = ?1 AND {range}"
+            ))?;
+            let messages = query
+                .query_map(params![room, bound, limit], |row| {
+                    message_from_row(&room, row)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(messages)
+        })
+        .await
+    }
+}
+
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -353,44 +381,23 @@ impl Store for SqliteStore {
         before: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let room = room.to_owned();
         let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
-        self.read(move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id
-                 FROM messages m LEFT JOIN users u ON u.name = m.sender
-                 WHERE m.room = ?1 AND m.seq < ?2
-                 ORDER BY m.seq DESC LIMIT ?3",
-            )?;
-            let mut messages = query
-                .query_map(params![room, before, limit], |row| {
-                    message_from_row(&room, row)
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            messages.reverse();
-            Ok(messages)
-        })
-        .await
+        let mut newest_first = self
+            .page(
+                room,
+                before,
+                limit,
+                "m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
+            )
+            .await?;
+        newest_first.reverse();
+        Ok(newest_first)
     }
 
     async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        let room = room.to_owned();
         let after = after.min(i64::MAX as u64) as i64;
-        self.read(move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id
-                 FROM messages m LEFT JOIN users u ON u.name = m.sender
-                 WHERE m.room = ?1 AND m.seq > ?2
-                 ORDER BY m.seq LIMIT ?3",
-            )?;
-            let messages = query
-                .query_map(params![room, after, limit], |row| {
-                    message_from_row(&room, row)
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(messages)
-        })
-        .await
+        self.page(room, after, limit, "m.seq > ?2 ORDER BY m.seq LIMIT ?3")
+            .await
     }
 
     async fn mark_delivered(
