@@ -187,15 +187,21 @@ async fn send_and_answer(ws: &mut common::Ws, text: &str, reference: &str) -> Va
     }
 }
 
-#[actix_web::test]
-async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
-    let mut mongo = MongoServer::start();
-    let (_dir, config) = mongo_config(&mongo.url("rookery"));
+/// A replica on `mongo`, once ready, with alice and bob logged in.
+async fn alice_and_bob_on(mongo: &MongoServer) -> (tempfile::TempDir, TestServer, Client, Client) {
+    let (dir, config) = mongo_config(&mongo.url("rookery"));
     let server = TestServer::start_with(config).await;
     let alice = Client::new(&server);
     wait_ready(&alice, Duration::from_secs(20)).await;
     alice.login("alice").await;
     let bob = Client::logged_in(&server, "bob").await;
+    (dir, server, alice, bob)
+}
+
+#[actix_web::test]
+async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
+    let mut mongo = MongoServer::start();
+    let (_dir, server, alice, bob) = alice_and_bob_on(&mongo).await;
     let (mut a, mut b) = (alice.ws().await, bob.ws().await);
     a.join("general").await;
     b.join("general").await;
@@ -280,12 +286,7 @@ async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
 #[actix_web::test]
 async fn a_frozen_database_answers_within_the_bound_and_never_contradicts_itself() {
     let mongo = MongoServer::start();
-    let (_dir, config) = mongo_config(&mongo.url("rookery"));
-    let server = TestServer::start_with(config).await;
-    let alice = Client::new(&server);
-    wait_ready(&alice, Duration::from_secs(20)).await;
-    alice.login("alice").await;
-    let bob = Client::logged_in(&server, "bob").await;
+    let (_dir, server, alice, bob) = alice_and_bob_on(&mongo).await;
     let (mut a, mut b) = (alice.ws().await, bob.ws().await);
     a.join("general").await;
     b.join("general").await;
