@@ -302,8 +302,14 @@ async fn a_frozen_database_answers_within_the_bound_and_never_contradicts_itself
         waited < Duration::from_millis(6500),
         "answered after {waited:?}"
     );
-    assert_eq!(answer["type"], "error", "no ack while frozen: {answer}");
-    assert_eq!(answer["code"], "store_uncertain", "{answer}");
+    // Frozen, the answer is `store_uncertain`. On a loaded machine the
+    // SIGSTOP has been seen to land only after the insert was answered;
+    // an ack is then true, and the rest of the test holds all the same.
+    // Never `store_unavailable`: that would be a lie for a message stored.
+    assert!(
+        answer["type"] == "ack" || answer["code"] == "store_uncertain",
+        "{answer}"
+    );
 
     // The insert was on its way; the thawed database stores it, and the
     // room delivers it from there, to everyone, once.
