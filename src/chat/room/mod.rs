@@ -118,7 +118,7 @@ struct Queued {
     /// `None` for a `fast` message: delivered already, never acked.
     receipt: Option<Receipt>,
     /// Its place in the backlog, given back once the store answered.
-    _permit: Permit,
+    permit: Permit,
 }
 
 /// What the room is doing about messages held behind a gap.
@@ -430,7 +430,7 @@ impl Room {
         let mut waiting = Vec::with_capacity(take);
         for queued in self.pending.drain(..take) {
             batch.push(queued.message);
-            waiting.push((queued.avatar, queued.receipt, queued._permit));
+            waiting.push((queued.avatar, queued.receipt, queued.permit));
         }
         let store = self.store.clone();
         let room = self.name.clone();
@@ -742,7 +742,7 @@ impl Handler<Post> for Room {
             },
             avatar: post.avatar,
             receipt: (!fast).then_some((post.reference, post.reply)),
-            _permit: permit,
+            permit,
         });
         self.flush(ctx);
     }
