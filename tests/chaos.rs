@@ -1,0 +1,983 @@
+//! The chaos lane: three replicas on one broker and one MongoDB-protocol
+//! database, clients that record every frame they get, faults injected on
+//! a seeded schedule (replica SIGKILL, SIGTERM and SIGSTOP, broker kill,
+//! a replica's broker link cut, database kill and freeze), and a checker
+//! that holds what each client saw against what the store holds: lost acked
+//! messages, false failures, duplicates, ordering violations, holes, and
+//! how long deliveries took while a fault lasted and after it healed.
+//!
+//! `cargo test` runs the short lane for each broker; `scripts/chaos.sh`
+//! runs the long one. Environment: `CHAOS_SEED` (default random, printed:
+//! the same seed replays the same schedule, placements and send timings),
+//! `CHAOS_LANE` (`short` or `long`), `CHAOS_BROKERS` (comma-separated, default
+//! all), `CHAOS_REPORT` (a file the result tables are appended to),
+//! `CHAOS_FAULTS` (comma-separated, e.g. `kill_broker,cut_link`: only these),
+//! `CHAOS_LOGS` (set: print the replicas' logs at the end).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::cluster::{serial, BrokerKind, BrokerServer, Replica};
+use common::link::Link;
+use common::mongo::MongoServer;
+use common::PASSWORD;
+use futures_util::{SinkExt, StreamExt};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rookery::store::Store;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+const REPLICAS: usize = 3;
+const ROOM: &str = "chaos";
+/// A client that hears nothing (not even a ping) for this long treats its
+/// replica as dead and reconnects elsewhere, as a careful client would.
+const SILENCE: Duration = Duration::from_secs(8);
+/// How long clients get after the last fault to receive everything stored.
+const SETTLE_LIMIT: Duration = Duration::from_secs(45);
+/// Bound on delivery after a fault heals: every message sent during it
+/// reaches every member within this.
+const RECOVERY_BOUND: Duration = Duration::from_secs(20);
+/// Bound on delivery between two users of one replica while its broker
+/// is gone (the README: chat on a replica keeps working).
+const LOCAL_BOUND: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Fault {
+    KillReplica,
+    TerminateReplica,
+    FreezeReplica,
+    KillBroker,
+    CutLink,
+    KillDatabase,
+    FreezeDatabase,
+}
+
+impl Fault {
+    const ALL: [Fault; 7] = [
+        Fault::KillReplica,
+        Fault::TerminateReplica,
+        Fault::FreezeReplica,
+        Fault::KillBroker,
+        Fault::CutLink,
+        Fault::KillDatabase,
+        Fault::FreezeDatabase,
+    ];
+
+    /// As `CHAOS_FAULTS` names it.
+    fn key(self) -> &'static str {
+        match self {
+            Fault::KillReplica => "kill_replica",
+            Fault::TerminateReplica => "terminate_replica",
+            Fault::FreezeReplica => "freeze_replica",
+            Fault::KillBroker => "kill_broker",
+            Fault::CutLink => "cut_link",
+            Fault::KillDatabase => "kill_database",
+            Fault::FreezeDatabase => "freeze_database",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Fault::KillReplica => "replica SIGKILL",
+            Fault::TerminateReplica => "replica SIGTERM",
+            Fault::FreezeReplica => "replica SIGSTOP",
+            Fault::KillBroker => "broker killed",
+            Fault::CutLink => "broker link cut",
+            Fault::KillDatabase => "database killed",
+            Fault::FreezeDatabase => "database SIGSTOP",
+        }
+    }
+
+    /// Faults after which users of one replica still talk to each other.
+    fn broker_only(self) -> bool {
+        matches!(self, Fault::KillBroker | Fault::CutLink)
+    }
+}
+
+struct Lane {
+    name: &'static str,
+    room_users: usize,
+    direct_pairs: usize,
+    send_every: Duration,
+    faults: Vec<Fault>,
+    hold: Duration,
+    settle: Duration,
+}
+
+impl Lane {
+    fn from_env(rng: &mut StdRng) -> Self {
+        let long = std::env::var("CHAOS_LANE").is_ok_and(|lane| lane == "long");
+        let mut faults: Vec<Fault> = if long {
+            Fault::ALL
+                .iter()
+                .chain(Fault::ALL.iter())
+                .copied()
+                .collect()
+        } else {
+            vec![
+                Fault::KillReplica,
+                Fault::KillBroker,
+                Fault::CutLink,
+                Fault::FreezeReplica,
+                Fault::FreezeDatabase,
+            ]
+        };
+        if let Ok(chosen) = std::env::var("CHAOS_FAULTS") {
+            faults = chosen
+                .split(',')
+                .map(|key| {
+                    *Fault::ALL
+                        .iter()
+                        .find(|fault| fault.key() == key.trim())
+                        .unwrap_or_else(|| panic!("CHAOS_FAULTS: no fault {key:?}"))
+                })
+                .collect();
+        }
+        shuffle(&mut faults, rng);
+        if long {
+            Lane {
+                name: "long",
+                room_users: 24,
+                direct_pairs: 4,
+                send_every: Duration::from_millis(300),
+                faults,
+                hold: Duration::from_secs(10),
+                settle: Duration::from_secs(12),
+            }
+        } else {
+            Lane {
+                name: "short",
+                room_users: 9,
+                direct_pairs: 2,
+                send_every: Duration::from_millis(250),
+                faults,
+                hold: Duration::from_secs(5),
+                settle: Duration::from_secs(7),
+            }
+        }
+    }
+}
+
+fn shuffle<T>(items: &mut [T], rng: &mut StdRng) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.random_range(0..=i));
+    }
+}
+
+/// What happened to one send, from its client's side.
+#[derive(Clone, Debug, PartialEq)]
+enum Outcome {
+    Waiting,
+    Acked(u64),
+    /// An `error` frame with this code.
+    Refused(String),
+    /// The connection ended before an answer: stored or not, unknown.
+    Unanswered,
+}
+
+#[derive(Clone, Debug)]
+struct Sent {
+    room: String,
+    text: String,
+    at: Instant,
+    replica: usize,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    seq: u64,
+    text: String,
+    at: Instant,
+    replica: usize,
+}
+
+/// Everything one client did and got.
+#[derive(Default, Debug)]
+struct Record {
+    name: String,
+    rooms: Vec<String>,
+    /// By ref.
+    sent: HashMap<u64, Sent>,
+    /// Per room, in arrival order.
+    seen: HashMap<String, Vec<Seen>>,
+    /// Resumes answered with `recovered:false`.
+    unrecovered: usize,
+    connections: usize,
+}
+
+impl Record {
+    fn last_seq(&self, room: &str) -> u64 {
+        self.seen
+            .get(room)
+            .and_then(|seen| seen.iter().map(|s| s.seq).max())
+            .unwrap_or(0)
+    }
+}
+
+/// The replicas' current addresses; `None` while one is down.
+type Addresses = Arc<Mutex<Vec<Option<SocketAddr>>>>;
+
+/// One simulated user: logs in, connects to a live replica, resumes its
+/// rooms, sends on a jittered clock, and starts over on any failure.
+async fn client(
+    record: Arc<Mutex<Record>>,
+    peer: Option<String>,
+    addresses: Addresses,
+    send_every: Duration,
+    seed: u64,
+    mut sending: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let name = record.lock().unwrap().name.clone();
+    let mut next_ref = 1u64;
+    let mut cookie: Option<String> = None;
+    while !*stop.borrow() {
+        let Some((replica, addr)) = pick(&addresses, &mut rng) else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if cookie.is_none() {
+            cookie = login(addr, &name).await;
+            if cookie.is_none() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+        }
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", cookie.clone().unwrap().parse().unwrap());
+        let connect = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio_tungstenite::connect_async(request),
+        );
+        let mut socket = match connect.await {
+            Ok(Ok((socket, _))) => socket,
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response)))
+                if response.status() == 401 =>
+            {
+                cookie = None;
+                continue;
+            }
+            _ => {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+                continue;
+            }
+        };
+        let resume = {
+            let mut record = record.lock().unwrap();
+            record.connections += 1;
+            let rooms: serde_json::Map<String, Value> = record
+                .rooms
+                .iter()
+                .map(|room| (room.clone(), json!(record.last_seq(room))))
+                .collect();
+            json!({"type": "resume", "rooms": rooms})
+        };
+        if socket
+            .send(Message::Text(resume.to_string().into()))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let mut resumed = 0usize;
+        let rooms = record.lock().unwrap().rooms.len();
+        let mut draining = false;
+        let mut next_send = Instant::now() + jittered(send_every, &mut rng);
+        loop {
+            tokio::select! {
+                frame = tokio::time::timeout(SILENCE, socket.next()) => {
+                    let text = match frame {
+                        Ok(Some(Ok(Message::Text(text)))) => text,
+                        Ok(Some(Ok(_))) => continue,
+                        _ => break,
+                    };
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    let mut record = record.lock().unwrap();
+                    match frame["type"].as_str() {
+                        Some("joined") => {
+                            resumed += 1;
+                            let room = frame["room"].as_str().unwrap().to_owned();
+                            if frame["recovered"] == false {
+                                record.unrecovered += 1;
+                            }
+                            for message in frame["history"].as_array().unwrap() {
+                                note(&mut record, &room, message, replica);
+                            }
+                        }
+                        Some("message") if !frame["seq"].is_null() => {
+                            let room = frame["room"].as_str().unwrap().to_owned();
+                            note(&mut record, &room, &frame, replica);
+                        }
+                        Some("ack") => {
+                            let reference = frame["ref"].as_u64().unwrap();
+                            let seq = frame["seq"].as_u64().unwrap();
+                            record.sent.get_mut(&reference).unwrap().outcome = Outcome::Acked(seq);
+                        }
+                        Some("error") => {
+                            let code = frame["code"].as_str().unwrap_or("?").to_owned();
+                            match frame["ref"].as_u64() {
+                                Some(reference) => {
+                                    record.sent.get_mut(&reference).unwrap().outcome =
+                                        Outcome::Refused(code);
+                                }
+                                None => panic!("{name}: an error without a ref: {frame}"),
+                            }
+                        }
+                        Some("reconnect") => draining = true,
+                        _ => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(next_send), if resumed >= rooms && !draining && *sending.borrow() => {
+                    next_send = Instant::now() + jittered(send_every, &mut rng);
+                    let reference = next_ref;
+                    next_ref += 1;
+                    let text = format!("{name} {reference}");
+                    let room = record.lock().unwrap().rooms[0].clone();
+                    let frame = match &peer {
+                        Some(peer) => json!({"type": "direct", "to": peer, "text": text, "ref": reference}),
+                        None => json!({"type": "send", "room": room, "text": text, "ref": reference}),
+                    };
+                    record.lock().unwrap().sent.insert(reference, Sent {
+                        room,
+                        text,
+                        at: Instant::now(),
+                        replica,
+                        outcome: Outcome::Waiting,
+                    });
+                    if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = stop.changed() => break,
+                _ = sending.changed() => {}
+            }
+        }
+        let mut record = record.lock().unwrap();
+        for sent in record.sent.values_mut() {
+            if sent.outcome == Outcome::Waiting {
+                sent.outcome = Outcome::Unanswered;
+            }
+        }
+    }
+}
+
+/// Half to one and a half `every`, so clients do not send in lockstep.
+fn jittered(every: Duration, rng: &mut StdRng) -> Duration {
+    every.mul_f64(rng.random_range(0.5..1.5))
+}
+
+fn note(record: &mut Record, room: &str, message: &Value, replica: usize) {
+    record.seen.entry(room.to_owned()).or_default().push(Seen {
+        seq: message["seq"].as_u64().unwrap(),
+        text: message["text"].as_str().unwrap().to_owned(),
+        at: Instant::now(),
+        replica,
+    });
+}
+
+fn pick(addresses: &Addresses, rng: &mut StdRng) -> Option<(usize, SocketAddr)> {
+    let live: Vec<(usize, SocketAddr)> = addresses
+        .lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter_map(|(n, addr)| addr.map(|addr| (n, addr)))
+        .collect();
+    (!live.is_empty()).then(|| live[rng.random_range(0..live.len())])
+}
+
+/// The session cookie of `name` (registered on first login), if the
+/// replica could log them in.
+async fn login(addr: SocketAddr, name: &str) -> Option<String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let response = http
+        .post(format!("http://{addr}/login"))
+        .form(&[("name", name), ("password", PASSWORD)])
+        .send()
+        .await
+        .ok()?;
+    if response.status() != 303 {
+        return None;
+    }
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.split(';').next())
+        .map(str::to_owned)
+        .collect();
+    (!cookies.is_empty()).then(|| cookies.join("; "))
+}
+
+/// When a fault was injected and healed.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    fault: Fault,
+    start: Instant,
+    healed: Instant,
+    /// The replica it hit, for faults that hit one.
+    replica: Option<usize>,
+}
+
+/// What the checker found. Every count but the delays must be zero.
+#[derive(Default, Debug)]
+struct Verdict {
+    stored: usize,
+    acked: usize,
+    /// Acked, but the store holds something else (or nothing) at that seq.
+    lost_acked: usize,
+    /// Refused with a definite code, yet stored.
+    false_failures: usize,
+    /// The same text stored twice.
+    stored_twice: usize,
+    /// A client got a seq it already had.
+    duplicates: usize,
+    /// A client got a seq below one it already had.
+    reordered: usize,
+    /// Stored messages of a client's rooms it never got.
+    holes: usize,
+    /// A client got a seq whose text is not the stored one.
+    corrupted: usize,
+    unrecovered: usize,
+    refused: BTreeMap<String, usize>,
+    unanswered: usize,
+    /// Per fault: the longest a message sent during it took to reach every
+    /// member after the heal, and the slowest delivery between two users of
+    /// one replica while a broker fault lasted.
+    recovery: BTreeMap<Fault, Duration>,
+    local: BTreeMap<Fault, Duration>,
+    deliveries: usize,
+}
+
+impl Verdict {
+    fn clean(&self) -> bool {
+        self.lost_acked == 0
+            && self.false_failures == 0
+            && self.stored_twice == 0
+            && self.duplicates == 0
+            && self.reordered == 0
+            && self.holes == 0
+            && self.corrupted == 0
+            && self.unrecovered == 0
+    }
+}
+
+/// Holds the clients' records against the store's rooms (room → seq → text).
+fn check(
+    records: &[Record],
+    store: &HashMap<String, BTreeMap<u64, String>>,
+    windows: &[Window],
+) -> Verdict {
+    let mut verdict = Verdict::default();
+    let mut stored_texts: HashMap<&str, (&str, u64)> = HashMap::new();
+    for (room, messages) in store {
+        verdict.stored += messages.len();
+        for (seq, text) in messages {
+            if stored_texts
+                .insert(text.as_str(), (room.as_str(), *seq))
+                .is_some()
+            {
+                verdict.stored_twice += 1;
+            }
+        }
+    }
+    let mut sent_by_text: HashMap<&str, &Sent> = HashMap::new();
+    for record in records {
+        verdict.unrecovered += record.unrecovered;
+        for sent in record.sent.values() {
+            sent_by_text.insert(sent.text.as_str(), sent);
+            let stored = stored_texts.get(sent.text.as_str());
+            match &sent.outcome {
+                Outcome::Acked(seq) => {
+                    verdict.acked += 1;
+                    if stored != Some(&(sent.room.as_str(), *seq)) {
+                        verdict.lost_acked += 1;
+                    }
+                }
+                Outcome::Refused(code) => {
+                    *verdict.refused.entry(code.clone()).or_default() += 1;
+                    if code != "store_uncertain" && stored.is_some() {
+                        verdict.false_failures += 1;
+                    }
+                }
+                Outcome::Unanswered | Outcome::Waiting => verdict.unanswered += 1,
+            }
+        }
+        for room in &record.rooms {
+            let seen = record.seen.get(room).map(Vec::as_slice).unwrap_or(&[]);
+            let mut got = HashSet::new();
+            let mut highest = 0;
+            for delivery in seen {
+                if !got.insert(delivery.seq) {
+                    verdict.duplicates += 1;
+                } else if delivery.seq < highest {
+                    verdict.reordered += 1;
+                }
+                highest = highest.max(delivery.seq);
+                let stored = store
+                    .get(room)
+                    .and_then(|messages| messages.get(&delivery.seq));
+                if stored != Some(&delivery.text) {
+                    verdict.corrupted += 1;
+                }
+            }
+            if let Some(messages) = store.get(room) {
+                verdict.holes += messages.keys().filter(|seq| !got.contains(seq)).count();
+            }
+        }
+    }
+    for record in records {
+        for (room, seen) in &record.seen {
+            for delivery in seen {
+                let Some(sent) = sent_by_text.get(delivery.text.as_str()) else {
+                    continue;
+                };
+                debug_assert_eq!(&sent.room, room);
+                verdict.deliveries += 1;
+                let Some(window) = windows
+                    .iter()
+                    .find(|w| sent.at >= w.start && sent.at < w.healed)
+                else {
+                    continue;
+                };
+                let late = delivery.at.saturating_duration_since(window.healed);
+                let recovery = verdict.recovery.entry(window.fault).or_default();
+                *recovery = (*recovery).max(late);
+                if window.fault.broker_only()
+                    && sent.replica == delivery.replica
+                    && window.replica.is_none_or(|hit| hit == sent.replica)
+                {
+                    let took = delivery.at.saturating_duration_since(sent.at);
+                    let local = verdict.local.entry(window.fault).or_default();
+                    *local = (*local).max(took);
+                }
+            }
+        }
+    }
+    verdict
+}
+
+/// The database the replicas share, read directly.
+async fn open_database(url: &str) -> rookery::store::mongo::MongoStore {
+    let config = rookery::config::MongoConfig {
+        url: Some(url.to_owned()),
+        host: None,
+        port: 27017,
+        username: None,
+        password: None,
+        database: "rookery".into(),
+    };
+    rookery::store::mongo::MongoStore::connect(&config)
+        .await
+        .unwrap()
+}
+
+/// Every stored message of `rooms`.
+async fn stored(
+    store: &rookery::store::mongo::MongoStore,
+    rooms: &[String],
+) -> HashMap<String, BTreeMap<u64, String>> {
+    let mut all = HashMap::new();
+    for room in rooms {
+        let mut messages = BTreeMap::new();
+        let mut after = 0;
+        loop {
+            let page = store.after(room, after, 500).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for message in page {
+                messages.insert(message.seq, message.text);
+            }
+        }
+        all.insert(room.clone(), messages);
+    }
+    all
+}
+
+fn seed() -> u64 {
+    std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(rand::random)
+}
+
+fn wanted(kind: BrokerKind) -> bool {
+    let name = format!("{kind:?}").to_lowercase();
+    std::env::var("CHAOS_BROKERS")
+        .map(|brokers| brokers.split(',').any(|b| b.trim() == name))
+        .unwrap_or(true)
+}
+
+async fn chaos(kind: BrokerKind) {
+    if !wanted(kind) {
+        return;
+    }
+    let _serial = serial().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let lane = Lane::from_env(&mut rng);
+    println!(
+        "chaos {kind:?}, {} lane, seed {seed} (CHAOS_SEED={seed} replays it): {:?}",
+        lane.name, lane.faults
+    );
+
+    let mut broker = BrokerServer::start(kind);
+    let mut database = MongoServer::start();
+    let database_url = database.url("rookery_chaos");
+    let broker_addr: SocketAddr = ([127, 0, 0, 1], broker.port()).into();
+    let mut links = Vec::new();
+    let mut envs = Vec::new();
+    for _ in 0..REPLICAS {
+        let link = Link::start(broker_addr).await;
+        let mut env = broker.replica_env_on(link.port);
+        env.push(("MONGO_URL", database_url.clone()));
+        links.push(link);
+        envs.push(env);
+    }
+    let mut replicas: Vec<Replica> = (0..REPLICAS)
+        .map(|n| Replica::start(&format!("node{n}"), &envs[n]))
+        .collect();
+    let addresses: Addresses = Arc::new(Mutex::new(
+        replicas.iter().map(|replica| Some(replica.addr)).collect(),
+    ));
+    wait_connected(&replicas).await;
+
+    let (sending_tx, sending) = watch::channel(true);
+    let (stop_tx, stop) = watch::channel(false);
+    let mut records = Vec::new();
+    let mut tasks = Vec::new();
+    let mut users: Vec<(String, Vec<String>, Option<String>)> = (0..lane.room_users)
+        .map(|n| (format!("member{n}"), vec![ROOM.to_owned()], None))
+        .collect();
+    for n in 0..lane.direct_pairs {
+        let (a, b) = (format!("pen{n}a"), format!("pen{n}b"));
+        let room = format!("@{a}:{b}");
+        users.push((a.clone(), vec![room.clone()], Some(b.clone())));
+        users.push((b, vec![room], Some(a)));
+    }
+    for (name, rooms, peer) in users {
+        let record = Arc::new(Mutex::new(Record {
+            name,
+            rooms,
+            ..Record::default()
+        }));
+        records.push(record.clone());
+        tasks.push(tokio::spawn(client(
+            record,
+            peer,
+            addresses.clone(),
+            lane.send_every,
+            rng.random(),
+            sending.clone(),
+            stop.clone(),
+        )));
+    }
+
+    tokio::time::sleep(lane.settle).await;
+    let mut windows = Vec::new();
+    for &fault in &lane.faults {
+        let target = rng.random_range(0..REPLICAS);
+        let start = Instant::now();
+        let replica = match fault {
+            Fault::KillReplica | Fault::TerminateReplica => {
+                addresses.lock().unwrap()[target] = None;
+                if fault == Fault::KillReplica {
+                    replicas[target].kill();
+                } else {
+                    replicas[target].terminate();
+                    let _ = replicas[target].exited_within(lane.hold).await;
+                }
+                tokio::time::sleep(lane.hold.saturating_sub(start.elapsed())).await;
+                replicas[target] = Replica::start(&format!("node{target}"), &envs[target]);
+                addresses.lock().unwrap()[target] = Some(replicas[target].addr);
+                Some(target)
+            }
+            Fault::FreezeReplica => {
+                replicas[target].freeze(true);
+                tokio::time::sleep(lane.hold).await;
+                replicas[target].freeze(false);
+                Some(target)
+            }
+            Fault::KillBroker => {
+                broker.kill();
+                tokio::time::sleep(lane.hold).await;
+                broker.spawn();
+                None
+            }
+            Fault::CutLink => {
+                links[target].cut(true);
+                tokio::time::sleep(lane.hold).await;
+                links[target].cut(false);
+                Some(target)
+            }
+            Fault::KillDatabase => {
+                database.kill();
+                tokio::time::sleep(lane.hold).await;
+                database.spawn();
+                None
+            }
+            Fault::FreezeDatabase => {
+                database.freeze(true);
+                tokio::time::sleep(lane.hold).await;
+                database.freeze(false);
+                None
+            }
+        };
+        windows.push(Window {
+            fault,
+            start,
+            healed: Instant::now(),
+            replica,
+        });
+        println!("  {} (replica {replica:?}) healed", fault.name());
+        tokio::time::sleep(lane.settle).await;
+    }
+
+    // Quiet: no new sends, then wait until every client has everything
+    // the store holds for its rooms, or the limit passes.
+    sending_tx.send_replace(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rooms: Vec<String> = {
+        let mut rooms: Vec<String> = records
+            .iter()
+            .flat_map(|r| r.lock().unwrap().rooms.clone())
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        rooms
+    };
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    let reader = open_database(&database_url).await;
+    let store = loop {
+        let store = stored(&reader, &rooms).await;
+        let complete = records.iter().all(|record| {
+            let record = record.lock().unwrap();
+            record.rooms.iter().all(|room| {
+                let newest = store[room].keys().last().copied().unwrap_or(0);
+                record.last_seq(room) >= newest
+            })
+        });
+        if complete || Instant::now() > deadline {
+            break store;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    stop_tx.send_replace(true);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let records: Vec<Record> = records
+        .into_iter()
+        .map(|record| std::mem::take(&mut *record.lock().unwrap()))
+        .collect();
+    let verdict = check(&records, &store, &windows);
+    report(kind, seed, &lane, &records, &verdict);
+    if !verdict.clean() || std::env::var_os("CHAOS_LOGS").is_some() {
+        for (n, replica) in replicas.iter().enumerate() {
+            eprintln!("--- node{n} log ---\n{}", replica.log());
+        }
+    }
+    assert!(verdict.clean(), "chaos {kind:?} seed {seed}: {verdict:#?}");
+    for (fault, late) in &verdict.recovery {
+        assert!(
+            *late <= RECOVERY_BOUND,
+            "chaos {kind:?} seed {seed}: after {} messages took {late:?} to arrive",
+            fault.name()
+        );
+    }
+    for (fault, took) in &verdict.local {
+        assert!(
+            *took <= LOCAL_BOUND,
+            "chaos {kind:?} seed {seed}: during {} a delivery within one replica took {took:?}",
+            fault.name()
+        );
+    }
+    assert!(
+        verdict.acked > 0 && verdict.deliveries > verdict.acked,
+        "the clients sent and received: {verdict:#?}"
+    );
+}
+
+async fn wait_connected(replicas: &[Replica]) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for replica in replicas {
+        loop {
+            let health: Value = match http.get(replica.url("/healthz")).send().await {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            if health["cluster"]["connected"] == true {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never connected",
+                replica.node
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn report(kind: BrokerKind, seed: u64, lane: &Lane, records: &[Record], verdict: &Verdict) {
+    let connections: usize = records.iter().map(|r| r.connections).sum();
+    let refused: Vec<String> = verdict
+        .refused
+        .iter()
+        .map(|(code, n)| format!("{n} {code}"))
+        .collect();
+    let mut text = format!(
+        "\n### {kind:?}, {} lane, seed {seed}\n\n\
+         {} clients, {connections} connections; {} stored, {} acked, {} refused ({}), {} unanswered; {} deliveries checked.\n\n\
+         | lost acked | false failures | stored twice | duplicates | reordered | holes | corrupted | unrecovered |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {} | {} | {} | {} | {} | {} | {} | {} |\n\n\
+         | fault | slowest arrival after the heal | slowest delivery within one replica meanwhile |\n|---|---|---|\n",
+        lane.name,
+        records.len(),
+        verdict.stored,
+        verdict.acked,
+        verdict.refused.values().sum::<usize>(),
+        if refused.is_empty() { "none".to_owned() } else { refused.join(", ") },
+        verdict.unanswered,
+        verdict.deliveries,
+        verdict.lost_acked,
+        verdict.false_failures,
+        verdict.stored_twice,
+        verdict.duplicates,
+        verdict.reordered,
+        verdict.holes,
+        verdict.corrupted,
+        verdict.unrecovered,
+    );
+    for (fault, late) in &verdict.recovery {
+        let local = verdict.local.get(fault).map_or("–".to_owned(), |took| {
+            format!("{:.2} s", took.as_secs_f64())
+        });
+        text.push_str(&format!(
+            "| {} | {:.2} s | {local} |\n",
+            fault.name(),
+            late.as_secs_f64()
+        ));
+    }
+    println!("{text}");
+    if let Ok(path) = std::env::var("CHAOS_REPORT") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_redis() {
+    chaos(BrokerKind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_nats() {
+    chaos(BrokerKind::Nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_rabbitmq() {
+    chaos(BrokerKind::Rabbitmq).await;
+}
+
+/// The checker itself: each kind of fault in a client's record is counted,
+/// so a clean verdict means something.
+#[test]
+fn the_checker_counts_every_kind_of_fault() {
+    let now = Instant::now();
+    let store: HashMap<String, BTreeMap<u64, String>> = HashMap::from([(
+        ROOM.to_owned(),
+        BTreeMap::from([
+            (1, "a 1".to_owned()),
+            (2, "a 2".to_owned()),
+            (3, "a 3".to_owned()),
+            (4, "a 4".to_owned()),
+        ]),
+    )]);
+    let sent = |text: &str, outcome: Outcome| Sent {
+        room: ROOM.into(),
+        text: text.into(),
+        at: now,
+        replica: 0,
+        outcome,
+    };
+    let seen = |seq: u64, text: &str| Seen {
+        seq,
+        text: text.into(),
+        at: now,
+        replica: 0,
+    };
+    let clean = Record {
+        name: "a".into(),
+        rooms: vec![ROOM.into()],
+        sent: HashMap::from([
+            (1, sent("a 1", Outcome::Acked(1))),
+            (2, sent("a 2", Outcome::Acked(2))),
+            (3, sent("a 3", Outcome::Refused("store_uncertain".into()))),
+            (4, sent("a 4", Outcome::Unanswered)),
+            (5, sent("a 5", Outcome::Refused("overloaded".into()))),
+        ]),
+        seen: HashMap::from([(
+            ROOM.to_owned(),
+            vec![
+                seen(1, "a 1"),
+                seen(2, "a 2"),
+                seen(3, "a 3"),
+                seen(4, "a 4"),
+            ],
+        )]),
+        ..Record::default()
+    };
+    assert!(check(&[clean], &store, &[]).clean());
+
+    let faulty = Record {
+        name: "a".into(),
+        rooms: vec![ROOM.into()],
+        sent: HashMap::from([
+            (1, sent("a 1", Outcome::Acked(2))),
+            (2, sent("a 2", Outcome::Refused("store_unavailable".into()))),
+        ]),
+        seen: HashMap::from([(
+            ROOM.to_owned(),
+            vec![seen(2, "a 2"), seen(1, "a 1"), seen(2, "a 2"), seen(3, "x")],
+        )]),
+        ..Record::default()
+    };
+    let verdict = check(&[faulty], &store, &[]);
+    assert_eq!(
+        (
+            verdict.lost_acked,
+            verdict.false_failures,
+            verdict.duplicates,
+            verdict.reordered,
+            verdict.holes,
+            verdict.corrupted
+        ),
+        (1, 1, 1, 1, 1, 1),
+        "{verdict:#?}"
+    );
+}
