@@ -439,6 +439,86 @@ async fn direct_messages_continue_once_and_in_order_across_reconnects() {
     server.stop().await;
 }
 
+/// A client that never got its answer (the connection broke, or
+/// `store_uncertain`) sends the same frame again with `"retry":true`, from
+/// a new connection: the message it had sent is acked again under its seq,
+/// nobody receives it twice, and a retry of one that was never stored is
+/// stored. Without the flag the same ref and text make a new message.
+#[actix_web::test]
+async fn a_retried_send_is_stored_once_and_acked_with_the_first_seq() {
+    let (_dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
+    let mut first = alice.ws().await;
+    let mut bob = Client::logged_in(&server, "bob").await.ws().await;
+    first.join("lobby").await;
+    bob.join("lobby").await;
+    assert_eq!(first.say("lobby", "hello", "m1").await, 1);
+    drop(first);
+
+    let mut again = alice.ws().await;
+    again.join("lobby").await;
+    let retry = |text: &str, reference: &str| json!({"type": "send", "room": "lobby", "text": text, "ref": reference, "retry": true});
+    again.send(retry("hello", "m1")).await;
+    let ack = again.recv_type("ack").await;
+    assert_eq!(
+        (ack["ref"].as_str(), ack["seq"].as_u64()),
+        (Some("m1"), Some(1))
+    );
+    again.send(retry("never sent", "m2")).await;
+    let ack = again.recv_type("ack").await;
+    assert_eq!(
+        (ack["ref"].as_str(), ack["seq"].as_u64()),
+        (Some("m2"), Some(2))
+    );
+    assert_eq!(
+        again.say("lobby", "hello", "m1").await,
+        3,
+        "no retry flag: a new message"
+    );
+
+    let received: Vec<(u64, String)> = bob
+        .messages(3)
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        received,
+        [
+            (1, "hello".into()),
+            (2, "never sent".into()),
+            (3, "hello".into())
+        ]
+    );
+    assert!(bob
+        .quiet_for(QUIET)
+        .await
+        .is_none_or(|f| f["type"] != "message"));
+
+    // A direct message the same way, and a retry that names no ref.
+    let mut carol = Client::logged_in(&server, "carol").await.ws().await;
+    let direct = json!({"type": "direct", "to": "carol", "text": "psst", "ref": "d1"});
+    assert_eq!(again.direct("carol", "psst", "d1").await["seq"], 1);
+    let mut retried = direct.clone();
+    retried["retry"] = json!(true);
+    again.send(retried).await;
+    assert_eq!(again.recv_type("ack").await["seq"], 1);
+    assert_eq!(carol.recv_type("message").await["text"], "psst");
+    assert!(carol
+        .quiet_for(QUIET)
+        .await
+        .is_none_or(|f| f["type"] != "message"));
+    again
+        .send(json!({"type": "send", "room": "lobby", "text": "x", "retry": true}))
+        .await;
+    assert_eq!(again.recv_type("error").await["code"], "invalid_frame");
+}
+
 /// A replica frozen longer than the client timeout (SIGSTOP: a paused VM,
 /// a stalled host) keeps its connections when it thaws: its clients did
 /// nothing wrong, so the silence is not held against them.

@@ -329,3 +329,62 @@ async fn a_frozen_database_answers_within_the_bound_and_never_contradicts_itself
         .is_none_or(|f| f["type"] != "message"));
     server.stop().await;
 }
+
+/// An insert the driver retried after its connection broke can find its
+/// own first copy already holding the seqs it was given (a server that
+/// does not recognise retried writes refuses the retry as a duplicate).
+/// The store must see the messages as stored, not move them to new seqs:
+/// that would store them twice.
+#[actix_web::test]
+async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
+    use rookery::store::{NewMessage, Store};
+    let mongo = TestMongo::new();
+    let store = rookery::store::mongo::MongoStore::connect(&rookery::config::MongoConfig {
+        url: Some(mongo.url.clone()),
+        host: None,
+        port: 27017,
+        username: None,
+        password: None,
+        database: "unused".into(),
+    })
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let message = |id: &str, text: &str| NewMessage {
+        id: id.into(),
+        from: "ann".into(),
+        text: text.into(),
+        to: None,
+        confirm: None,
+        reference: None,
+        retry: false,
+    };
+    let first = store
+        .append("r", vec![message("a1", "one")], 1)
+        .await
+        .unwrap();
+    assert_eq!(first[0].seq, 1);
+    // The first copy of the next insert, applied behind the store's back.
+    let client = mongodb::Client::with_uri_str(&mongo.url).await.unwrap();
+    client
+        .default_database()
+        .unwrap()
+        .collection::<Document>("messages")
+        .insert_one(doc! {"room": "r", "seq": 2_i64, "from": "ann", "text": "two", "ts": mongodb::bson::DateTime::from_millis(2), "id": "a2", "delivered": true})
+        .await
+        .unwrap();
+    let stored = store
+        .append("r", vec![message("a2", "two"), message("a3", "three")], 2)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [2, 3]);
+    let texts: Vec<String> = store
+        .after("r", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+}

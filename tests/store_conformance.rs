@@ -61,8 +61,19 @@ fn messages(from: &str, texts: &[&str]) -> Vec<NewMessage> {
             text: (*text).into(),
             to: None,
             confirm: None,
+            reference: None,
+            retry: false,
         })
         .collect()
+}
+
+/// A message from `from` with the client's `reference`, possibly a retry.
+fn referenced(from: &str, text: &str, reference: &str, retry: bool) -> NewMessage {
+    NewMessage {
+        reference: Some(reference.into()),
+        retry,
+        ..messages(from, &[text]).remove(0)
+    }
 }
 
 /// A direct message from `from` to `to`, optionally asking for a confirmation.
@@ -73,11 +84,59 @@ fn direct(from: &str, to: &str, text: &str, confirm: Option<&str>) -> NewMessage
         text: text.into(),
         to: Some(to.into()),
         confirm: confirm.map(str::to_owned),
+        reference: None,
+        retry: false,
     }
 }
 
 mod cases {
     use super::*;
+
+    pub async fn a_retry_is_stored_once(backend: Backend) {
+        let store = backend.open().await;
+        let first = store
+            .append("r", vec![referenced("ann", "hello", "7", false)], 1)
+            .await
+            .unwrap();
+        store
+            .append("r", messages("bob", &["between"]), 2)
+            .await
+            .unwrap();
+        // The same frame again, twice in one batch, beside a new message,
+        // and a retry whose original never arrived.
+        let batch = vec![
+            referenced("ann", "hello", "7", true),
+            referenced("ann", "hello", "7", true),
+            referenced("ann", "new", "8", false),
+            referenced("ann", "lost", "9", true),
+        ];
+        let stored = store.append("r", batch, 3).await.unwrap();
+        let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 1, 3, 4]);
+        assert_eq!(stored[0].id, first[0].id, "the original comes back");
+        assert_eq!(stored[0].ts, 1);
+        // Not a retry of it: another sender, ref or text, or no retry flag.
+        let others = vec![
+            referenced("bob", "hello", "7", true),
+            referenced("ann", "hello", "6", true),
+            referenced("ann", "hello!", "7", true),
+            referenced("ann", "hello", "7", false),
+        ];
+        let stored = store.append("r", others, 4).await.unwrap();
+        let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [5, 6, 7, 8]);
+        let texts: Vec<String> = store
+            .after("r", 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(
+            texts,
+            ["hello", "between", "new", "lost", "hello", "hello", "hello!", "hello"]
+        );
+    }
 
     pub async fn accounts_have_unique_names(backend: Backend) {
         let store = backend.open().await;
@@ -570,6 +629,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_retry_is_stored_once,
     accounts_have_unique_names,
     avatar_changes_return_the_previous_photo,
     appends_get_consecutive_seqs_per_room,

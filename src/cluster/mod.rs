@@ -572,6 +572,12 @@ impl ClusterHandle {
             .map(|(_, name, connected)| (*name, connected.load(Ordering::Relaxed)))
     }
 
+    /// Whether other replicas' publications can arrive: always for a
+    /// single replica (there are none to miss).
+    pub fn is_connected(&self) -> bool {
+        self.status().is_none_or(|(_, connected)| connected)
+    }
+
     pub fn attach(&self, remote: Recipient<Remote>, resync: Recipient<Resync>) {
         if let Some((addr, ..)) = &self.inner {
             addr.do_send(Attach { remote, resync });

@@ -43,6 +43,53 @@ pub struct NewMessage {
     pub to: Option<String>,
     /// The sender's `ref`, as JSON, when it asked to hear of the delivery.
     pub confirm: Option<String>,
+    /// The sender's `ref`, as JSON, kept so a retry can find the message.
+    pub reference: Option<String>,
+    /// A retry: if the room's newest [`RETRY_SCAN`] messages hold one from
+    /// the same sender with the same `reference` and text, that one is
+    /// returned in this one's place and nothing is stored.
+    pub retry: bool,
+}
+
+/// How far back a retry is looked for: a room's newest messages, so the
+/// check costs a bounded range read (a retry comes seconds after its
+/// original, which is among them in all but the busiest rooms).
+pub const RETRY_SCAN: u64 = 10_000;
+
+/// Where a retry's original is.
+pub(crate) enum Original {
+    Stored(StoredMessage),
+    /// An earlier message of the same batch (the retry came in twice).
+    InBatch(usize),
+}
+
+/// The earlier message of `batch` that its message `at` repeats, if any.
+pub(crate) fn repeated_in_batch(batch: &[NewMessage], at: usize) -> Option<usize> {
+    let message = &batch[at];
+    batch[..at].iter().position(|other| {
+        other.from == message.from
+            && other.reference == message.reference
+            && other.text == message.text
+    })
+}
+
+/// Puts the stored originals and the newly stored messages back in batch
+/// order: `inserted` holds, in order, one message per `None` of `found`.
+pub(crate) fn in_batch_order(
+    found: Vec<Option<Original>>,
+    inserted: Vec<StoredMessage>,
+) -> Vec<StoredMessage> {
+    let mut inserted = inserted.into_iter();
+    let mut stored: Vec<StoredMessage> = Vec::with_capacity(found.len());
+    for found in found {
+        let message = match found {
+            Some(Original::Stored(original)) => original,
+            Some(Original::InBatch(earlier)) => stored[earlier].clone(),
+            None => inserted.next().expect("one inserted message per new one"),
+        };
+        stored.push(message);
+    }
+    stored
 }
 
 /// A message as persisted, with its place in the room's sequence.
@@ -130,7 +177,9 @@ pub trait Store: Send + Sync + 'static {
     /// Persists `batch` in order as the next messages of `room`. Each message
     /// gets a `seq` above every `seq` stored before it, in batch order; no
     /// `seq` is ever handed out twice or skipped, even with several processes
-    /// appending to one room. On [`StoreError::Unavailable`] none of the
+    /// appending to one room. A [`NewMessage::retry`] found stored comes
+    /// back as stored (its own seq, id and time) and takes no seq. On
+    /// [`StoreError::Unavailable`] none of the
     /// batch was stored; on [`StoreError::Uncertain`] some or all of it may
     /// have been (a later read shows which).
     async fn append(

@@ -41,7 +41,8 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage, User,
+    in_batch_order, repeated_in_batch, Delivery, Millis, Missed, NewMessage, Original, Store,
+    StoreError, StoreResult, StoredMessage, User, RETRY_SCAN,
 };
 use crate::config::MongoConfig;
 
@@ -87,6 +88,9 @@ struct MessageDoc {
     delivered: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     confirm: Option<String>,
+    /// The sender's ref (JSON), for recognising a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_ref: Option<String>,
 }
 
 /// Messages stored before the offline inbox existed count as delivered.
@@ -260,6 +264,166 @@ impl MongoStore {
         tokio::time::timeout(CHECK_TIMEOUT, read)
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer".into())))
+    }
+
+    /// Stores `batch` as the room's next messages (see [`Store::append`]).
+    async fn insert(
+        &self,
+        room: &str,
+        batch: &[NewMessage],
+        ts: Millis,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut pending = batch;
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            attempts += 1;
+            let last = match self.remembered_last_seq(room) {
+                Some(seq) => seq,
+                None => self.stored_last_seq(room).await?,
+            };
+            let docs = pending
+                .iter()
+                .enumerate()
+                .map(|(offset, message)| MessageDoc {
+                    room: room.to_owned(),
+                    seq: (last + 1 + offset as u64) as i64,
+                    from: message.from.clone(),
+                    text: message.text.clone(),
+                    ts: DateTime::from_millis(ts),
+                    id: message.id.clone(),
+                    to: message.to.clone(),
+                    delivered: message.to.is_none(),
+                    confirm: message.confirm.clone(),
+                    client_ref: message.reference.clone(),
+                });
+            let inserted = match self.messages.insert_many(docs).ordered(true).await {
+                Ok(_) => pending.len(),
+                Err(err) => {
+                    // Whatever happened, the remembered seq may be stale now.
+                    self.remember_last_seq(room, None);
+                    // Part of the batch is stored already: the whole of it
+                    // is neither stored nor not, so the answer is unknown
+                    // (the stored part arrives by itself).
+                    let failed = |err: MongoError| {
+                        if stored.is_empty() {
+                            unavailable(err)
+                        } else {
+                            StoreError::Uncertain(format!("part of the batch is stored: {err}"))
+                        }
+                    };
+                    match inserted_before_duplicate(&err) {
+                        // Usually another replica took these seqs first. But
+                        // the driver retries an insert whose connection broke
+                        // (retryable writes), and a server that does not
+                        // recognise the retry refuses it on our own first
+                        // copy: re-inserting at new seqs would store the
+                        // messages twice. The ids at the seqs tell which.
+                        Some(count) if attempts < MAX_APPEND_ATTEMPTS => {
+                            match self.stored_prefix(room, last, pending).await {
+                                Ok(ours) => ours.max(count),
+                                Err(check) => {
+                                    return Err(StoreError::Uncertain(format!(
+                                        "{err}; checking whose messages hold these seqs failed: {check}"
+                                    )))
+                                }
+                            }
+                        }
+                        Some(_) => return Err(failed(err)),
+                        // Never sent: no server to send it to.
+                        None if matches!(*err.kind, ErrorKind::ServerSelection { .. }) => {
+                            return Err(failed(err))
+                        }
+                        None => match self.stored_prefix(room, last, pending).await {
+                            // The insert may have gone in before the error;
+                            // the connection it went on is gone, so what is
+                            // not there now never will be.
+                            Ok(0) => return Err(failed(err)),
+                            Ok(count) => {
+                                tracing::info!(%room, count, error = %err, "an insert that failed had been stored");
+                                count
+                            }
+                            Err(check) => {
+                                return Err(StoreError::Uncertain(format!(
+                                    "{err}; checking what was stored failed too: {check}"
+                                )))
+                            }
+                        },
+                    }
+                }
+            };
+            for (offset, message) in pending[..inserted].iter().enumerate() {
+                stored.push(StoredMessage {
+                    room: room.to_owned(),
+                    seq: last + 1 + offset as u64,
+                    from: message.from.clone(),
+                    text: message.text.clone(),
+                    ts,
+                    avatar: None,
+                    id: message.id.clone(),
+                    fast: false,
+                });
+            }
+            if inserted == pending.len() {
+                self.remember_last_seq(room, Some(last + inserted as u64));
+            }
+            pending = &pending[inserted..];
+        }
+        if let Some(newest) = stored.last() {
+            // Only feeds the room list; a failure here must not fail a send
+            // whose messages are already stored.
+            let activity = self
+                .rooms
+                .update_one(
+                    doc! { "_id": room },
+                    doc! {
+                        "$max": { "last_seq": newest.seq as i64, "last_ts": DateTime::from_millis(ts) },
+                        "$set": { "direct": super::is_direct(room) },
+                    },
+                )
+                .upsert(true)
+                .await;
+            if let Err(err) = activity {
+                tracing::warn!(%room, error = %err, "could not record room activity");
+            }
+        }
+        Ok(stored)
+    }
+
+    /// For each message of `batch`, its original if it is a retry of one
+    /// that is stored (among the room's newest [`RETRY_SCAN`]) or earlier
+    /// in the batch.
+    async fn retried(
+        &self,
+        room: &str,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<Option<Original>>> {
+        let newest = self.stored_last_seq(room).await?;
+        let floor = newest.saturating_sub(RETRY_SCAN) as i64;
+        let mut found = Vec::with_capacity(batch.len());
+        for (at, message) in batch.iter().enumerate() {
+            let Some(reference) = message.reference.as_ref().filter(|_| message.retry) else {
+                found.push(None);
+                continue;
+            };
+            if let Some(earlier) = repeated_in_batch(batch, at) {
+                found.push(Some(Original::InBatch(earlier)));
+                continue;
+            }
+            let original = self
+                .messages
+                .find_one(doc! {
+                    "room": room,
+                    "seq": { "$gt": floor },
+                    "from": &message.from,
+                    "client_ref": reference,
+                    "text": &message.text,
+                })
+                .await
+                .map_err(unavailable)?;
+            found.push(original.map(|doc| Original::Stored(doc.into_stored(&HashMap::new()))));
+        }
+        Ok(found)
     }
 
     fn remembered_last_seq(&self, room: &str) -> Option<u64> {
@@ -441,105 +605,22 @@ impl Store for MongoStore {
         batch: Vec<NewMessage>,
         ts: Millis,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let mut stored = Vec::with_capacity(batch.len());
-        let mut pending = batch.as_slice();
-        let mut attempts = 0;
-        while !pending.is_empty() {
-            attempts += 1;
-            let last = match self.remembered_last_seq(room) {
-                Some(seq) => seq,
-                None => self.stored_last_seq(room).await?,
-            };
-            let docs = pending
-                .iter()
-                .enumerate()
-                .map(|(offset, message)| MessageDoc {
-                    room: room.to_owned(),
-                    seq: (last + 1 + offset as u64) as i64,
-                    from: message.from.clone(),
-                    text: message.text.clone(),
-                    ts: DateTime::from_millis(ts),
-                    id: message.id.clone(),
-                    to: message.to.clone(),
-                    delivered: message.to.is_none(),
-                    confirm: message.confirm.clone(),
-                });
-            let inserted = match self.messages.insert_many(docs).ordered(true).await {
-                Ok(_) => pending.len(),
-                Err(err) => {
-                    // Whatever happened, the remembered seq may be stale now.
-                    self.remember_last_seq(room, None);
-                    // Part of the batch is stored already: the whole of it
-                    // is neither stored nor not, so the answer is unknown
-                    // (the stored part arrives by itself).
-                    let failed = |err: MongoError| {
-                        if stored.is_empty() {
-                            unavailable(err)
-                        } else {
-                            StoreError::Uncertain(format!("part of the batch is stored: {err}"))
-                        }
-                    };
-                    match inserted_before_duplicate(&err) {
-                        Some(count) if attempts < MAX_APPEND_ATTEMPTS => count,
-                        Some(_) => return Err(failed(err)),
-                        // Never sent: no server to send it to.
-                        None if matches!(*err.kind, ErrorKind::ServerSelection { .. }) => {
-                            return Err(failed(err))
-                        }
-                        None => match self.stored_prefix(room, last, pending).await {
-                            // The insert may have gone in before the error;
-                            // the connection it went on is gone, so what is
-                            // not there now never will be.
-                            Ok(0) => return Err(failed(err)),
-                            Ok(count) => {
-                                tracing::info!(%room, count, error = %err, "an insert that failed had been stored");
-                                count
-                            }
-                            Err(check) => {
-                                return Err(StoreError::Uncertain(format!(
-                                    "{err}; checking what was stored failed too: {check}"
-                                )))
-                            }
-                        },
-                    }
-                }
-            };
-            for (offset, message) in pending[..inserted].iter().enumerate() {
-                stored.push(StoredMessage {
-                    room: room.to_owned(),
-                    seq: last + 1 + offset as u64,
-                    from: message.from.clone(),
-                    text: message.text.clone(),
-                    ts,
-                    avatar: None,
-                    id: message.id.clone(),
-                    fast: false,
-                });
-            }
-            if inserted == pending.len() {
-                self.remember_last_seq(room, Some(last + inserted as u64));
-            }
-            pending = &pending[inserted..];
+        if !batch.iter().any(|message| message.retry) {
+            return self.insert(room, &batch, ts).await;
         }
-        if let Some(newest) = stored.last() {
-            // Only feeds the room list; a failure here must not fail a send
-            // whose messages are already stored.
-            let activity = self
-                .rooms
-                .update_one(
-                    doc! { "_id": room },
-                    doc! {
-                        "$max": { "last_seq": newest.seq as i64, "last_ts": DateTime::from_millis(ts) },
-                        "$set": { "direct": super::is_direct(room) },
-                    },
-                )
-                .upsert(true)
-                .await;
-            if let Err(err) = activity {
-                tracing::warn!(%room, error = %err, "could not record room activity");
-            }
-        }
-        Ok(stored)
+        // Not atomic with the insert: a retry written by another replica
+        // at the same moment as its original can be stored twice. A retry
+        // comes after its original's answer failed to arrive, by which
+        // time the original is written or never will be.
+        let found = self.retried(room, &batch).await?;
+        let new: Vec<NewMessage> = batch
+            .iter()
+            .zip(&found)
+            .filter(|(_, found)| found.is_none())
+            .map(|(message, _)| message.clone())
+            .collect();
+        let inserted = self.insert(room, &new, ts).await?;
+        Ok(in_batch_order(found, inserted))
     }
 
     async fn history(

@@ -59,11 +59,19 @@ pub struct MessageOptions {
     /// Tell the sender (`delivered`) when it reaches the recipient.
     #[serde(default)]
     pub confirm: bool,
+    /// This frame repeats one whose answer never came: if that one was
+    /// stored, it is acked again instead of being stored twice.
+    #[serde(default)]
+    pub retry: bool,
 }
 
-/// A client-chosen correlation id, echoed back in `ack` and `error`.
-/// Any JSON value is accepted; a string or a number is the norm.
+/// A client-chosen correlation id, echoed back in `ack` and `error`, and
+/// kept with the message so a `retry` can find it. Any JSON value of at
+/// most [`MAX_REF_BYTES`] is accepted; a string or a number is the norm.
 pub type Ref = Value;
+
+/// Longest `ref`, as JSON: it is stored with every message.
+pub const MAX_REF_BYTES: usize = 128;
 
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -88,6 +96,9 @@ pub enum ClientFrame {
         reference: Option<Ref>,
         #[serde(default)]
         delivery: Delivery,
+        /// As [`MessageOptions::retry`].
+        #[serde(default)]
+        retry: bool,
     },
     /// Tell the room's other members whether this user is typing.
     Typing { room: String, active: bool },
@@ -356,6 +367,16 @@ pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
         ));
     };
     let reference = fields.get("ref").cloned();
+    if reference
+        .as_ref()
+        .is_some_and(|reference| reference.to_string().len() > MAX_REF_BYTES)
+    {
+        return Err(Rejected::new(
+            ErrorCode::InvalidFrame,
+            format!("ref is longer than {MAX_REF_BYTES} bytes as JSON"),
+            None,
+        ));
+    }
     match fields.get("type").and_then(Value::as_str) {
         Some(kind) if CLIENT_FRAME_TYPES.contains(&kind) => {}
         Some(kind) => {
@@ -373,8 +394,25 @@ pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
             ))
         }
     }
-    serde_json::from_value(value)
-        .map_err(|err| Rejected::new(ErrorCode::InvalidFrame, err.to_string(), reference))
+    let frame: ClientFrame = serde_json::from_value(value)
+        .map_err(|err| Rejected::new(ErrorCode::InvalidFrame, err.to_string(), reference))?;
+    let retry_without_ref = match &frame {
+        ClientFrame::Send {
+            retry, reference, ..
+        } => *retry && reference.is_none(),
+        ClientFrame::Direct { options, .. } | ClientFrame::Group { options, .. } => {
+            options.retry && options.reference.is_none()
+        }
+        _ => false,
+    };
+    if retry_without_ref {
+        return Err(Rejected::new(
+            ErrorCode::InvalidFrame,
+            "retry needs the ref of the frame it repeats",
+            None,
+        ));
+    }
+    Ok(frame)
 }
 
 /// Checks a message text against the protocol's limits.
@@ -424,6 +462,7 @@ mod tests {
                 text: "hi".into(),
                 reference: Some(json!(7)),
                 delivery: Delivery::Reliable,
+                retry: false,
             })
         );
         assert_eq!(
@@ -479,6 +518,28 @@ mod tests {
         assert_eq!(missing.code, ErrorCode::InvalidFrame);
         assert!(missing.message.contains("text"), "{}", missing.message);
         assert_eq!(missing.reference, Some(json!(3)));
+    }
+
+    #[test]
+    fn a_retry_names_its_ref_and_a_ref_is_short() {
+        assert!(matches!(
+            parse(r#"{"type":"send","room":"r","text":"x","ref":"a-1","retry":true}"#),
+            Ok(ClientFrame::Send { retry: true, .. })
+        ));
+        let unnamed = parse(r#"{"type":"direct","to":"bob","text":"x","retry":true}"#).unwrap_err();
+        assert_eq!(unnamed.code, ErrorCode::InvalidFrame);
+        let long = format!(
+            r#"{{"type":"send","room":"r","text":"x","ref":"{}"}}"#,
+            "r".repeat(MAX_REF_BYTES)
+        );
+        let refused = parse(&long).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidFrame);
+        assert_eq!(refused.reference, None, "a refused ref is not echoed");
+        let longest = format!(
+            r#"{{"type":"send","room":"r","text":"x","ref":"{}"}}"#,
+            "r".repeat(MAX_REF_BYTES - 2)
+        );
+        assert!(parse(&longest).is_ok());
     }
 
     #[test]

@@ -251,6 +251,7 @@ impl WsSession {
                 text,
                 reference,
                 delivery,
+                retry,
             } => {
                 if let Err(rejected) = protocol::check_text(&text, reference.as_ref()) {
                     return self.reject(rejected, ctx);
@@ -262,6 +263,7 @@ impl WsSession {
                     reference,
                     delivery,
                     confirm: false,
+                    retry,
                 };
                 let post = self.post(text, options, ctx);
                 addr.do_send(post);
@@ -302,6 +304,7 @@ impl WsSession {
             reference: options.reference,
             delivery: options.delivery,
             confirm: options.confirm,
+            retry: options.retry,
             reply: ctx.address().recipient(),
         }
     }

@@ -53,6 +53,9 @@ pub struct Post {
     pub delivery: protocol::Delivery,
     /// Tell the sender when a direct message reaches its recipient.
     pub confirm: bool,
+    /// The sender repeats a post whose answer never came: the store acks
+    /// the earlier one if it has it (see [`crate::store::NewMessage::retry`]).
+    pub retry: bool,
     /// Where the `ack` or `error` goes.
     pub reply: Recipient<Deliver>,
 }

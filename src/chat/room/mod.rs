@@ -112,6 +112,16 @@ impl Member {
 type Receipt = (Option<Ref>, Recipient<Deliver>);
 
 /// A post waiting for the store.
+/// A post being stored, as the room must answer it.
+struct Waiting {
+    /// The id the room gave it: a retry found stored comes back under its
+    /// original's.
+    id: String,
+    avatar: Option<String>,
+    receipt: Option<Receipt>,
+    _permit: Permit,
+}
+
 struct Queued {
     message: NewMessage,
     avatar: Option<String>,
@@ -258,7 +268,15 @@ impl Room {
         }
         if self.sequencer.has_gap() && self.gap == Gap::Idle {
             self.gap = Gap::Waiting;
-            ctx.run_later(GAP_WAIT, |this, ctx| this.fill_gap(ctx));
+            // Without a broker the missing messages cannot come by
+            // themselves: waiting for them would only hold back the
+            // messages of this replica's own users.
+            let wait = if self.cluster.is_connected() {
+                GAP_WAIT
+            } else {
+                Duration::ZERO
+            };
+            ctx.run_later(wait, |this, ctx| this.fill_gap(ctx));
         }
     }
 
@@ -429,8 +447,14 @@ impl Room {
         let mut batch = Vec::with_capacity(take);
         let mut waiting = Vec::with_capacity(take);
         for queued in self.pending.drain(..take) {
+            let id = queued.message.id.clone();
             batch.push(queued.message);
-            waiting.push((queued.avatar, queued.receipt, queued.permit));
+            waiting.push(Waiting {
+                id,
+                avatar: queued.avatar,
+                receipt: queued.receipt,
+                _permit: queued.permit,
+            });
         }
         let store = self.store.clone();
         let room = self.name.clone();
@@ -459,7 +483,7 @@ impl Room {
                     };
                     // Fast messages were delivered already and promised
                     // nothing more; they are only missing from history.
-                    for (reference, reply) in waiting.into_iter().filter_map(|(_, r, _)| r) {
+                    for (reference, reply) in waiting.into_iter().filter_map(|w| w.receipt) {
                         let frame = Rejected::new(code, text, reference).encode();
                         reply.do_send(Deliver(frame));
                     }
@@ -477,12 +501,20 @@ impl Room {
     fn stored(
         &mut self,
         mut stored: Vec<StoredMessage>,
-        waiting: Vec<(Option<String>, Option<Receipt>, Permit)>,
+        waiting: Vec<Waiting>,
         ctx: &mut Context<Self>,
     ) {
-        for (message, (avatar, receipt, _permit)) in stored.iter_mut().zip(waiting) {
-            message.avatar = avatar;
-            let Some((reference, reply)) = receipt else {
+        // A retry the store found came back as its original. Delivering
+        // that again is harmless (the sequencer drops what it has handed
+        // out) and needed if the original's replica died before fanning it
+        // out; only a room whose sequence has not started yet must not
+        // take an old seq for where it starts.
+        let started = self.sequencer.delivered().is_some();
+        let mut keep = Vec::with_capacity(stored.len());
+        for (message, waiting) in stored.iter_mut().zip(waiting) {
+            keep.push(started || message.id == waiting.id);
+            message.avatar = waiting.avatar;
+            let Some((reference, reply)) = waiting.receipt else {
                 message.fast = true;
                 continue;
             };
@@ -494,6 +526,8 @@ impl Room {
             .encode();
             reply.do_send(Deliver(ack));
         }
+        let mut keep = keep.into_iter();
+        stored.retain(|_| keep.next().unwrap_or(true));
         self.publish(ClusterEvent::Messages {
             room: self.name.clone(),
             messages: stored.clone(),
@@ -739,6 +773,9 @@ impl Handler<Post> for Room {
                 text: post.text,
                 to,
                 confirm,
+                reference: post.reference.as_ref().map(ToString::to_string),
+                // A fast message has no ack to repeat.
+                retry: post.retry && !fast,
             },
             avatar: post.avatar,
             receipt: (!fast).then_some((post.reference, post.reply)),

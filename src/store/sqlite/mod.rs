@@ -15,11 +15,12 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::{
-    Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage, User,
+    in_batch_order, repeated_in_batch, Delivery, Millis, Missed, NewMessage, Original, Store,
+    StoreError, StoreResult, StoredMessage, User, RETRY_SCAN,
 };
 
 /// Bumped whenever `SCHEMA` changes in a way old files need migrating for.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -49,7 +50,9 @@ CREATE TABLE IF NOT EXISTS messages (
     -- A direct message's recipient, and whether it has reached them.
     recipient TEXT,
     delivered INTEGER NOT NULL DEFAULT 1,
-    confirm   TEXT
+    confirm   TEXT,
+    -- The sender's ref (JSON), for recognising a retry.
+    client_ref TEXT
 );
 CREATE TABLE IF NOT EXISTS reads (
     room  TEXT NOT NULL,
@@ -127,6 +130,15 @@ impl SqliteStore {
                      FROM messages_by_room ORDER BY ts, room, seq;
                  DROP TABLE messages_by_room;",
             )?;
+        }
+        let has_ref: bool = writer.query_row(
+            "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'client_ref'",
+            [],
+            |row| row.get::<_, i64>(0).map(|count| count > 0),
+        )?;
+        if !has_ref {
+            // Version 3 kept no refs.
+            writer.execute_batch("ALTER TABLE messages ADD COLUMN client_ref TEXT;")?;
         }
         // History pages and gap fills are range scans of one room; the
         // unique index also keeps a seq from ever being stored twice.
@@ -331,46 +343,54 @@ impl Store for SqliteStore {
         }
         let room = room.to_owned();
         self.write(move |conn| {
-            let count = batch.len() as i64;
-            let last: i64 = conn.prepare_cached(
-                "INSERT INTO rooms (name, last_seq, last_ts) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET last_seq = last_seq + ?2, last_ts = ?3
-                 RETURNING last_seq",
-            )?
-            .query_row(params![room, count, ts], |row| row.get(0))?;
-            let first = (last - count + 1) as u64;
-            let mut stored = Vec::with_capacity(batch.len());
-            {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?;
-                for (offset, message) in batch.into_iter().enumerate() {
-                    let seq = first + offset as u64;
-                    insert.execute(params![
-                        room,
-                        seq as i64,
-                        message.from,
-                        message.text,
-                        ts,
-                        message.id,
-                        message.to,
-                        message.to.is_none(),
-                        message.confirm,
-                    ])?;
-                    stored.push(StoredMessage {
-                        room: room.clone(),
-                        seq,
-                        from: message.from,
-                        text: message.text,
-                        ts,
-                        avatar: None,
-                        id: message.id,
-                        fast: false,
-                    });
-                }
+            let retried = retried(conn, &room, &batch)?;
+            let count = retried.iter().filter(|found| found.is_none()).count() as i64;
+            let mut next = 0;
+            if count > 0 {
+                let last: i64 = conn
+                    .prepare_cached(
+                        "INSERT INTO rooms (name, last_seq, last_ts) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET last_seq = last_seq + ?2, last_ts = ?3
+                         RETURNING last_seq",
+                    )?
+                    .query_row(params![room, count, ts], |row| row.get(0))?;
+                next = (last - count + 1) as u64;
             }
-            Ok(stored)
+            let mut inserted: Vec<StoredMessage> = Vec::with_capacity(count as usize);
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm, client_ref)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for (message, found) in batch.into_iter().zip(&retried) {
+                if found.is_some() {
+                    continue;
+                }
+                let seq = next;
+                next += 1;
+                insert.execute(params![
+                    room,
+                    seq as i64,
+                    message.from,
+                    message.text,
+                    ts,
+                    message.id,
+                    message.to,
+                    message.to.is_none(),
+                    message.confirm,
+                    message.reference,
+                ])?;
+                inserted.push(StoredMessage {
+                    room: room.clone(),
+                    seq,
+                    from: message.from,
+                    text: message.text,
+                    ts,
+                    avatar: None,
+                    id: message.id,
+                    fast: false,
+                });
+            }
+            Ok(in_batch_order(retried, inserted))
         })
         .await
     }
@@ -630,6 +650,65 @@ impl Store for SqliteStore {
     }
 }
 
+/// For each message of `batch`, its original if it is a retry of one that
+/// is stored (among the room's newest [`RETRY_SCAN`]) or earlier in the batch.
+fn retried(
+    conn: &Connection,
+    room: &str,
+    batch: &[NewMessage],
+) -> rusqlite::Result<Vec<Option<Original>>> {
+    let mut found = Vec::with_capacity(batch.len());
+    if !batch.iter().any(|message| message.retry) {
+        found.resize_with(batch.len(), || None);
+        return Ok(found);
+    }
+    let newest: i64 = conn
+        .prepare_cached("SELECT last_seq FROM rooms WHERE name = ?1")?
+        .query_row([room], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut lookup = conn.prepare_cached(
+        "SELECT seq, ts, id FROM messages
+         WHERE room = ?1 AND seq > ?2 AND sender = ?3 AND client_ref = ?4 AND text = ?5
+         ORDER BY seq LIMIT 1",
+    )?;
+    for (at, message) in batch.iter().enumerate() {
+        if !message.retry || message.reference.is_none() {
+            found.push(None);
+            continue;
+        }
+        if let Some(earlier) = repeated_in_batch(batch, at) {
+            found.push(Some(Original::InBatch(earlier)));
+            continue;
+        }
+        let original = lookup
+            .query_row(
+                params![
+                    room,
+                    newest - RETRY_SCAN as i64,
+                    message.from,
+                    message.reference,
+                    message.text
+                ],
+                |row| {
+                    Ok(StoredMessage {
+                        room: room.to_owned(),
+                        seq: row.get::<_, i64>(0)? as u64,
+                        from: message.from.clone(),
+                        text: message.text.clone(),
+                        ts: row.get(1)?,
+                        avatar: None,
+                        id: row.get(2)?,
+                        fast: false,
+                    })
+                },
+            )
+            .optional()?;
+        found.push(original.map(Original::Stored));
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -668,6 +747,8 @@ mod tests {
             text: "three".into(),
             to: None,
             confirm: None,
+            reference: None,
+            retry: false,
         };
         let stored = store.append("@a:b", vec![next], 20).await.unwrap();
         assert_eq!(stored[0].seq, 3);
