@@ -326,9 +326,11 @@ impl Replica {
         // Without it, a message written right after its ack waits for the
         // client's delayed ACK of the ack (Nagle): 40 ms added to p99 at
         // one message per second.
-        .on_connect(|connection, _| {
+        .on_connect(|connection, data| {
             if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
                 let _ = tcp.set_nodelay(true);
+                // So a WebSocket session can cut a client that stopped reading.
+                data.insert(crate::ws::socket::ConnectionFd::of(tcp));
             }
         })
         .shutdown_timeout(config.shutdown_timeout)

@@ -22,7 +22,8 @@
    * was stored (replaced by the stored copy, same id, when that arrives).
    */
   const rooms = new Map();
-  /** ref -> { room, li } for messages not yet acknowledged */
+  /** ref -> { room, li, frame } for messages not yet acknowledged: sent
+   * again with `retry` after a reconnect, so none is lost or doubled. */
   const pending = new Map();
   let current = null;
   let socket = null;
@@ -362,7 +363,12 @@
     },
     error(frame) {
       const entry = frame.ref != null && pending.get(frame.ref);
-      if (entry) {
+      if (entry && (frame.code === "store_uncertain" || frame.code === "overloaded")) {
+        // Maybe stored (or refused for now): ask again in a moment; a
+        // stored one is acked under its seq, not stored twice.
+        entry.li.querySelector(".meta").textContent = "sending…";
+        setTimeout(() => pending.has(frame.ref) && send({ ...entry.frame, retry: true }), 1000);
+      } else if (entry) {
         entry.li.classList.add("failed");
         entry.li.querySelector(".meta").textContent = `not sent: ${frame.message}`;
         pending.delete(frame.ref);
@@ -394,6 +400,9 @@
         }
       }
       if (Object.keys(resume).length > 0) send({ type: "resume", rooms: resume });
+      // Sends the last connection never answered: if the server stored one,
+      // the retry is acked under its seq instead of being stored again.
+      for (const entry of pending.values()) send({ ...entry.frame, retry: true });
     });
     socket.addEventListener("message", (event) => {
       let frame;
@@ -407,12 +416,12 @@
     });
     socket.addEventListener("close", (event) => {
       $("status").textContent = "disconnected, reconnecting…";
-      for (const entry of pending.values()) {
-        entry.li.classList.add("failed");
-        entry.li.querySelector(".meta").textContent = "not confirmed: connection lost";
-      }
-      pending.clear();
       if (event.code === 1008) {
+        for (const entry of pending.values()) {
+          entry.li.classList.add("failed");
+          entry.li.querySelector(".meta").textContent = "not sent: disconnected";
+        }
+        pending.clear();
         // Refused: reconnecting would be refused again (or take the session
         // back from the newer tab).
         $("status").textContent =
@@ -460,12 +469,12 @@
       notice("Not connected; your message was not sent.");
       return;
     }
-    const li = messageNode({ seq: 0, from: me, text, ts: new Date().toISOString(), avatar: $("my-avatar").getAttribute("src") });
+    const li = messageNode({ room: current, seq: 0, from: me, text, ts: new Date().toISOString(), avatar: $("my-avatar").getAttribute("src") });
     li.classList.add("pending");
     delete li.dataset.seq;
     $("messages").append(li);
     $("messages").scrollTop = $("messages").scrollHeight;
-    pending.set(ref, { room: current, li });
+    pending.set(ref, { room: current, li, frame });
     input.value = "";
     stopTyping();
   });

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{http::header, web, HttpResponse};
 
@@ -49,7 +49,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, upload_dir: &std::path::Path) {
         .route("/login", web::post().to(auth::login))
         .route("/logout", web::post().to(auth::logout))
         .route("/avatar", web::post().to(avatar::upload))
-        .route("/ws", web::get().to(crate::ws::upgrade))
+        .service(
+            web::resource("/ws")
+                .wrap_fn(|mut request, service| {
+                    crate::ws::frames::gauge(&mut request);
+                    service.call(request)
+                })
+                .route(web::get().to(crate::ws::upgrade)),
+        )
         .route("/static/{file}", web::get().to(pages::asset))
         .service(actix_files::Files::new(
             "/avatars",

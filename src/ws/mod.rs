@@ -1,9 +1,11 @@
 //! WebSocket endpoint: the upgrade handler, one session actor per
 //! connection, and the wire protocol they speak.
 
+pub mod frames;
 pub mod protocol;
 pub mod rate_limit;
 pub mod session;
+pub mod socket;
 
 use actix::{Actor, AsyncContext};
 use actix_session::Session;
@@ -40,6 +42,7 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body("storage is unavailable, try again"));
         }
     };
+    let hangup = socket::Hangup::new(req.conn_data::<std::rc::Rc<socket::ConnectionFd>>());
     let (response, socket, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
         .max_frame_size(protocol::MAX_FRAME_BYTES)
@@ -54,7 +57,8 @@ pub async fn upgrade(
         state.hooks.clone(),
         socket,
         rate_limit::RateLimiter::new(config.rate_limit, config.rate_burst),
-    );
+    )
+    .cut_with(hangup);
     WsSession::create(|ctx| {
         ctx.add_stream(stream);
         actor

@@ -19,6 +19,7 @@ use super::protocol::{
     DEFAULT_HISTORY_LIMIT, MAX_FETCH_MISSED, MAX_GROUP_RECIPIENTS, MAX_HISTORY_LIMIT,
 };
 use super::rate_limit::RateLimiter;
+use super::socket::Hangup;
 use crate::chat::names::{direct_participants, is_valid_user_name, may_access};
 use crate::chat::registry::{self, Registry};
 use crate::chat::room::{self, Room};
@@ -28,12 +29,20 @@ use crate::store::{Store, StoreResult, User};
 
 /// How often the server pings an idle client.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// A client silent for this long (not even a pong) is disconnected.
+/// A client that answers no ping for this long is cut off.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Frames queued for a client that reads slower than it is written to. Past
-/// this the connection is closed rather than let memory grow without bound;
-/// the client reconnects and catches up from history.
+/// this, or [`MAX_OUTBOX_BYTES`], the connection is cut rather than let
+/// memory grow without bound; the client reconnects and resumes.
 pub const MAX_OUTBOX: usize = 4096;
+/// Bytes queued for one client (frames waiting and being written).
+pub const MAX_OUTBOX_BYTES: usize = 16 * 1024 * 1024;
+/// A `join`, `resume` or `history` is refused while more than this waits
+/// for the client: answers to such requests are large (up to 500 messages),
+/// and a client that asks faster than it reads must not multiply them.
+pub const MAX_REPLAY_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+/// How long a connection outlives its session, for the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Rooms one connection may be in at once.
 pub const MAX_ROOMS_PER_SESSION: usize = 100;
 /// A connection that sends nothing starts receiving its direct messages
@@ -49,6 +58,16 @@ enum Outbound {
     Ping,
     Pong(actix_web::web::Bytes),
     Close(Option<CloseReason>),
+}
+
+impl Outbound {
+    fn len(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Pong(payload) => payload.len(),
+            Outbound::Ping | Outbound::Close(_) => 0,
+        }
+    }
 }
 
 pub struct WsSession {
@@ -68,8 +87,14 @@ pub struct WsSession {
     /// this process stood still (SIGSTOP, a paused VM), not the client.
     last_beat: Instant,
     outbox: VecDeque<Outbound>,
+    /// Bytes in the outbox and in the write in flight.
+    outbox_bytes: usize,
     /// `None` while a write is in flight (the write owns it) and after close.
     socket: Option<actix_ws::Session>,
+    hangup: Hangup,
+    /// Rooms asked of the registry and not answered yet: they count
+    /// against [`MAX_ROOMS_PER_SESSION`] already.
+    joining: usize,
     closing: bool,
     /// [`registry::Ready`] was sent.
     ready: bool,
@@ -98,10 +123,19 @@ impl WsSession {
             last_heard: Instant::now(),
             last_beat: Instant::now(),
             outbox: VecDeque::new(),
+            outbox_bytes: 0,
             socket: Some(socket),
+            hangup: Hangup::default(),
+            joining: 0,
             closing: false,
             ready: false,
         }
+    }
+
+    /// How to cut the connection when a close frame cannot get through.
+    pub fn cut_with(mut self, hangup: Hangup) -> Self {
+        self.hangup = hangup;
+        self
     }
 
     fn send(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
@@ -116,13 +150,22 @@ impl WsSession {
         if self.closing {
             return;
         }
-        if self.outbox.len() >= MAX_OUTBOX {
-            tracing::warn!(user = %self.user, "client reads too slowly; closing its connection");
-            self.close(CloseCode::Again, "too slow reading; reconnect", ctx);
-            return;
+        if self.outbox.len() >= MAX_OUTBOX || self.outbox_bytes + item.len() > MAX_OUTBOX_BYTES {
+            tracing::warn!(user = %self.user, frames = self.outbox.len(), bytes = self.outbox_bytes, "client reads too slowly; cutting its connection");
+            return self.hang_up(ctx);
         }
+        self.outbox_bytes += item.len();
         self.outbox.push_back(item);
         self.pump(ctx);
+    }
+
+    /// Cuts the connection: a close frame would wait behind the writes the
+    /// client is not reading, and with it everything queued.
+    fn hang_up(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        self.outbox.clear();
+        self.hangup.now();
+        ctx.stop();
     }
 
     /// Sends a close frame after whatever is queued, then stops.
@@ -148,6 +191,7 @@ impl WsSession {
             return;
         };
         let batch = std::mem::take(&mut self.outbox);
+        let written: usize = batch.iter().map(Outbound::len).sum();
         let write = async move {
             for item in batch {
                 let sent = match item {
@@ -166,8 +210,9 @@ impl WsSession {
         ctx.spawn(
             write
                 .into_actor(self)
-                .map(|socket, this, ctx| match socket {
+                .map(move |socket, this, ctx| match socket {
                     Some(socket) => {
+                        this.outbox_bytes -= written;
                         this.socket = Some(socket);
                         this.pump(ctx);
                     }
@@ -201,9 +246,8 @@ impl WsSession {
             self.last_heard = self.last_beat;
         }
         if self.last_heard.elapsed() > CLIENT_TIMEOUT {
-            tracing::info!(user = %self.user, "client timed out");
-            ctx.stop();
-            return;
+            tracing::info!(user = %self.user, "client answered no ping in time; cutting it off");
+            return self.hang_up(ctx);
         }
         self.enqueue(Outbound::Ping, ctx);
     }
@@ -229,9 +273,29 @@ impl WsSession {
     }
 
     fn on_frame(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+        let replays = matches!(
+            frame,
+            ClientFrame::Join { .. } | ClientFrame::Resume { .. } | ClientFrame::History { .. }
+        );
+        if replays && self.outbox_bytes > MAX_REPLAY_BACKLOG_BYTES {
+            let rejected = Rejected::new(
+                ErrorCode::RateLimited,
+                "earlier answers are still on their way to you; read them, then ask again",
+                None,
+            );
+            return self.reject(rejected, ctx);
+        }
         match frame {
             ClientFrame::Join { room } => self.join(room, None, ctx),
             ClientFrame::Resume { rooms } => {
+                if rooms.len() > MAX_ROOMS_PER_SESSION {
+                    let rejected = Rejected::new(
+                        ErrorCode::InvalidRoom,
+                        format!("a resume names at most {MAX_ROOMS_PER_SESSION} rooms"),
+                        None,
+                    );
+                    return self.reject(rejected, ctx);
+                }
                 for (room, since) in rooms {
                     self.join(room, Some(since), ctx);
                 }
@@ -463,7 +527,9 @@ impl WsSession {
             );
             return self.reject(rejected, ctx);
         }
-        if !self.rooms.contains_key(&room) && self.rooms.len() >= MAX_ROOMS_PER_SESSION {
+        if !self.rooms.contains_key(&room)
+            && self.rooms.len() + self.joining >= MAX_ROOMS_PER_SESSION
+        {
             let rejected = Rejected::new(
                 ErrorCode::InvalidRoom,
                 format!(
@@ -473,22 +539,22 @@ impl WsSession {
             );
             return self.reject(rejected, ctx);
         }
+        self.joining += 1;
         let request = self.registry.send(registry::JoinRoom {
             session: self.id,
             room: room.clone(),
             since,
         });
         // Wait so that a `send` right after `join` finds the room known.
-        ctx.wait(
-            request
-                .into_actor(self)
-                .map(move |reply, this, ctx| match reply {
-                    Ok(Some(addr)) => {
-                        this.rooms.insert(room, addr);
-                    }
-                    _ => this.close(CloseCode::Restart, "server is shutting down", ctx),
-                }),
-        );
+        ctx.wait(request.into_actor(self).map(move |reply, this, ctx| {
+            this.joining -= 1;
+            match reply {
+                Ok(Some(addr)) => {
+                    this.rooms.insert(room, addr);
+                }
+                _ => this.close(CloseCode::Restart, "server is shutting down", ctx),
+            }
+        }));
     }
 
     fn history(
@@ -684,13 +750,21 @@ impl Actor for WsSession {
         tracing::debug!(user = %self.user, session = self.id, "disconnected");
         self.registry
             .do_send(registry::Disconnect { session: self.id });
+        // The HTTP layer keeps reading (and dropping) what a client sends
+        // after its WebSocket ended; one that closed politely is gone by
+        // now, one still streaming (into a refused frame, say) is cut once
+        // its close frame had time to leave.
+        let hangup = std::mem::take(&mut self.hangup);
+        actix::spawn(async move {
+            tokio::time::sleep(CLOSE_GRACE).await;
+            hangup.now();
+        });
         Running::Stop
     }
 }
 
 impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
     fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
         match item {
             Ok(AggregatedMessage::Text(text)) => {
                 self.on_text(&text, ctx);
@@ -705,7 +779,9 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                 ctx,
             ),
             Ok(AggregatedMessage::Ping(payload)) => self.enqueue(Outbound::Pong(payload), ctx),
-            Ok(AggregatedMessage::Pong(_)) => {}
+            // Only a pong shows the client reads what it is sent: one that
+            // only writes (its pings stuck behind a full outbox) is dead.
+            Ok(AggregatedMessage::Pong(_)) => self.last_heard = Instant::now(),
             Ok(AggregatedMessage::Close(_)) => {
                 self.close(CloseCode::Normal, "bye", ctx);
             }

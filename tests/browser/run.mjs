@@ -38,9 +38,13 @@ function startServer() {
   });
 }
 
+/** Every uncaught error of every page: the test fails on any. */
+const pageErrors = [];
+
 async function login(browser, base, name, beforeNavigation = async () => {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  page.on("pageerror", (error) => pageErrors.push(`${name}: ${error.stack ?? error}`));
   await beforeNavigation(page);
   page.on("dialog", () => {
     throw new Error("a script from a chat message ran (alert dialog)");
@@ -72,6 +76,9 @@ try {
   await alice.press("#text", "Enter");
   await bob.waitForSelector("#messages li.msg .text:text('hello from alice')");
   assert.equal(await bob.locator("#messages li.msg .text", { hasText: "hello from alice" }).count(), 1);
+  assert.equal(await alice.inputValue("#text"), "", "the box is cleared once sent");
+  await alice.waitForSelector("#messages li.msg[data-seq] .text:text('hello from alice')");
+  assert.equal(await alice.locator("#messages li.pending").count(), 0, "the ack settles it");
 
   // Typing indicator.
   await bob.type("#text", "typing…");
@@ -132,13 +139,41 @@ try {
   // replay window (the page fetches the rest of the gap through history).
   const carolSockets = [];
   let networkDown = false;
+  let loseAcks = false;
   const carol = await login(browser, base, "carol", (page) =>
     page.routeWebSocket(/\/ws$/, (ws) => {
       if (networkDown) return ws.close({ code: 1012, reason: "test: network down" });
-      carolSockets.push({ page: ws, server: ws.connectToServer() });
+      const server = ws.connectToServer();
+      // The connection breaks right after the server stored a message and
+      // before its ack reaches the page.
+      server.onMessage((message) => {
+        if (loseAcks && JSON.parse(message).type === "ack") {
+          loseAcks = false;
+          ws.close({ code: 1012, reason: "test: lost on the way" });
+          server.close();
+          return;
+        }
+        ws.send(message);
+      });
+      carolSockets.push({ page: ws, server });
     }),
   );
   await carol.waitForSelector("#messages li.msg .text:text('hello from alice')");
+
+  // A send whose ack was lost with the connection is sent again after the
+  // reconnect and shows once, for carol and for alice.
+  loseAcks = true;
+  await carol.fill("#text", "said once");
+  await carol.press("#text", "Enter");
+  await carol.waitForSelector("#status:text('reconnecting')");
+  await carol.waitForSelector("#status:text('connected')", { timeout: 30000 });
+  await carol.waitForSelector("#messages li.msg[data-seq] .text:text('said once')");
+  await carol.waitForFunction(() => document.querySelectorAll("#messages li.pending").length === 0);
+  await alice.waitForSelector("#messages li.msg .text:text('said once')");
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(await carol.locator("#messages li.msg .text", { hasText: "said once" }).count(), 1);
+  assert.equal(await alice.locator("#messages li.msg .text", { hasText: "said once" }).count(), 1);
+  carolSockets.splice(0);
   networkDown = true;
   for (const socket of carolSockets.splice(0)) {
     await socket.server.close();
@@ -196,6 +231,7 @@ try {
 
   await alice.setViewportSize({ width: 1100, height: 640 });
   await alice.screenshot({ path: process.env.SCREENSHOT ?? "target/screenshot.png" });
+  assert.deepEqual(pageErrors, [], "no page threw");
   console.log("browser test passed");
 } finally {
   await browser.close();

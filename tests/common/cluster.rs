@@ -348,6 +348,17 @@ impl Replica {
         self.signal(if frozen { "-STOP" } else { "-CONT" });
     }
 
+    /// The process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("running");
         let pid = child.id().to_string();

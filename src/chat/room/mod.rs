@@ -49,6 +49,15 @@ const MAX_BATCH: usize = 256;
 pub const GAP_WAIT: Duration = Duration::from_millis(300);
 /// Pause before retrying a failed read of the store.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
+/// After a write with an unknown outcome, when the room reads what the
+/// store holds: a message that was stored after all reaches the members
+/// even if nothing follows it in the room.
+const UNCERTAIN_CHECKS: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(45),
+];
 /// How often a room repeats its local presence to the other replicas.
 pub const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Presence changes within this window go out as one `presence` frame.
@@ -468,8 +477,12 @@ impl Room {
                     let (code, text) = match err {
                         StoreError::Uncertain(_) => {
                             // If they were stored, the store has them
-                            // under their seqs: deliver them from there.
-                            ctx.run_later(FETCH_RETRY, |this, ctx| this.catch_up(ctx));
+                            // under their seqs: deliver them from there. A
+                            // stalled database may apply the write only when
+                            // it runs again, so look more than once.
+                            for after in UNCERTAIN_CHECKS {
+                                ctx.run_later(after, |this, ctx| this.catch_up(ctx));
+                            }
                             (
                                 ErrorCode::StoreUncertain,
                                 "the database stopped answering: the message may or may not be stored; \
