@@ -13,6 +13,11 @@
   /** After a `reconnect` frame: how long to wait for acks, then how soon to reconnect. */
   const MOVE_WAIT_MS = 2000;
   const MOVE_BACKOFF_MS = 100;
+  /** A browser cannot see WebSocket pings: after this much quiet the page
+   * asks (`ping`), and a replica that answers nothing within PONG_WAIT_MS
+   * more is given up for another. */
+  const QUIET_MS = 10000;
+  const PONG_WAIT_MS = 5000;
   const STORAGE_KEY = `rookery:${me}:rooms`;
 
   /**
@@ -29,6 +34,8 @@
   let socket = null;
   let backoff = 500;
   let nextRef = 1;
+  let lastFrameAt = 0;
+  let pingedAt = 0;
   let typingSent = false;
   let typingTimer = null;
 
@@ -280,6 +287,7 @@
     message(frame) {
       addMessage(frame);
     },
+    pong() {},
     ack(frame) {
       const entry = pending.get(frame.ref);
       if (entry) {
@@ -379,11 +387,31 @@
     },
   };
 
+  setInterval(() => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    const quiet = Date.now() - lastFrameAt;
+    if (quiet > QUIET_MS + PONG_WAIT_MS) {
+      // A stopped replica never finishes a closing handshake: drop this
+      // socket without waiting and connect anew.
+      const stale = socket;
+      socket = null;
+      stale.close(4000, "no answer");
+      $("status").textContent = "disconnected, reconnecting…";
+      setTimeout(connect, MOVE_BACKOFF_MS);
+    } else if (quiet > QUIET_MS && pingedAt < lastFrameAt) {
+      pingedAt = Date.now();
+      send({ type: "ping" });
+    }
+  }, 1000);
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    socket = ws;
     $("status").textContent = "connecting…";
-    socket.addEventListener("open", () => {
+    ws.addEventListener("open", () => {
+      if (ws !== socket) return ws.close();
+      lastFrameAt = Date.now();
       backoff = 500;
       $("status").textContent = "connected";
       // Rooms already on screen resume after their newest message, so what
@@ -404,7 +432,9 @@
       // the retry is acked under its seq instead of being stored again.
       for (const entry of pending.values()) send({ ...entry.frame, retry: true });
     });
-    socket.addEventListener("message", (event) => {
+    ws.addEventListener("message", (event) => {
+      if (ws !== socket) return;
+      lastFrameAt = Date.now();
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -414,7 +444,9 @@
       const handler = handlers[frame.type];
       if (handler) handler(frame);
     });
-    socket.addEventListener("close", (event) => {
+    ws.addEventListener("close", (event) => {
+      // A socket given up for silence was replaced already.
+      if (ws !== socket) return;
       $("status").textContent = "disconnected, reconnecting…";
       if (event.code === 1008) {
         for (const entry of pending.values()) {

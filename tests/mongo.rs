@@ -212,43 +212,51 @@ async fn a_database_outage_fails_sends_clearly_and_loses_no_acked_message() {
     a.direct("carol", "kept for you", "d0").await;
     let mut bob_tab = bob.ws().await;
     mongo.kill();
-    // The first send may have gone out on a connection whose server just
-    // died: Rookery cannot tell whether it was stored and says so. Once
-    // the driver knows the server is gone, sends are never sent at all.
-    let answer = send_and_answer(&mut a, "during the outage", "r1").await;
-    assert_eq!(
-        answer["type"], "error",
-        "never an ack for an unstored message: {answer}"
-    );
-    assert!(
-        answer["code"] == "store_unavailable" || answer["code"] == "store_uncertain",
-        "{answer}"
-    );
-    let answer = send_and_answer(&mut a, "during the outage", "r1b").await;
-    assert_eq!(answer["code"], "store_unavailable", "{answer}");
-    let (status, _) = get_json(&alice, "/readyz").await;
-    assert_eq!(status, 503, "not ready while the database is down");
-    bob_tab.send(json!({"type": "fetch_missed"})).await;
-    let error = bob_tab.recv_type("error").await;
-    assert_eq!(error["code"], "store_unavailable", "{error}");
-
-    mongo.spawn();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let answer = send_and_answer(&mut a, "after", &format!("retry{attempt}")).await;
-        if answer["type"] == "ack" {
-            acked.push(answer["seq"].as_u64().unwrap());
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sending never recovered: {answer}"
+    // Bob's tab reads (answers pings) throughout, as a browser does: the
+    // outage and the recovery take longer than the client timeout.
+    let outage = async {
+        // The first send may have gone out on a connection whose server just
+        // died: Rookery cannot tell whether it was stored and says so. Once
+        // the driver knows the server is gone, sends are never sent at all.
+        let answer = send_and_answer(&mut a, "during the outage", "r1").await;
+        assert_eq!(
+            answer["type"], "error",
+            "never an ack for an unstored message: {answer}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    acked.push(a.say("general", "and again", "r2").await);
+        assert!(
+            answer["code"] == "store_unavailable" || answer["code"] == "store_uncertain",
+            "{answer}"
+        );
+        let answer = send_and_answer(&mut a, "during the outage", "r1b").await;
+        assert_eq!(answer["code"], "store_unavailable", "{answer}");
+        let (status, _) = get_json(&alice, "/readyz").await;
+        assert_eq!(status, 503, "not ready while the database is down");
+    };
+    common::with_idle(outage, &mut [&mut b, &mut bob_tab]).await;
+    let recovery = async {
+        bob_tab.send(json!({"type": "fetch_missed"})).await;
+        let error = bob_tab.recv_type("error").await;
+        assert_eq!(error["code"], "store_unavailable", "{error}");
+
+        mongo.spawn();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let answer = send_and_answer(&mut a, "after", &format!("retry{attempt}")).await;
+            if answer["type"] == "ack" {
+                acked.push(answer["seq"].as_u64().unwrap());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sending never recovered: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        acked.push(a.say("general", "and again", "r2").await);
+    };
+    common::with_idle(recovery, &mut [&mut b]).await;
 
     // bob got exactly the stored messages, live.
     let mut delivered = Vec::new();

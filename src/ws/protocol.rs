@@ -140,6 +140,9 @@ pub enum ClientFrame {
     },
     /// This user has read `room` up to `seq`; its members are told.
     Read { room: String, seq: u64 },
+    /// Answered with `pong`: lets a client that cannot see WebSocket pings
+    /// (a browser) tell a live connection from a replica that stopped.
+    Ping,
 }
 
 /// The variant names of [`ClientFrame`], to tell an unknown `type` from a
@@ -155,6 +158,7 @@ const CLIENT_FRAME_TYPES: &[&str] = &[
     "group",
     "fetch_missed",
     "read",
+    "ping",
 ];
 
 /// Why a frame was refused; the `code` of an `error` frame.
@@ -298,6 +302,8 @@ pub enum ServerFrame<'a> {
     /// `resume`. The server closes the connection (code 1012) if the client
     /// has not within half its shutdown timeout.
     Reconnect,
+    /// Answer to `ping`, after everything sent before it.
+    Pong,
     /// A refused frame; `ref` is the refused frame's, when it had one.
     Error {
         code: ErrorCode,
@@ -499,6 +505,8 @@ mod tests {
             parse(r#"{"type":"fetch_missed"}"#),
             Ok(ClientFrame::FetchMissed { limit: None })
         );
+        assert_eq!(parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping));
+        assert_eq!(ServerFrame::Pong.encode(), r#"{"type":"pong"}"#);
         assert_eq!(
             parse(r#"{"type":"send","room":"r","text":"x","delivery":"sometimes"}"#)
                 .unwrap_err()

@@ -356,6 +356,7 @@ impl WsSession {
                 }),
                 None => self.reject(not_joined(&room, None), ctx),
             },
+            ClientFrame::Ping => self.send(ServerFrame::Pong.encode(), ctx),
         }
     }
 

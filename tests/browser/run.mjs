@@ -144,9 +144,11 @@ try {
     page.routeWebSocket(/\/ws$/, (ws) => {
       if (networkDown) return ws.close({ code: 1012, reason: "test: network down" });
       const server = ws.connectToServer();
+      const entry = { page: ws, server, silent: false };
       // The connection breaks right after the server stored a message and
       // before its ack reaches the page.
       server.onMessage((message) => {
+        if (entry.silent) return;
         if (loseAcks && JSON.parse(message).type === "ack") {
           loseAcks = false;
           ws.close({ code: 1012, reason: "test: lost on the way" });
@@ -155,13 +157,13 @@ try {
         }
         ws.send(message);
       });
-      carolSockets.push({ page: ws, server });
+      carolSockets.push(entry);
     }),
   );
   await carol.waitForSelector("#messages li.msg .text:text('hello from alice')");
 
   // A send whose ack was lost with the connection is sent again after the
-  // reconnect and shows once, for carol and for alice.
+  // reconnect and shows once, for carol and for bob.
   loseAcks = true;
   await carol.fill("#text", "said once");
   await carol.press("#text", "Enter");
@@ -169,11 +171,26 @@ try {
   await carol.waitForSelector("#status:text('connected')", { timeout: 30000 });
   await carol.waitForSelector("#messages li.msg[data-seq] .text:text('said once')");
   await carol.waitForFunction(() => document.querySelectorAll("#messages li.pending").length === 0);
-  await alice.waitForSelector("#messages li.msg .text:text('said once')");
+  await bob.waitForSelector("#messages li.msg .text:text('said once')");
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.equal(await carol.locator("#messages li.msg .text", { hasText: "said once" }).count(), 1);
-  assert.equal(await alice.locator("#messages li.msg .text", { hasText: "said once" }).count(), 1);
-  carolSockets.splice(0);
+  assert.equal(await bob.locator("#messages li.msg .text", { hasText: "said once" }).count(), 1);
+
+  // A replica that stops answering (frozen, its socket still open) is given
+  // up: the page pings it, hears nothing, connects anew and shows what was
+  // said meanwhile, once.
+  for (const socket of carolSockets) socket.silent = true;
+  const connections = carolSockets.length;
+  await bob.fill("#text", "said into the silence");
+  await bob.press("#text", "Enter");
+  for (let waited = 0; carolSockets.length === connections; waited += 100) {
+    assert.ok(waited < 30000, "carol's page never gave up the silent connection");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await carol.waitForSelector("#status:text('connected')", { timeout: 30000 });
+  await carol.waitForSelector("#messages li.msg .text:text('said into the silence')");
+  assert.equal(await carol.locator("#messages li.msg .text", { hasText: "said into the silence" }).count(), 1);
+  carolSockets.splice(0, carolSockets.length - 1); // only the live one stays
   networkDown = true;
   for (const socket of carolSockets.splice(0)) {
     await socket.server.close();
