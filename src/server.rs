@@ -319,6 +319,7 @@ impl Replica {
                     web::scope("")
                         .wrap(session_middleware)
                         .wrap(middleware::from_fn(http::storage_errors))
+                        .wrap(middleware::from_fn(http::same_site_posts))
                         .configure(move |cfg| http::routes(cfg, &upload_dir)),
                 )
         })

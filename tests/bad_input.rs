@@ -188,3 +188,55 @@ async fn a_burst_over_the_rate_limit_is_refused_then_recovers() {
     assert_eq!(seq, 5, "refused frames were never stored");
     server.stop().await;
 }
+
+/// A flood over the rate limit costs the server no parsing and ends: after
+/// 100 refused frames in a row the connection closes with 1008, and others
+/// are served. A short refused send still names its `ref`.
+#[actix_web::test]
+async fn a_flood_over_the_rate_limit_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.rate_limit = 5;
+    config.rate_burst = 5;
+    let server = TestServer::start_with(config).await;
+    let mut ws = Client::logged_in(&server, "flood").await.ws().await;
+    ws.join("general").await;
+    // The join took one of the five tokens; these take the rest.
+    for n in 0..4 {
+        ws.send(json!({"type": "typing", "room": "general", "active": n % 2 == 0}))
+            .await;
+    }
+    ws.send(json!({"type": "send", "room": "general", "text": "x", "ref": "late"}))
+        .await;
+    let refused = ws.recv_type("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["ref"].as_str()),
+        (Some("rate_limited"), Some("late"))
+    );
+    let big = json!({"type": "send", "room": "general", "text": "y".repeat(60_000)}).to_string();
+    let mut closed = false;
+    for _ in 0..400 {
+        if ws
+            .stream
+            .send(Message::Text(big.clone().into()))
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+    }
+    let frames = ws.until_closed(std::time::Duration::from_secs(10)).await;
+    assert!(
+        closed || ws.close_code.is_some(),
+        "the flood ended the connection"
+    );
+    assert_eq!(
+        ws.close_code,
+        Some(u16::from(CloseCode::Policy)),
+        "{frames:?}"
+    );
+    let mut other = Client::logged_in(&server, "calm").await.ws().await;
+    other.join("general").await;
+    other.say("general", "served", "ok").await;
+}

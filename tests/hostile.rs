@@ -229,3 +229,76 @@ async fn a_resume_cannot_exceed_the_room_limit() {
         "100 rooms at most, the first one included"
     );
 }
+
+/// A form on another site cannot log a browser in (as the attacker) or a
+/// user out: POSTs whose `Origin` or `Referer` is another site are 403.
+/// Same-site POSTs and clients that send neither header still work.
+#[actix_web::test]
+async fn cross_site_posts_are_refused() {
+    let (_dir, server) = common::TestServer::fresh().await;
+    let victim = Client::logged_in(&server, "victim").await;
+    let own = server.url("");
+    let post = |client: &Client, path: &str, origin: Option<(&'static str, String)>| {
+        let mut request = client
+            .http
+            .post(format!("{}{path}", client.base))
+            .form(&[("name", "attacker"), ("password", common::PASSWORD)]);
+        if let Some((header, value)) = origin {
+            request = request.header(header, value);
+        }
+        request.send()
+    };
+    for origin in [
+        ("origin", "http://evil.example".to_owned()),
+        ("origin", "null".to_owned()),
+        ("referer", "http://evil.example/page".to_owned()),
+    ] {
+        assert_eq!(
+            post(&victim, "/login", Some(origin.clone()))
+                .await
+                .unwrap()
+                .status(),
+            403,
+            "{origin:?}"
+        );
+        assert_eq!(
+            post(&victim, "/logout", Some(origin.clone()))
+                .await
+                .unwrap()
+                .status(),
+            403,
+            "{origin:?}"
+        );
+    }
+    assert_eq!(
+        victim.get("/").await.status(),
+        200,
+        "still logged in as the victim"
+    );
+    let same = ("origin", own.clone());
+    assert_eq!(
+        post(&client_at(&server), "/login", Some(same))
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    assert_eq!(
+        post(&client_at(&server), "/login", None)
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    assert_eq!(
+        post(&victim, "/logout", Some(("referer", format!("{own}/"))))
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+}
+
+fn client_at(server: &common::TestServer) -> Client {
+    Client::new(server)
+}

@@ -347,16 +347,7 @@ async fn a_frozen_database_answers_within_the_bound_and_never_contradicts_itself
 async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
     use rookery::store::{NewMessage, Store};
     let mongo = TestMongo::new();
-    let store = rookery::store::mongo::MongoStore::connect(&rookery::config::MongoConfig {
-        url: Some(mongo.url.clone()),
-        host: None,
-        port: 27017,
-        username: None,
-        password: None,
-        database: "unused".into(),
-    })
-    .await
-    .unwrap();
+    let store = common::mongo::store_at(&mongo.url).await;
     store.migrate().await.unwrap();
     let message = |id: &str, text: &str| NewMessage {
         id: id.into(),

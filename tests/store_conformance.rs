@@ -8,8 +8,6 @@ mod common;
 use std::sync::Arc;
 
 use common::mongo::TestMongo;
-use rookery::config::MongoConfig;
-use rookery::store::mongo::MongoStore;
 use rookery::store::sqlite::SqliteStore;
 use rookery::store::{NewMessage, Store, StoreError};
 
@@ -34,18 +32,7 @@ impl Backend {
             Self::Sqlite(dir) => {
                 Arc::new(SqliteStore::open(&dir.path().join("rookery.db")).unwrap())
             }
-            Self::Mongo(mongo) => Arc::new(
-                MongoStore::connect(&MongoConfig {
-                    url: Some(mongo.url.clone()),
-                    host: None,
-                    port: 27017,
-                    username: None,
-                    password: None,
-                    database: "unused".into(),
-                })
-                .await
-                .unwrap(),
-            ),
+            Self::Mongo(mongo) => Arc::new(common::mongo::store_at(&mongo.url).await),
         };
         store.migrate().await.expect("migrate");
         store

@@ -78,6 +78,55 @@ pub fn security_headers() -> DefaultHeaders {
         ))
 }
 
+/// Whether a browser request comes from a page of this site. Browsers send
+/// `Origin` on WebSocket handshakes and POSTs (`Referer` where they do
+/// not), and apply no CORS to either, so a page on another site could
+/// otherwise use the user's cookie, or log them in as someone else.
+/// Requests that carry neither (not browsers) are let through.
+pub fn same_origin(req: &actix_web::HttpRequest) -> bool {
+    let headers = req.headers();
+    let Some(claimed) = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+    else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST) else {
+        return false;
+    };
+    match (claimed.to_str(), host.to_str()) {
+        (Ok(claimed), Ok(host)) => claimed
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .is_some_and(|authority| authority.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}
+
+/// Refuses a POST (log in, log out, upload a photo) from a page on another
+/// site: the session cookie's `SameSite=Lax` does not stop a cross-site form
+/// from logging a browser in as the attacker, or a user out.
+pub async fn same_site_posts(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::POST && !same_origin(req.request()) {
+        tracing::info!(path = %req.path(), "refused a cross-site POST");
+        return Err(CrossSite.into());
+    }
+    next.call(req).await
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("Requests from other sites are refused.")]
+struct CrossSite;
+
+impl actix_web::ResponseError for CrossSite {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::FORBIDDEN
+    }
+}
+
 /// Turns the opaque 500 that the session middleware answers when it cannot
 /// reach the session store into a 503 that says so; the browser client
 /// retries on it, and nothing about the user's session is lost.

@@ -31,7 +31,7 @@ pub async fn upgrade(
     let Some(user) = current_user(&session) else {
         return Ok(HttpResponse::Unauthorized().body("log in before opening a chat connection"));
     };
-    if !same_origin(&req) {
+    if !crate::http::same_origin(&req) {
         return Ok(HttpResponse::Forbidden().body("cross-origin chat connections are refused"));
     }
     let account = match state.store.find_user(&user).await {
@@ -64,22 +64,4 @@ pub async fn upgrade(
         actor
     });
     Ok(response)
-}
-
-/// Browsers send `Origin` on WebSocket handshakes and do not apply CORS to
-/// them, so a page on another site could otherwise open a socket with the
-/// user's cookie. Clients that send no `Origin` (not browsers) are let through.
-fn same_origin(req: &HttpRequest) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return true;
-    };
-    let Some(host) = req.headers().get(header::HOST) else {
-        return false;
-    };
-    match (origin.to_str(), host.to_str()) {
-        (Ok(origin), Ok(host)) => origin
-            .split_once("://")
-            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
-        _ => false,
-    }
 }

@@ -421,6 +421,17 @@ pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
     Ok(frame)
 }
 
+/// The `ref` of a frame, whatever else it holds (for refusing it without
+/// making sense of the rest).
+pub fn peek_reference(text: &str) -> Option<Ref> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    }
+    serde_json::from_str::<Peek>(text).ok()?.reference
+}
+
 /// Checks a message text against the protocol's limits.
 pub fn check_text(text: &str, reference: Option<&Ref>) -> Result<(), Rejected> {
     if text.trim().is_empty() {

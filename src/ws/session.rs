@@ -41,6 +41,11 @@ pub const MAX_OUTBOX_BYTES: usize = 16 * 1024 * 1024;
 /// for the client: answers to such requests are large (up to 500 messages),
 /// and a client that asks faster than it reads must not multiply them.
 pub const MAX_REPLAY_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+/// Frames refused in a row for the rate limit before the connection is
+/// closed (1008): a client that keeps going is not slowing down.
+pub const MAX_REFUSED_IN_A_ROW: u32 = 100;
+/// A rate-limited frame up to this size is looked into for its `ref`.
+const REF_PEEK_BYTES: usize = 1024;
 /// How long a connection outlives its session, for the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Rooms one connection may be in at once.
@@ -82,6 +87,8 @@ pub struct WsSession {
     /// room actor lives at least as long as this connection (a member).
     direct_rooms: HashMap<String, Addr<Room>>,
     limiter: RateLimiter,
+    /// Frames refused for the rate limit since the last one let through.
+    refused_in_a_row: u32,
     last_heard: Instant,
     /// When the heartbeat last ran: a beat much later than planned means
     /// this process stood still (SIGSTOP, a paused VM), not the client.
@@ -120,6 +127,7 @@ impl WsSession {
             rooms: HashMap::new(),
             direct_rooms: HashMap::new(),
             limiter,
+            refused_in_a_row: 0,
             last_heard: Instant::now(),
             last_beat: Instant::now(),
             outbox: VecDeque::new(),
@@ -253,12 +261,18 @@ impl WsSession {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
-        let parsed = protocol::parse(text);
+        // Counted before parsing: parsing is the cost a flood is after.
         if !self.limiter.allow() {
-            let reference = match &parsed {
-                Ok(frame) => frame_reference(frame),
-                Err(rejected) => rejected.reference.clone(),
-            };
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                tracing::info!(user = %self.user, "client stays over the frame rate; closing");
+                return self.close(CloseCode::Policy, "over the frame rate limit", ctx);
+            }
+            // A send's ref tells the client which one was dropped; only a
+            // short frame is looked into for it.
+            let reference = (text.len() <= REF_PEEK_BYTES)
+                .then(|| protocol::peek_reference(text))
+                .flatten();
             let rejected = Rejected::new(
                 ErrorCode::RateLimited,
                 "too many frames; this one was dropped, slow down",
@@ -266,7 +280,8 @@ impl WsSession {
             );
             return self.reject(rejected, ctx);
         }
-        match parsed {
+        self.refused_in_a_row = 0;
+        match protocol::parse(text) {
             Ok(frame) => self.on_frame(frame, ctx),
             Err(rejected) => self.reject(rejected, ctx),
         }
@@ -698,16 +713,6 @@ impl OwnedTarget {
             Self::User(user) => Target::User(user),
             Self::Room(room) => Target::Room(room),
         }
-    }
-}
-
-fn frame_reference(frame: &ClientFrame) -> Option<Ref> {
-    match frame {
-        ClientFrame::Send { reference, .. } => reference.clone(),
-        ClientFrame::Direct { options, .. } | ClientFrame::Group { options, .. } => {
-            options.reference.clone()
-        }
-        _ => None,
     }
 }
 

@@ -53,26 +53,7 @@ impl Cluster {
 
     /// Waits until every live replica's `/healthz` reports its broker link as `connected`.
     pub async fn wait_connected(&self, connected: bool) {
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
-        let http = reqwest::Client::new();
-        for replica in &self.replicas {
-            loop {
-                let health: Value = match http.get(replica.url("/healthz")).send().await {
-                    Ok(response) => response.json().await.unwrap_or(Value::Null),
-                    Err(_) => Value::Null,
-                };
-                if health["cluster"]["connected"] == connected {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} never reported connected={connected}: {health}\n{}",
-                    replica.node,
-                    replica.log()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        wait_connected(&self.replicas, connected).await;
     }
 
     /// A user logged in on replica `at`, with an open WebSocket in `room`.
@@ -82,6 +63,30 @@ impl Cluster {
         let mut ws = client.ws().await;
         ws.join(room).await;
         (client, ws)
+    }
+}
+
+/// Waits until each of `replicas` reports its broker link (`/healthz`) as `connected`.
+pub async fn wait_connected(replicas: &[Replica], connected: bool) {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let http = reqwest::Client::new();
+    for replica in replicas {
+        loop {
+            let health: Value = match http.get(replica.url("/healthz")).send().await {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            if health["cluster"]["connected"] == connected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never reported connected={connected}: {health}\n{}",
+                replica.node,
+                replica.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

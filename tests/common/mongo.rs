@@ -131,6 +131,22 @@ impl TestMongo {
     }
 }
 
+/// A store handle onto the database at `url`, as a replica would open it
+/// (not migrated).
+pub async fn store_at(url: &str) -> rookery::store::mongo::MongoStore {
+    let config = rookery::config::MongoConfig {
+        url: Some(url.to_owned()),
+        host: None,
+        port: 27017,
+        username: None,
+        password: None,
+        database: "unused".into(),
+    };
+    rookery::store::mongo::MongoStore::connect(&config)
+        .await
+        .expect("a well-formed MongoDB URL")
+}
+
 fn secantusd() -> PathBuf {
     if let Some(path) = std::env::var_os("SECANTUSD") {
         return path.into();
