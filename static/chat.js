@@ -375,7 +375,9 @@
         // Maybe stored (or refused for now): ask again in a moment; a
         // stored one is acked under its seq, not stored twice.
         entry.li.querySelector(".meta").textContent = "sending…";
-        setTimeout(() => pending.has(frame.ref) && send({ ...entry.frame, retry: true }), 1000);
+        entry.attempts = (entry.attempts || 0) + 1;
+        const pause = Math.min(1000 * 2 ** (entry.attempts - 1), MAX_BACKOFF_MS);
+        setTimeout(() => pending.has(frame.ref) && send({ ...entry.frame, retry: true }), pause);
       } else if (entry) {
         entry.li.classList.add("failed");
         entry.li.querySelector(".meta").textContent = `not sent: ${frame.message}`;
@@ -390,7 +392,9 @@
   setInterval(() => {
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
     const quiet = Date.now() - lastFrameAt;
-    if (quiet > QUIET_MS + PONG_WAIT_MS) {
+    // Only an unanswered ping counts: a background tab's timers may run a
+    // minute late, which says nothing about the connection.
+    if (pingedAt >= lastFrameAt && Date.now() - pingedAt > PONG_WAIT_MS) {
       // A stopped replica never finishes a closing handshake: drop this
       // socket without waiting and connect anew.
       const stale = socket;

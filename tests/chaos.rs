@@ -500,6 +500,8 @@ struct Verdict {
     acked: usize,
     /// Acked, but the store holds something else (or nothing) at that seq.
     lost_acked: usize,
+    /// A few of them: who, what, and what the store has there.
+    lost_samples: Vec<String>,
     /// Refused with a definite code, yet stored.
     false_failures: usize,
     /// The same text stored twice.
@@ -572,6 +574,13 @@ fn check(
                     verdict.acked += 1;
                     if stored != Some(&(sent.room.as_str(), *seq)) {
                         verdict.lost_acked += 1;
+                        if verdict.lost_samples.len() < 10 {
+                            let there = store.get(&sent.room).and_then(|m| m.get(seq));
+                            verdict.lost_samples.push(format!(
+                                "{:?} acked as {} seq {seq} (sent on replica {}); the store has {there:?} there, and the text at {stored:?}",
+                                sent.text, sent.room, sent.replica
+                            ));
+                        }
                     }
                 }
                 Outcome::Refused(code) => {
@@ -665,6 +674,36 @@ fn check(
         }
     }
     verdict
+}
+
+/// `(room, seq)` pairs the `messages` collection holds more than once,
+/// read raw: the store's unique index should make this impossible.
+async fn seqs_held_twice(url: &str) -> Vec<(String, i64, Vec<String>)> {
+    use mongodb::bson::Document;
+    let client = mongodb::Client::with_uri_str(url).await.unwrap();
+    let messages = client
+        .default_database()
+        .unwrap()
+        .collection::<Document>("messages");
+    let mut cursor = messages.find(mongodb::bson::doc! {}).await.unwrap();
+    let mut held: HashMap<(String, i64), Vec<String>> = HashMap::new();
+    while cursor.advance().await.unwrap() {
+        let doc = cursor.deserialize_current().unwrap();
+        let key = (
+            doc.get_str("room").unwrap_or_default().to_owned(),
+            doc.get_i64("seq").unwrap_or_default(),
+        );
+        held.entry(key)
+            .or_default()
+            .push(doc.get_str("text").unwrap_or_default().to_owned());
+    }
+    let mut twice: Vec<(String, i64, Vec<String>)> = held
+        .into_iter()
+        .filter(|(_, texts)| texts.len() > 1)
+        .map(|((room, seq), texts)| (room, seq, texts))
+        .collect();
+    twice.sort();
+    twice
 }
 
 /// Every stored message of `rooms`.
@@ -874,6 +913,10 @@ async fn chaos(kind: BrokerKind) {
         .map(|record| std::mem::take(&mut *record.lock().unwrap()))
         .collect();
     let verdict = check(&records, &store, &windows);
+    let held_twice = seqs_held_twice(&database_url).await;
+    if !held_twice.is_empty() {
+        println!("the database holds these (room, seq) more than once, against its unique index: {held_twice:?}");
+    }
     report(kind, seed, &lane, &records, &verdict);
     if !verdict.clean() || std::env::var_os("CHAOS_LOGS").is_some() {
         for (n, replica) in replicas.iter().enumerate() {
@@ -956,6 +999,9 @@ fn report(kind: BrokerKind, seed: u64, lane: &Lane, records: &[Record], verdict:
             fault.name(),
             late.as_secs_f64()
         ));
+    }
+    for lost in &verdict.lost_samples {
+        text.push_str(&format!("\nLost: {lost}."));
     }
     for hole in &verdict.hole_samples {
         text.push_str(&format!("\nHole: {hole}."));

@@ -123,6 +123,12 @@ mod cases {
             texts,
             ["hello", "between", "new", "lost", "hello", "hello", "hello!", "hello"]
         );
+        // The same ref and text twice: a retry is of the newest.
+        let again = store
+            .append("r", vec![referenced("ann", "hello", "7", true)], 5)
+            .await
+            .unwrap();
+        assert_eq!(again[0].seq, 8);
     }
 
     pub async fn accounts_have_unique_names(backend: Backend) {

@@ -46,8 +46,8 @@ pub struct NewMessage {
     /// The sender's `ref`, as JSON, kept so a retry can find the message.
     pub reference: Option<String>,
     /// A retry: if the room's newest [`RETRY_SCAN`] messages hold one from
-    /// the same sender with the same `reference` and text, that one is
-    /// returned in this one's place and nothing is stored.
+    /// the same sender with the same `reference` and text, the newest such
+    /// is returned in this one's place and nothing is stored.
     pub retry: bool,
 }
 

@@ -419,6 +419,7 @@ impl MongoStore {
                     "client_ref": reference,
                     "text": &message.text,
                 })
+                .sort(doc! { "seq": -1 })
                 .await
                 .map_err(unavailable)?;
             found.push(original.map(|doc| Original::Stored(doc.into_stored(&HashMap::new()))));

@@ -220,6 +220,9 @@ impl WsSession {
                 .into_actor(self)
                 .map(move |socket, this, ctx| match socket {
                     Some(socket) => {
+                        // The client takes what it is sent: alive, though a
+                        // ping may wait behind a large replay for a while.
+                        this.last_heard = Instant::now();
                         this.outbox_bytes -= written;
                         this.socket = Some(socket);
                         this.pump(ctx);

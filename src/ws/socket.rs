@@ -6,8 +6,8 @@
 //! Shutting the socket down makes those writes fail at once, which ends
 //! the connection and frees what was queued.
 
-use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::rc::{Rc, Weak};
 
 /// Kept in each connection's data (see `server.rs`, `on_connect`), so it is
@@ -36,10 +36,10 @@ impl Hangup {
             return;
         };
         tracing::debug!(fd = connection.0, "cutting the connection");
-        // SAFETY: the descriptor is still open, because the connection data
-        // the `Rc` lives in is dropped together with the socket, and
-        // `ManuallyDrop` keeps this borrowed handle from closing it.
-        let socket = std::mem::ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(connection.0) });
-        let _ = socket.shutdown(Shutdown::Both);
+        // SAFETY: the descriptor is still open: the connection data the
+        // `Rc` lives in is dropped together with the socket (actix-http's
+        // dispatcher holds both; pooled requests drop their `conn_data`).
+        let fd = unsafe { BorrowedFd::borrow_raw(connection.0) };
+        let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Both);
     }
 }

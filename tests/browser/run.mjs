@@ -54,7 +54,7 @@ async function login(browser, base, name, beforeNavigation = async () => {}) {
   await page.fill("input[name=password]", PASSWORD);
   await page.click("button[type=submit]");
   await page.waitForURL(`${base}/`);
-  await page.waitForSelector("#status:text('connected')");
+  await page.waitForSelector("#status:text-is('connected')");
   return page;
 }
 
@@ -168,7 +168,7 @@ try {
   await carol.fill("#text", "said once");
   await carol.press("#text", "Enter");
   await carol.waitForSelector("#status:text('reconnecting')");
-  await carol.waitForSelector("#status:text('connected')", { timeout: 30000 });
+  await carol.waitForSelector("#status:text-is('connected')", { timeout: 30000 });
   await carol.waitForSelector("#messages li.msg[data-seq] .text:text('said once')");
   await carol.waitForFunction(() => document.querySelectorAll("#messages li.pending").length === 0);
   await bob.waitForSelector("#messages li.msg .text:text('said once')");
@@ -187,7 +187,7 @@ try {
     assert.ok(waited < 30000, "carol's page never gave up the silent connection");
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  await carol.waitForSelector("#status:text('connected')", { timeout: 30000 });
+  await carol.waitForSelector("#status:text-is('connected')", { timeout: 30000 });
   await carol.waitForSelector("#messages li.msg .text:text('said into the silence')");
   assert.equal(await carol.locator("#messages li.msg .text", { hasText: "said into the silence" }).count(), 1);
   carolSockets.splice(0, carolSockets.length - 1); // only the live one stays
@@ -234,7 +234,7 @@ try {
     carol.$$eval("#messages li.msg .text", (nodes) =>
       nodes.map((node) => node.textContent).filter((text) => text.startsWith("away ")),
     );
-  await carol.waitForSelector("#status:text('connected')", { timeout: 30000 });
+  await carol.waitForSelector("#status:text-is('connected')", { timeout: 30000 });
   await carol.waitForFunction(
     (count) =>
       [...document.querySelectorAll("#messages li.msg .text")].filter((node) =>

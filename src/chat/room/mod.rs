@@ -47,8 +47,17 @@ const MAX_BATCH: usize = 256;
 /// How long a message may wait for an earlier, missing one before the room
 /// reads the gap from the store.
 pub const GAP_WAIT: Duration = Duration::from_millis(300);
+/// The same without a broker, when nothing can arrive by itself: short, so
+/// local users are not held back, but a pause, so a hole that stays open
+/// (a write the database applies late) is not read back to back.
+const GAP_WAIT_UNLINKED: Duration = Duration::from_millis(50);
 /// Pause before retrying a failed read of the store.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
+/// The answer to a retry that could not be looked up: its first attempt
+/// may well be stored, so "not stored" would be a lie.
+const RETRY_NOT_CHECKED: &str =
+    "this retry could not be checked against the first attempt, which may be stored \
+     (then it arrives with its seq); retry again shortly";
 /// After a write with an unknown outcome, when the room reads what the
 /// store holds: a message that was stored after all reaches the members
 /// even if nothing follows it in the room.
@@ -126,6 +135,9 @@ struct Waiting {
     /// The id the room gave it: a retry found stored comes back under its
     /// original's.
     id: String,
+    /// A retry: its first attempt may be stored, so a failure to store this
+    /// one is never reported as "not stored".
+    retry: bool,
     avatar: Option<String>,
     receipt: Option<Receipt>,
     _permit: Permit,
@@ -283,7 +295,7 @@ impl Room {
             let wait = if self.cluster.is_connected() {
                 GAP_WAIT
             } else {
-                Duration::ZERO
+                GAP_WAIT_UNLINKED
             };
             ctx.run_later(wait, |this, ctx| this.fill_gap(ctx));
         }
@@ -457,9 +469,11 @@ impl Room {
         let mut waiting = Vec::with_capacity(take);
         for queued in self.pending.drain(..take) {
             let id = queued.message.id.clone();
+            let retry = queued.message.retry;
             batch.push(queued.message);
             waiting.push(Waiting {
                 id,
+                retry,
                 avatar: queued.avatar,
                 receipt: queued.receipt,
                 _permit: queued.permit,
@@ -496,9 +510,16 @@ impl Room {
                     };
                     // Fast messages were delivered already and promised
                     // nothing more; they are only missing from history.
-                    for (reference, reply) in waiting.into_iter().filter_map(|w| w.receipt) {
-                        let frame = Rejected::new(code, text, reference).encode();
-                        reply.do_send(Deliver(frame));
+                    for waiting in waiting {
+                        let Some((reference, reply)) = waiting.receipt else {
+                            continue;
+                        };
+                        let frame = if waiting.retry {
+                            Rejected::new(ErrorCode::StoreUncertain, RETRY_NOT_CHECKED, reference)
+                        } else {
+                            Rejected::new(code, text, reference)
+                        };
+                        reply.do_send(Deliver(frame.encode()));
                     }
                 }
             }
@@ -523,9 +544,12 @@ impl Room {
         // out; only a room whose sequence has not started yet must not
         // take an old seq for where it starts.
         let started = self.sequencer.delivered().is_some();
+        let mut fresh = Vec::with_capacity(stored.len());
         let mut keep = Vec::with_capacity(stored.len());
         for (message, waiting) in stored.iter_mut().zip(waiting) {
-            keep.push(started || message.id == waiting.id);
+            let reused = message.id != waiting.id;
+            fresh.push(!reused);
+            keep.push(started || !reused);
             message.avatar = waiting.avatar;
             let Some((reference, reply)) = waiting.receipt else {
                 message.fast = true;
@@ -539,12 +563,23 @@ impl Room {
             .encode();
             reply.do_send(Deliver(ack));
         }
+        // Other replicas get only what is new: a repeated original could
+        // start a room there at an old seq; they have it, or fill it in
+        // from the store at the room's next message.
+        let published: Vec<StoredMessage> = stored
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, fresh)| **fresh)
+            .map(|(message, _)| message.clone())
+            .collect();
+        if !published.is_empty() {
+            self.publish(ClusterEvent::Messages {
+                room: self.name.clone(),
+                messages: published,
+            });
+        }
         let mut keep = keep.into_iter();
         stored.retain(|_| keep.next().unwrap_or(true));
-        self.publish(ClusterEvent::Messages {
-            room: self.name.clone(),
-            messages: stored.clone(),
-        });
         self.accept(stored, ctx);
     }
 
@@ -759,6 +794,10 @@ impl Handler<Post> for Room {
         let Some(permit) = permit else {
             if fast {
                 tracing::warn!(room = %self.name, "store backlog full; a fast message stays out of history");
+            } else if post.retry {
+                let frame =
+                    Rejected::new(ErrorCode::StoreUncertain, RETRY_NOT_CHECKED, post.reference);
+                post.reply.do_send(Deliver(frame.encode()));
             } else {
                 let frame = Rejected::new(
                     ErrorCode::Overloaded,

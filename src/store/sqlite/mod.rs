@@ -670,7 +670,7 @@ fn retried(
     let mut lookup = conn.prepare_cached(
         "SELECT seq, ts, id FROM messages
          WHERE room = ?1 AND seq > ?2 AND sender = ?3 AND client_ref = ?4 AND text = ?5
-         ORDER BY seq LIMIT 1",
+         ORDER BY seq DESC LIMIT 1",
     )?;
     for (at, message) in batch.iter().enumerate() {
         if !message.retry || message.reference.is_none() {
