@@ -923,6 +923,10 @@ async fn chaos(kind: BrokerKind) {
             eprintln!("--- node{n} log ---\n{}", replica.log());
         }
     }
+    if !verdict.clean() {
+        drop(reader);
+        println!("the database's files are kept in {}", database.keep().display());
+    }
     assert!(verdict.clean(), "chaos {kind:?} seed {seed}: {verdict:#?}");
     for (fault, late) in &verdict.recovery {
         assert!(

@@ -91,6 +91,13 @@ impl MongoServer {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
+    /// Stops the server and keeps its files (and log) for a post-mortem.
+    pub fn keep(mut self) -> PathBuf {
+        self.kill();
+        let storage = std::mem::replace(&mut self.storage, tempfile::tempdir().unwrap());
+        storage.keep()
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("mongodb://127.0.0.1:{}/{database}", self.port)
     }
