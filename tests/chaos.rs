@@ -925,7 +925,10 @@ async fn chaos(kind: BrokerKind) {
     }
     if !verdict.clean() {
         drop(reader);
-        println!("the database's files are kept in {}", database.keep().display());
+        println!(
+            "the database's files are kept in {}",
+            database.keep().display()
+        );
     }
     assert!(verdict.clean(), "chaos {kind:?} seed {seed}: {verdict:#?}");
     for (fault, late) in &verdict.recovery {
