@@ -30,6 +30,17 @@ async fn served(replica: &Replica, name: &str) {
     ws.say("lobby", "still served", "ok").await;
 }
 
+/// The attack on `replica` cost at most `limit` MiB beyond `before` KiB of
+/// resident memory, and a normal user is served right after.
+async fn bounded(replica: &Replica, what: &str, before: u64, peak: u64, limit: u64) {
+    assert!(
+        peak < before + limit * MIB,
+        "{what}: memory grew from {before} KiB to {peak} KiB"
+    );
+    served(replica, "bystander").await;
+    println!("{what}: RSS {before} KiB before, {peak} KiB at most");
+}
+
 /// Fills `room` with `count` messages of `size` characters, 100 at a
 /// time (a client that only writes is a slow reader too).
 async fn fill(ws: &mut Ws, room: &str, count: usize, size: usize) {
@@ -106,12 +117,14 @@ async fn replays_for_a_client_that_never_reads_are_bounded_and_it_is_cut() {
     );
     let (cut, peak) = peak_while(&replica, attack).await;
     assert!(cut, "a client that reads nothing is cut off");
-    assert!(
-        peak < before + 160 * MIB,
-        "memory grew from {before} KiB to {peak} KiB"
-    );
-    served(&replica, "bystander").await;
-    println!("replays to a client that never reads: RSS {before} KiB before, {peak} KiB at most");
+    bounded(
+        &replica,
+        "replays to a client that never reads",
+        before,
+        peak,
+        160,
+    )
+    .await;
 }
 
 /// A member of a busy room that never reads is cut once 16 MiB wait for
@@ -143,12 +156,7 @@ async fn a_member_that_never_reads_is_cut_at_the_byte_limit() {
         started.elapsed() < rookery::ws::session::CLIENT_TIMEOUT,
         "by the byte limit, not the heartbeat"
     );
-    assert!(
-        peak < before + 160 * MIB,
-        "memory grew from {before} KiB to {peak} KiB"
-    );
-    served(&replica, "bystander").await;
-    println!("stuck member of a busy room: RSS {before} KiB before, {peak} KiB at most");
+    bounded(&replica, "a stuck member of a busy room", before, peak, 160).await;
 }
 
 /// A frame header announcing 2^30 bytes, then bytes at wire speed: the
@@ -188,14 +196,8 @@ async fn a_frame_announcing_a_gigabyte_is_refused_on_its_header() {
         cut.is_ok(),
         "the connection was cut ({written} bytes went in)"
     );
-    assert!(
-        peak < before + 64 * MIB,
-        "memory grew from {before} KiB to {peak} KiB"
-    );
-    served(&replica, "bystander").await;
-    println!(
-        "gigabyte frame: cut after {written} bytes; RSS {before} KiB before, {peak} KiB at most"
-    );
+    println!("gigabyte frame: cut after {written} bytes");
+    bounded(&replica, "a gigabyte frame", before, peak, 64).await;
 }
 
 /// `resume` cannot join more rooms than `join` can (before: one frame of
