@@ -889,8 +889,21 @@ async fn chaos(kind: BrokerKind) {
         rooms
     };
     let deadline = Instant::now() + SETTLE_LIMIT;
+    // Sends still waiting for their answer may yet be stored: a snapshot
+    // taken before them would miss messages the clients then receive.
+    while Instant::now() < deadline
+        && records.iter().any(|record| {
+            let record = record.lock().unwrap();
+            record
+                .sent
+                .values()
+                .any(|sent| sent.outcome == Outcome::Waiting)
+        })
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let reader = common::mongo::store_at(&database_url).await;
-    let store = loop {
+    loop {
         let store = stored(&reader, &rooms).await;
         let complete = records.iter().all(|record| {
             let record = record.lock().unwrap();
@@ -900,14 +913,16 @@ async fn chaos(kind: BrokerKind) {
             })
         });
         if complete || Instant::now() > deadline {
-            break store;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    }
     stop_tx.send_replace(true);
     for task in tasks {
         task.await.unwrap();
     }
+    // What the clients are held against: the store once they have stopped.
+    let store = stored(&reader, &rooms).await;
     let records: Vec<Record> = records
         .into_iter()
         .map(|record| std::mem::take(&mut *record.lock().unwrap()))
