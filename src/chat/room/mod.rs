@@ -545,11 +545,8 @@ impl Room {
         // take an old seq for where it starts.
         let started = self.sequencer.delivered().is_some();
         let mut fresh = Vec::with_capacity(stored.len());
-        let mut keep = Vec::with_capacity(stored.len());
         for (message, waiting) in stored.iter_mut().zip(waiting) {
-            let reused = message.id != waiting.id;
-            fresh.push(!reused);
-            keep.push(started || !reused);
+            fresh.push(message.id == waiting.id);
             message.avatar = waiting.avatar;
             let Some((reference, reply)) = waiting.receipt else {
                 message.fast = true;
@@ -578,8 +575,8 @@ impl Room {
                 messages: published,
             });
         }
-        let mut keep = keep.into_iter();
-        stored.retain(|_| keep.next().unwrap_or(true));
+        let mut fresh = fresh.into_iter();
+        stored.retain(|_| fresh.next().unwrap_or(true) || started);
         self.accept(stored, ctx);
     }
 
