@@ -150,6 +150,23 @@ pub struct Config {
     /// closes the older ones (close reason `replaced`).
     #[arg(long, env = "SINGLE_SESSION", default_value_t = false)]
     pub single_session: bool,
+
+    /// Serve Prometheus metrics at `http://METRICS_ADDR/metrics` (e.g.
+    /// `0.0.0.0:9100`), on a listener of their own so they are never
+    /// reachable through the public router by accident. Off when unset.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one
+    /// object per line, with the node id).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -206,6 +223,7 @@ impl Config {
         config.db_host = None;
         config.scalable = false;
         config.adapter = None;
+        config.metrics_addr = None;
         config
     }
 

@@ -29,6 +29,9 @@
 //!   built on it.
 //! - [`hooks`]: the optional webhooks (auth, authorize, validity, events)
 //!   and what each does when its receiver is down.
+//! - [`logging`]: text or JSON log lines (`LOG_FORMAT`).
+//! - [`metrics`]: the process's Prometheus counters and histograms, served
+//!   on their own address by [`http::metrics`].
 //! - [`server`]: wires all of the above into a running replica, serving a
 //!   standby app until the store answers.
 
@@ -37,6 +40,8 @@ pub mod cluster;
 pub mod config;
 pub mod hooks;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod ws;

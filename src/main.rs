@@ -1,17 +1,20 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let config = rookery::Config::parse();
+    let mut config = rookery::Config::parse();
+    // Decided once, so the logs and the replica name the same node.
+    config.node_id = Some(config.node_id());
+    let format = config.log_format;
+    rookery::logging::init(format, config.node_id.as_deref().unwrap_or_default());
     let running = rookery::start(config).await?;
-    // Scripts and tests started with PORT=0 read the chosen port from here.
-    println!("listening on http://{}", running.addr);
+    // Scripts and tests started with PORT=0 read the chosen port from here;
+    // as a log line in JSON mode, so every line of the output is JSON.
+    let url = format!("http://{}", running.addr);
+    match format {
+        rookery::config::LogFormat::Text => println!("listening on {url}"),
+        rookery::config::LogFormat::Json => tracing::info!(%url, "listening on {url}"),
+    }
     let stopper = running.stopper();
     actix_web::rt::spawn(async move {
         shutdown_signal().await;

@@ -49,6 +49,8 @@ const CLUSTER_FLUSH_TIMEOUT: StdDuration = StdDuration::from_secs(2);
 /// A started replica. It serves until [`Stopper::stop`] or [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if `METRICS_ADDR` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub node_id: String,
     stopper: Stopper,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -103,6 +105,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
+    // Served from the start, the standby included: a replica waiting for
+    // its database is what an operator most wants to see.
+    let metrics = match config.metrics_addr {
+        Some(metrics_addr) => {
+            let listener = TcpListener::bind(metrics_addr)
+                .with_context(|| format!("binding METRICS_ADDR {metrics_addr}"))?;
+            let bound = listener.local_addr()?;
+            let server = http::metrics::server(listener)?;
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            tracing::info!(addr = %bound, "metrics at /metrics");
+            Some((bound, handle))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|(bound, _)| *bound);
     tracing::info!(
         %addr,
         node = %node_id,
@@ -118,9 +136,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store,
         broker,
     };
-    let task = actix_web::rt::spawn(replica.run(listener, stop_rx));
+    let task = actix_web::rt::spawn(async move {
+        let result = replica.run(listener, stop_rx).await;
+        if let Some((_, handle)) = metrics {
+            handle.stop(true).await;
+        }
+        result
+    });
     Ok(Running {
         addr,
+        metrics_addr,
         node_id,
         stopper: Stopper(Arc::new(stop_tx)),
         task,

@@ -169,6 +169,8 @@ async fn survives_a_broker_outage(kind: BrokerKind) {
     for (n, ws) in [&mut alice, &mut bob, &mut carol].into_iter().enumerate() {
         seen[n].extend(ws.messages(10).await);
     }
+    let before = cluster.replicas[0].metrics().await;
+    assert_eq!(before.value("rookery_broker_connected"), 1.0);
 
     cluster.broker.kill();
     with_idle(
@@ -176,6 +178,12 @@ async fn survives_a_broker_outage(kind: BrokerKind) {
         &mut [&mut alice, &mut bob, &mut carol],
     )
     .await;
+    let during = cluster.replicas[0].metrics().await;
+    assert_eq!(
+        during.value("rookery_broker_connected"),
+        0.0,
+        "the gauge shows the outage"
+    );
     for i in 0..10 {
         alice
             .say("ops", &format!("during-{i}"), &format!("d{i}"))
@@ -200,6 +208,13 @@ async fn survives_a_broker_outage(kind: BrokerKind) {
         &mut [&mut alice, &mut bob, &mut carol],
     )
     .await;
+    let after = cluster.replicas[0].metrics().await;
+    assert_eq!(after.value("rookery_broker_connected"), 1.0);
+    assert!(
+        after.value("rookery_broker_reconnects_total")
+            > before.value("rookery_broker_reconnects_total"),
+        "the reconnect is counted"
+    );
     for i in 0..10 {
         alice
             .say("ops", &format!("after-{i}"), &format!("a{i}"))

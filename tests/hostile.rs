@@ -156,6 +156,12 @@ async fn a_member_that_never_reads_is_cut_at_the_byte_limit() {
         started.elapsed() < rookery::ws::session::CLIENT_TIMEOUT,
         "by the byte limit, not the heartbeat"
     );
+    let metrics = replica.metrics().await;
+    assert_eq!(
+        metrics.value(r#"rookery_connections_closed_total{reason="slow"}"#),
+        1.0,
+        "the cut is counted as a slow client"
+    );
     bounded(&replica, "a stuck member of a busy room", before, peak, 160).await;
 }
 

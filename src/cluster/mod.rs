@@ -375,6 +375,7 @@ impl Handler<Received> for Cluster {
         if envelope.node == self.node {
             return;
         }
+        crate::metrics::get().broker_received.inc();
         if let Some(remote) = &self.remote {
             remote.do_send(Remote {
                 node: envelope.node,
@@ -411,8 +412,9 @@ impl Driver {
             let Some(mut events) = self.connect(&mut commands).await else {
                 return;
             };
-            self.connected.store(true, Ordering::Relaxed);
+            self.set_connected(true);
             if reconnecting {
+                crate::metrics::get().broker_reconnects.inc();
                 tracing::info!(
                     broker = self.name,
                     "cluster broker reconnected; rooms catch up from the store"
@@ -445,9 +447,10 @@ impl Driver {
                         Some(BrokerEvent::Message { payload, .. }) => {
                             self.cluster.do_send(Received { payload });
                         }
-                        Some(BrokerEvent::Disconnected) => self.connected.store(false, Ordering::Relaxed),
+                        Some(BrokerEvent::Disconnected) => self.set_connected(false),
                         Some(BrokerEvent::Reconnected) => {
-                            self.connected.store(true, Ordering::Relaxed);
+                            self.set_connected(true);
+                            crate::metrics::get().broker_reconnects.inc();
                             self.cluster.do_send(Resync);
                         }
                         Some(BrokerEvent::Lost(why)) => break why,
@@ -455,9 +458,16 @@ impl Driver {
                     },
                 }
             };
-            self.connected.store(false, Ordering::Relaxed);
+            self.set_connected(false);
             tracing::warn!(broker = self.name, reason = %lost, "lost the cluster broker; reconnecting");
         }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+        crate::metrics::get()
+            .broker_connected
+            .set(i64::from(connected));
     }
 
     /// Connects and restores subscriptions, retrying with backoff. Commands
@@ -530,7 +540,10 @@ impl Driver {
                     self.broker.unsubscribe(&channel).await?;
                 }
             }
-            Command::Publish(channel, payload) => self.broker.publish(&channel, payload).await?,
+            Command::Publish(channel, payload) => {
+                self.broker.publish(&channel, payload).await?;
+                crate::metrics::get().broker_published.inc();
+            }
             Command::Flush(done) => {
                 let _ = done.send(());
             }

@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::metrics;
 use crate::store::now_millis;
 
 /// Allow decisions kept at most, so the cache cannot grow without bound.
@@ -152,7 +153,41 @@ impl Hooks {
         self.validity.as_ref().map(|(_, every)| *every)
     }
 
+    /// Posts `body` to the `hook`'s `url`, counting a failure and the time
+    /// taken; the caller counts a usable answer as ok or refused.
     async fn post<T: for<'de> Deserialize<'de>>(
+        &self,
+        hook: &'static str,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, HookError> {
+        let started = Instant::now();
+        let answer = self.ask(url, body).await;
+        if answer.is_err() {
+            metrics::get().webhook(hook, metrics::hook::FAILED, started.elapsed());
+        } else {
+            metrics::get()
+                .webhook_seconds
+                .with_label_values(&[hook])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        answer
+    }
+
+    /// Counts an answer of `hook`: `yes` is ok, otherwise refused.
+    fn answered(hook: &'static str, yes: bool) {
+        let result = if yes {
+            metrics::hook::OK
+        } else {
+            metrics::hook::REFUSED
+        };
+        metrics::get()
+            .webhook_calls
+            .with_label_values(&[hook, result])
+            .inc();
+    }
+
+    async fn ask<T: for<'de> Deserialize<'de>>(
         &self,
         url: &str,
         body: &serde_json::Value,
@@ -189,7 +224,12 @@ impl Hooks {
         if let Some(token) = token {
             body["token"] = token.into();
         }
-        Some(self.post(url, &body).await)
+        let decision: Result<AuthDecision, HookError> =
+            self.post(metrics::hook::AUTH, url, &body).await;
+        if let Ok(decision) = &decision {
+            Self::answered(metrics::hook::AUTH, decision.allowed);
+        }
+        Some(decision)
     }
 
     /// Whether `from` may reach `target` without asking: no hook, or a
@@ -213,7 +253,8 @@ impl Hooks {
             Target::User(to) => json!({ "from": from, "to": to }),
             Target::Room(room) => json!({ "from": from, "room": room }),
         };
-        let decision: AuthorizeDecision = self.post(url, &body).await?;
+        let decision: AuthorizeDecision = self.post(metrics::hook::AUTHORIZE, url, &body).await?;
+        Self::answered(metrics::hook::AUTHORIZE, decision.allowed);
         if decision.allowed && !self.allow_for.is_zero() {
             let mut allowed = self.allowed.lock().unwrap_or_else(|p| p.into_inner());
             if allowed.len() >= MAX_CACHED_DECISIONS {
@@ -239,8 +280,13 @@ impl Hooks {
             return Ok(Vec::new());
         };
         let reply: ValidityReply = self
-            .post(url, &json!({ "node": node, "users": users }))
+            .post(
+                metrics::hook::VALIDITY,
+                url,
+                &json!({ "node": node, "users": users }),
+            )
             .await?;
+        Self::answered(metrics::hook::VALIDITY, reply.invalid.is_empty());
         Ok(reply.invalid)
     }
 
@@ -261,7 +307,13 @@ async fn send_events(
     mut queue: mpsc::Receiver<ConnectionEvent>,
 ) {
     while let Some(event) = queue.recv().await {
+        let started = Instant::now();
         let sent = client.post(&url).json(&event).send().await;
+        let result = match &sent {
+            Ok(response) if response.status().is_success() => metrics::hook::OK,
+            _ => metrics::hook::FAILED,
+        };
+        metrics::get().webhook(metrics::hook::EVENTS, result, started.elapsed());
         match sent {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => {

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::{render, see_other, AppState};
 use crate::chat::names::is_valid_user_name;
+use crate::metrics::{self, login};
 use crate::store::StoreError;
 
 /// The session entry naming the logged-in user.
@@ -79,6 +80,14 @@ pub async fn login(
         token,
     } = form.into_inner();
     let refuse = |status, error: &str| {
+        let result = match status {
+            StatusCode::UNAUTHORIZED if state.hooks.has_auth() => login::DENIED,
+            StatusCode::UNAUTHORIZED => login::WRONG_PASSWORD,
+            StatusCode::BAD_REQUEST => login::INVALID,
+            _ if state.hooks.has_auth() => login::DENIED,
+            _ => login::UNAVAILABLE,
+        };
+        metrics::get().logins.inc(result);
         render(
             status,
             &LoginPage {
@@ -90,7 +99,7 @@ pub async fn login(
     if state.hooks.has_auth() {
         let password = (!password.is_empty()).then_some(password.as_str());
         return match external_login(&state, &name, password, token.as_deref()).await {
-            Ok(user) => start_session(&session, user),
+            Ok(user) => start_session(&session, user, login::OK),
             Err((status, error)) => refuse(status, &error),
         };
     }
@@ -106,8 +115,9 @@ pub async fn login(
             "Enter a password (at most 1024 bytes).",
         );
     }
-    match authenticate(&state, &name, password).await {
-        Ok(()) => {}
+    let result = match authenticate(&state, &name, password).await {
+        Ok(Account::Known) => login::OK,
+        Ok(Account::Registered) => login::REGISTERED,
         Err(LoginError::WrongPassword) => {
             return refuse(StatusCode::UNAUTHORIZED, "Wrong password for this name.")
         }
@@ -124,11 +134,12 @@ pub async fn login(
                 "Storage is unavailable right now; try again shortly.",
             );
         }
-    }
-    start_session(&session, name)
+    };
+    start_session(&session, name, result)
 }
 
-fn start_session(session: &Session, user: String) -> HttpResponse {
+/// Logs `user` in; `result` is what the login counts as when it works.
+fn start_session(session: &Session, user: String, result: &'static str) -> HttpResponse {
     // A fresh session id at login defeats session fixation.
     session.renew();
     if let Err(err) = session.insert(USER_KEY, &user) {
@@ -141,6 +152,7 @@ fn start_session(session: &Session, user: String) -> HttpResponse {
             },
         );
     }
+    metrics::get().logins.inc(result);
     tracing::info!(%user, "logged in");
     see_other("/")
 }
@@ -224,10 +236,22 @@ impl From<StoreError> for LoginError {
     }
 }
 
+/// Whose password a login checked.
+enum Account {
+    Known,
+    Registered,
+}
+
 /// Checks the password of a known name, or registers a new one.
-async fn authenticate(state: &AppState, name: &str, password: String) -> Result<(), LoginError> {
+async fn authenticate(
+    state: &AppState,
+    name: &str,
+    password: String,
+) -> Result<Account, LoginError> {
     if let Some(user) = state.store.find_user(name).await? {
-        return verify(user.password_hash, password).await;
+        return verify(user.password_hash, password)
+            .await
+            .map(|()| Account::Known);
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(LoginError::WeakPassword);
@@ -236,12 +260,14 @@ async fn authenticate(state: &AppState, name: &str, password: String) -> Result<
     match state.store.create_user(name, &hash).await {
         Ok(()) => {
             tracing::info!(user = %name, "registered");
-            Ok(())
+            Ok(Account::Registered)
         }
         // Someone registered the name between our lookup and insert: it is
         // now a known name, so the password must match theirs.
         Err(StoreError::Conflict) => match state.store.find_user(name).await? {
-            Some(user) => verify(user.password_hash, password).await,
+            Some(user) => verify(user.password_hash, password)
+                .await
+                .map(|()| Account::Known),
             None => Err(LoginError::Unavailable(
                 "user vanished after a conflict".into(),
             )),

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod avatar;
 pub mod health;
+pub mod metrics;
 pub mod pages;
 
 use std::sync::Arc;

@@ -27,6 +27,7 @@ struct Counts {
 
 /// One message's place in the backlog; released when dropped.
 #[derive(Debug)]
+#[must_use]
 pub struct Permit {
     counts: Arc<Counts>,
     bytes: usize,
@@ -49,12 +50,16 @@ impl Backlog {
         let counts = &self.inner;
         let messages = counts.messages.fetch_add(1, Ordering::AcqRel);
         let queued = counts.bytes.fetch_add(bytes, Ordering::AcqRel);
-        let permit = Permit {
+        if messages >= counts.max_messages || queued + bytes > counts.max_bytes {
+            counts.messages.fetch_sub(1, Ordering::AcqRel);
+            counts.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return None;
+        }
+        crate::metrics::get().store_backlog_messages.inc();
+        Some(Permit {
             counts: counts.clone(),
             bytes,
-        };
-        // Over the bound: dropping the permit gives the place back.
-        (messages < counts.max_messages && queued + bytes <= counts.max_bytes).then_some(permit)
+        })
     }
 
     /// Messages waiting for the store now.
@@ -67,6 +72,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         self.counts.messages.fetch_sub(1, Ordering::AcqRel);
         self.counts.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        crate::metrics::get().store_backlog_messages.dec();
     }
 }
 

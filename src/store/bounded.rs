@@ -36,15 +36,24 @@ impl Bounded {
         Self { inner, timeout }
     }
 
-    async fn within<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        tokio::time::timeout(self.timeout, op)
+    /// Runs `op` (named `name` in the error counts) within the bound.
+    async fn within<T>(
+        &self,
+        name: &str,
+        op: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let result = tokio::time::timeout(self.timeout, op)
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(format!(
                     "no answer from the database within {:?}",
                     self.timeout
                 )))
-            })
+            });
+        if result.is_err() {
+            crate::metrics::get().store_errors.inc(name);
+        }
+        result
     }
 }
 
@@ -55,24 +64,25 @@ impl Store for Bounded {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        self.within(self.inner.migrate()).await
+        self.within("migrate", self.inner.migrate()).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.within(self.inner.ping()).await
+        self.within("ping", self.inner.ping()).await
     }
 
     async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<()> {
-        self.within(self.inner.create_user(name, password_hash))
+        self.within("create_user", self.inner.create_user(name, password_hash))
             .await
     }
 
     async fn find_user(&self, name: &str) -> StoreResult<Option<User>> {
-        self.within(self.inner.find_user(name)).await
+        self.within("find_user", self.inner.find_user(name)).await
     }
 
     async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>> {
-        self.within(self.inner.set_avatar(name, avatar)).await
+        self.within("set_avatar", self.inner.set_avatar(name, avatar))
+            .await
     }
 
     async fn append(
@@ -81,13 +91,18 @@ impl Store for Bounded {
         batch: Vec<NewMessage>,
         ts: Millis,
     ) -> StoreResult<Vec<StoredMessage>> {
-        match tokio::time::timeout(self.timeout, self.inner.append(room, batch, ts)).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Uncertain(format!(
-                "no answer from the database within {:?}",
-                self.timeout
-            ))),
+        let result =
+            match tokio::time::timeout(self.timeout, self.inner.append(room, batch, ts)).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Uncertain(format!(
+                    "no answer from the database within {:?}",
+                    self.timeout
+                ))),
+            };
+        if result.is_err() {
+            crate::metrics::get().store_errors.inc("append");
         }
+        result
     }
 
     async fn history(
@@ -96,11 +111,13 @@ impl Store for Bounded {
         before: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>> {
-        self.within(self.inner.history(room, before, limit)).await
+        self.within("history", self.inner.history(room, before, limit))
+            .await
     }
 
     async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
-        self.within(self.inner.after(room, after, limit)).await
+        self.within("after", self.inner.after(room, after, limit))
+            .await
     }
 
     async fn mark_delivered(
@@ -109,37 +126,49 @@ impl Store for Bounded {
         room: &str,
         seqs: Vec<u64>,
     ) -> StoreResult<Vec<Delivery>> {
-        self.within(self.inner.mark_delivered(user, room, seqs))
-            .await
+        self.within(
+            "mark_delivered",
+            self.inner.mark_delivered(user, room, seqs),
+        )
+        .await
     }
 
     async fn pending_count(&self, user: &str) -> StoreResult<u64> {
-        self.within(self.inner.pending_count(user)).await
+        self.within("pending_count", self.inner.pending_count(user))
+            .await
     }
 
     async fn fetch_missed(&self, user: &str, limit: u32) -> StoreResult<Missed> {
-        self.within(self.inner.fetch_missed(user, limit)).await
+        self.within("fetch_missed", self.inner.fetch_missed(user, limit))
+            .await
     }
 
     async fn set_read(&self, room: &str, user: &str, seq: u64) -> StoreResult<()> {
-        self.within(self.inner.set_read(room, user, seq)).await
+        self.within("set_read", self.inner.set_read(room, user, seq))
+            .await
     }
 
     async fn read_positions(&self, room: &str, limit: u32) -> StoreResult<Vec<(String, u64)>> {
-        self.within(self.inner.read_positions(room, limit)).await
+        self.within("read_positions", self.inner.read_positions(room, limit))
+            .await
     }
 
     async fn recent_rooms(&self, limit: u32) -> StoreResult<Vec<String>> {
-        self.within(self.inner.recent_rooms(limit)).await
+        self.within("recent_rooms", self.inner.recent_rooms(limit))
+            .await
     }
 
     async fn session_load(&self, key: &str, now: Millis) -> StoreResult<Option<String>> {
-        self.within(self.inner.session_load(key, now)).await
+        self.within("session_load", self.inner.session_load(key, now))
+            .await
     }
 
     async fn session_insert(&self, key: &str, state: &str, expires: Millis) -> StoreResult<()> {
-        self.within(self.inner.session_insert(key, state, expires))
-            .await
+        self.within(
+            "session_insert",
+            self.inner.session_insert(key, state, expires),
+        )
+        .await
     }
 
     async fn session_update(
@@ -149,19 +178,25 @@ impl Store for Bounded {
         expires: Millis,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.within(self.inner.session_update(key, state, expires, now))
-            .await
+        self.within(
+            "session_update",
+            self.inner.session_update(key, state, expires, now),
+        )
+        .await
     }
 
     async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()> {
-        self.within(self.inner.session_touch(key, expires)).await
+        self.within("session_touch", self.inner.session_touch(key, expires))
+            .await
     }
 
     async fn session_delete(&self, key: &str) -> StoreResult<()> {
-        self.within(self.inner.session_delete(key)).await
+        self.within("session_delete", self.inner.session_delete(key))
+            .await
     }
 
     async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
-        self.within(self.inner.secret(name, candidate)).await
+        self.within("secret", self.inner.secret(name, candidate))
+            .await
     }
 }

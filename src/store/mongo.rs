@@ -297,7 +297,14 @@ impl MongoStore {
                     confirm: message.confirm.clone(),
                     client_ref: message.reference.clone(),
                 });
-            let inserted = match self.messages.insert_many(docs).ordered(true).await {
+            let started = std::time::Instant::now();
+            let result = self.messages.insert_many(docs).ordered(true).await;
+            let metrics = crate::metrics::get();
+            metrics
+                .store_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.store_batch_messages.observe(pending.len() as f64);
+            let inserted = match result {
                 Ok(_) => pending.len(),
                 Err(err) => {
                     // Whatever happened, the remembered seq may be stale now.

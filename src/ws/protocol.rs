@@ -145,9 +145,28 @@ pub enum ClientFrame {
     Ping,
 }
 
+impl ClientFrame {
+    /// Its `type`, one of [`FRAME_KINDS`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::History { .. } => "history",
+            ClientFrame::Direct { .. } => "direct",
+            ClientFrame::Group { .. } => "group",
+            ClientFrame::FetchMissed { .. } => "fetch_missed",
+            ClientFrame::Read { .. } => "read",
+            ClientFrame::Ping => "ping",
+        }
+    }
+}
+
 /// The variant names of [`ClientFrame`], to tell an unknown `type` from a
 /// known one with bad fields.
-const CLIENT_FRAME_TYPES: &[&str] = &[
+pub const FRAME_KINDS: &[&str] = &[
     "join",
     "resume",
     "leave",
@@ -200,6 +219,49 @@ pub enum ErrorCode {
     /// The authorization webhook did not answer in time; the message was
     /// not sent (deny by default). Try again later.
     AuthorizationUnavailable,
+}
+
+impl ErrorCode {
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::Malformed,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidFrame,
+        ErrorCode::InvalidRoom,
+        ErrorCode::InvalidUser,
+        ErrorCode::UnknownUser,
+        ErrorCode::EmptyText,
+        ErrorCode::TextTooLong,
+        ErrorCode::NotJoined,
+        ErrorCode::RateLimited,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::StoreUncertain,
+        ErrorCode::Overloaded,
+        ErrorCode::Unsupported,
+        ErrorCode::Forbidden,
+        ErrorCode::AuthorizationUnavailable,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidFrame => "invalid_frame",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::InvalidUser => "invalid_user",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::EmptyText => "empty_text",
+            ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::StoreUncertain => "store_uncertain",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::AuthorizationUnavailable => "authorization_unavailable",
+        }
+    }
 }
 
 /// A chat message as clients see it.
@@ -349,7 +411,9 @@ impl Rejected {
         }
     }
 
+    /// The frame for one client (and counted as sent).
     pub fn encode(&self) -> bytestring::ByteString {
+        crate::metrics::get().errors_sent.inc(self.code.as_str());
         ServerFrame::Error {
             code: self.code,
             message: &self.message,
@@ -384,7 +448,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
         ));
     }
     match fields.get("type").and_then(Value::as_str) {
-        Some(kind) if CLIENT_FRAME_TYPES.contains(&kind) => {}
+        Some(kind) if FRAME_KINDS.contains(&kind) => {}
         Some(kind) => {
             return Err(Rejected::new(
                 ErrorCode::UnknownType,
@@ -469,6 +533,13 @@ fn rfc3339(ts: Millis) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn error_code_names_are_the_wire_names() {
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
 
     #[test]
     fn parses_every_client_frame() {

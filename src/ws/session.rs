@@ -25,6 +25,7 @@ use crate::chat::registry::{self, Registry};
 use crate::chat::room::{self, Room};
 use crate::chat::{Deliver, Drain, Evict, SessionId, SetAvatar};
 use crate::hooks::{Hooks, Target};
+use crate::metrics;
 use crate::store::{Store, StoreResult, User};
 
 /// How often the server pings an idle client.
@@ -103,6 +104,8 @@ pub struct WsSession {
     /// against [`MAX_ROOMS_PER_SESSION`] already.
     joining: usize,
     closing: bool,
+    /// Why the connection ends, once it does (a [`metrics::close`] reason).
+    ending: &'static str,
     /// [`registry::Ready`] was sent.
     ready: bool,
 }
@@ -136,6 +139,7 @@ impl WsSession {
             hangup: Hangup::default(),
             joining: 0,
             closing: false,
+            ending: metrics::close::CLIENT,
             ready: false,
         }
     }
@@ -160,7 +164,7 @@ impl WsSession {
         }
         if self.outbox.len() >= MAX_OUTBOX || self.outbox_bytes + item.len() > MAX_OUTBOX_BYTES {
             tracing::warn!(user = %self.user, frames = self.outbox.len(), bytes = self.outbox_bytes, "client reads too slowly; cutting its connection");
-            return self.hang_up(ctx);
+            return self.end(metrics::close::SLOW, |this| this.hang_up(ctx));
         }
         self.outbox_bytes += item.len();
         self.outbox.push_back(item);
@@ -174,6 +178,14 @@ impl WsSession {
         self.outbox.clear();
         self.hangup.now();
         ctx.stop();
+    }
+
+    /// Records why the connection ends (the first reason wins), then ends it.
+    fn end(&mut self, reason: &'static str, then: impl FnOnce(&mut Self)) {
+        if !self.closing {
+            self.ending = reason;
+        }
+        then(self)
     }
 
     /// Sends a close frame after whatever is queued, then stops.
@@ -258,18 +270,24 @@ impl WsSession {
         }
         if self.last_heard.elapsed() > CLIENT_TIMEOUT {
             tracing::info!(user = %self.user, "client answered no ping in time; cutting it off");
-            return self.hang_up(ctx);
+            return self.end(metrics::close::TIMEOUT, |this| this.hang_up(ctx));
         }
+        metrics::get()
+            .outbox_bytes
+            .observe(self.outbox_bytes as f64);
         self.enqueue(Outbound::Ping, ctx);
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         // Counted before parsing: parsing is the cost a flood is after.
         if !self.limiter.allow() {
+            metrics::get().frames_rate_limited.inc();
             self.refused_in_a_row += 1;
             if self.refused_in_a_row > MAX_REFUSED_IN_A_ROW {
                 tracing::info!(user = %self.user, "client stays over the frame rate; closing");
-                return self.close(CloseCode::Policy, "over the frame rate limit", ctx);
+                return self.end(metrics::close::FLOOD, |this| {
+                    this.close(CloseCode::Policy, "over the frame rate limit", ctx)
+                });
             }
             // A send's ref tells the client which one was dropped; only a
             // short frame is looked into for it.
@@ -285,8 +303,14 @@ impl WsSession {
         }
         self.refused_in_a_row = 0;
         match protocol::parse(text) {
-            Ok(frame) => self.on_frame(frame, ctx),
-            Err(rejected) => self.reject(rejected, ctx),
+            Ok(frame) => {
+                metrics::get().frames_received.inc(frame.kind());
+                self.on_frame(frame, ctx)
+            }
+            Err(rejected) => {
+                metrics::get().frames_received.inc("invalid");
+                self.reject(rejected, ctx)
+            }
         }
     }
 
@@ -477,6 +501,9 @@ impl WsSession {
                 .into_actor(self)
                 .map(|result, this, ctx| match result {
                     Ok(missed) => {
+                        metrics::get()
+                            .offline_fetched
+                            .inc_by(missed.messages.len() as u64);
                         for message in &missed.messages {
                             this.send(
                                 ServerFrame::Message(WireMessage::from(message)).encode(),
@@ -571,7 +598,9 @@ impl WsSession {
                 Ok(Some(addr)) => {
                     this.rooms.insert(room, addr);
                 }
-                _ => this.close(CloseCode::Restart, "server is shutting down", ctx),
+                _ => this.end(metrics::close::RESTART, |this| {
+                    this.close(CloseCode::Restart, "server is shutting down", ctx)
+                }),
             }
         }));
     }
@@ -742,6 +771,8 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(user = %self.user, session = self.id, "connected");
+        metrics::get().connections_open.inc();
+        metrics::get().connections_opened.inc();
         self.registry.do_send(registry::Connect {
             session: self.id,
             user: self.user.clone(),
@@ -756,7 +787,9 @@ impl Actor for WsSession {
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
-        tracing::debug!(user = %self.user, session = self.id, "disconnected");
+        tracing::debug!(user = %self.user, session = self.id, reason = self.ending, "disconnected");
+        metrics::get().connections_open.dec();
+        metrics::get().connections_closed.inc(self.ending);
         self.registry
             .do_send(registry::Disconnect { session: self.id });
         // The HTTP layer keeps reading (and dropping) what a client sends
@@ -779,14 +812,17 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                 self.on_text(&text, ctx);
                 self.become_ready(ctx);
             }
-            Ok(AggregatedMessage::Binary(_)) => self.reject(
-                Rejected::new(
-                    ErrorCode::Unsupported,
-                    "binary frames are not supported; send JSON text frames",
-                    None,
-                ),
-                ctx,
-            ),
+            Ok(AggregatedMessage::Binary(_)) => {
+                metrics::get().frames_received.inc("binary");
+                self.reject(
+                    Rejected::new(
+                        ErrorCode::Unsupported,
+                        "binary frames are not supported; send JSON text frames",
+                        None,
+                    ),
+                    ctx,
+                )
+            }
             Ok(AggregatedMessage::Ping(payload)) => self.enqueue(Outbound::Pong(payload), ctx),
             // Only a pong shows the client reads what it is sent: one that
             // only writes (its pings stuck behind a full outbox) is dead.
@@ -796,15 +832,19 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
             }
             Err(err) if is_oversized(&err) => {
                 let limit = protocol::MAX_FRAME_BYTES;
-                self.close(
-                    CloseCode::Size,
-                    &format!("frame larger than {limit} bytes"),
-                    ctx,
-                );
+                self.end(metrics::close::OVERSIZED, |this| {
+                    this.close(
+                        CloseCode::Size,
+                        &format!("frame larger than {limit} bytes"),
+                        ctx,
+                    )
+                });
             }
             Err(err) => {
                 tracing::debug!(user = %self.user, error = %err, "protocol error");
-                self.close(CloseCode::Protocol, "protocol error", ctx);
+                self.end(metrics::close::PROTOCOL, |this| {
+                    this.close(CloseCode::Protocol, "protocol error", ctx)
+                });
             }
         }
     }
@@ -840,7 +880,9 @@ impl Handler<Drain> for WsSession {
         tracing::debug!(user = %self.user, "asking the client to reconnect elsewhere");
         self.send(ServerFrame::Reconnect.encode(), ctx);
         ctx.run_later(drain.close_after, |this, ctx| {
-            this.close(CloseCode::Restart, "server restarting; reconnect", ctx);
+            this.end(metrics::close::RESTART, |this| {
+                this.close(CloseCode::Restart, "server restarting; reconnect", ctx)
+            });
         });
     }
 }
@@ -850,6 +892,8 @@ impl Handler<Evict> for WsSession {
 
     fn handle(&mut self, evict: Evict, ctx: &mut Self::Context) {
         tracing::info!(user = %self.user, reason = evict.reason(), "closing a connection");
-        self.close(CloseCode::Policy, evict.reason(), ctx);
+        self.end(metrics::close::EVICTED, |this| {
+            this.close(CloseCode::Policy, evict.reason(), ctx)
+        });
     }
 }

@@ -284,6 +284,8 @@ impl Drop for BrokerServer {
 /// A Rookery replica as its own process, so a test can SIGKILL it.
 pub struct Replica {
     pub addr: SocketAddr,
+    /// Where its Prometheus metrics are served.
+    pub metrics_addr: SocketAddr,
     pub node: String,
     child: Option<Child>,
     _dir: tempfile::TempDir,
@@ -294,9 +296,11 @@ impl Replica {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("rookery.log");
         let log = std::fs::File::create(&log_path).unwrap();
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_rookery"));
         command
             .env_clear()
+            .env("METRICS_ADDR", metrics_addr.to_string())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info,actix_web::middleware::logger=warn")
             .env("HOST", "127.0.0.1")
@@ -313,11 +317,14 @@ impl Replica {
         let deadline = Instant::now() + START_TIMEOUT;
         let addr = loop {
             let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Some(line) = printed
-                .lines()
-                .find(|l| l.starts_with("listening on http://"))
-            {
-                break line["listening on http://".len()..].trim().parse().unwrap();
+            // A text line, or the message of a JSON one.
+            const MARK: &str = "listening on http://";
+            if let Some(at) = printed.find(MARK) {
+                let rest = &printed[at + MARK.len()..];
+                let end = rest
+                    .find(|c: char| c == '"' || c.is_whitespace())
+                    .unwrap_or(rest.len());
+                break rest[..end].parse().unwrap();
             }
             assert!(
                 Instant::now() < deadline,
@@ -327,6 +334,7 @@ impl Replica {
         };
         Self {
             addr,
+            metrics_addr,
             node: node.to_owned(),
             child: Some(child),
             _dir: dir,
@@ -335,6 +343,11 @@ impl Replica {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Its metrics now.
+    pub async fn metrics(&self) -> super::Metrics {
+        super::Metrics::scrape(self.metrics_addr).await
     }
 
     /// SIGKILL: no goodbye to clients, brokers or other replicas.

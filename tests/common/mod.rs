@@ -368,3 +368,33 @@ impl Ws {
         }
     }
 }
+
+/// One scrape of a replica's `/metrics`.
+pub struct Metrics {
+    pub text: String,
+}
+
+impl Metrics {
+    pub async fn scrape(addr: SocketAddr) -> Self {
+        let response = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("the metrics endpoint answers");
+        assert!(response.status().is_success());
+        Self {
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    /// The value of one series, written as in the text format
+    /// (`name{label="value"}`); 0 for a series that is absent.
+    pub fn value(&self, series: &str) -> f64 {
+        self.text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().unwrap())
+            })
+            .unwrap_or(0.0)
+    }
+}

@@ -34,6 +34,7 @@ use sequencer::{Fill, Sequencer, MAX_FILL};
 use super::{Deliver, SessionId};
 use crate::chat::names::direct_participants;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
+use crate::metrics;
 use crate::store::backlog::{Backlog, Permit};
 use crate::store::{
     new_message_id, now_millis, Delivery, NewMessage, Store, StoreError, StoredMessage,
@@ -138,6 +139,7 @@ struct Waiting {
     /// A retry: its first attempt may be stored, so a failure to store this
     /// one is never reported as "not stored".
     retry: bool,
+    accepted: Instant,
     avatar: Option<String>,
     receipt: Option<Receipt>,
     _permit: Permit,
@@ -145,6 +147,8 @@ struct Waiting {
 
 struct Queued {
     message: NewMessage,
+    /// When the room took it: its ack's latency runs from here.
+    accepted: Instant,
     avatar: Option<String>,
     /// `None` for a `fast` message: delivered already, never acked.
     receipt: Option<Receipt>,
@@ -312,8 +316,10 @@ impl Room {
         let recipient = self.recipient(&message.from).map(str::to_owned);
         let frame = ServerFrame::Message(WireMessage::from(message)).encode();
         let mut reached = Vec::new();
+        let mut sent = 0;
         for member in self.members.values_mut() {
             if message.seq > member.seen_up_to {
+                sent += 1;
                 let ours = (Some(&member.user) == recipient.as_ref()).then_some(message.seq);
                 let seqs = member.send_message(&frame, ours);
                 if !seqs.is_empty() {
@@ -321,7 +327,26 @@ impl Room {
                 }
             }
         }
+        if sent > 0 {
+            let metrics = metrics::get();
+            metrics
+                .messages_delivered
+                .get(metrics::mode::RELIABLE)
+                .inc_by(sent);
+            let age_ms = now_millis().saturating_sub(message.ts);
+            metrics.delivery_seconds.observe(age_ms as f64 / 1000.0);
+        }
         reached
+    }
+
+    /// Hands a fast message to every member.
+    fn deliver_fast(&self, message: &StoredMessage) {
+        let frame = ServerFrame::Message(WireMessage::from(message)).encode();
+        self.broadcast(&frame, None);
+        metrics::get()
+            .messages_delivered
+            .get(metrics::mode::FAST)
+            .inc_by(self.members.len() as u64);
     }
 
     /// The recipient of a direct message from `from`: the other participant
@@ -395,6 +420,7 @@ impl Room {
             return;
         };
         self.gap = Gap::Reading;
+        metrics::get().gap_fills.inc();
         self.read_after(fill, ctx);
     }
 
@@ -474,6 +500,7 @@ impl Room {
             waiting.push(Waiting {
                 id,
                 retry,
+                accepted: queued.accepted,
                 avatar: queued.avatar,
                 receipt: queued.receipt,
                 _permit: queued.permit,
@@ -544,14 +571,20 @@ impl Room {
         // out; only a room whose sequence has not started yet must not
         // take an old seq for where it starts.
         let started = self.sequencer.delivered().is_some();
+        let metrics = metrics::get();
         let mut fresh = Vec::with_capacity(stored.len());
         for (message, waiting) in stored.iter_mut().zip(waiting) {
             fresh.push(message.id == waiting.id);
             message.avatar = waiting.avatar;
             let Some((reference, reply)) = waiting.receipt else {
+                metrics.messages_stored.inc(metrics::mode::FAST);
                 message.fast = true;
                 continue;
             };
+            metrics.messages_stored.inc(metrics::mode::RELIABLE);
+            metrics
+                .ack_seconds
+                .observe(waiting.accepted.elapsed().as_secs_f64());
             let ack = ServerFrame::Ack {
                 reference: reference.as_ref(),
                 room: &self.name,
@@ -593,8 +626,7 @@ impl Room {
             id: id.to_owned(),
             fast: true,
         };
-        let frame = ServerFrame::Message(WireMessage::from(&message)).encode();
-        self.broadcast(&frame, None);
+        self.deliver_fast(&message);
         self.publish(ClusterEvent::Fast {
             room: self.name.clone(),
             message,
@@ -619,7 +651,8 @@ impl Actor for Room {
             if !this.presence.local().is_empty() {
                 this.publish_presence(false);
             }
-            this.presence.expire(Instant::now());
+            let expired = this.presence.expire(Instant::now());
+            metrics::get().presence_expired.inc_by(expired as u64);
             this.schedule_presence(ctx);
         });
     }
@@ -702,7 +735,13 @@ impl Handler<Join> for Room {
                 // on) already has what this one has yet to deliver.
                 history.retain(|m| m.seq > since);
                 let replayed_from = history.first().map_or(delivered + 1, |m| m.seq);
-                recovered = Some(complete && replayed_from <= since + 1);
+                let whole = replayed_from <= since + 1;
+                recovered = Some(complete && whole);
+                metrics::get().resumes.inc(match (complete, whole) {
+                    (false, _) => metrics::resume::FAILED,
+                    (true, false) => metrics::resume::CUT,
+                    (true, true) => metrics::resume::RECOVERED,
+                });
                 seen_up_to = seen_up_to.max(since);
             }
             let member = this.members.entry(join.session).or_insert(Member {
@@ -784,6 +823,12 @@ impl Handler<Post> for Room {
         }
         let fast = post.delivery == protocol::Delivery::Fast;
         let permit = self.backlog.admit(post.text.len());
+        if permit.is_some() {
+            metrics::get().messages_accepted.inc(match fast {
+                true => metrics::mode::FAST,
+                false => metrics::mode::RELIABLE,
+            });
+        }
         let id = new_message_id();
         if fast {
             self.fan_out_fast(&post, &id);
@@ -816,6 +861,7 @@ impl Handler<Post> for Room {
                 .expect("JSON values serialize")
         });
         self.pending.push(Queued {
+            accepted: Instant::now(),
             message: NewMessage {
                 id,
                 from: post.user,
@@ -898,10 +944,7 @@ impl Handler<FromCluster> for Room {
     fn handle(&mut self, remote: FromCluster, ctx: &mut Self::Context) {
         match remote.event {
             ClusterEvent::Messages { messages, .. } => self.accept(messages, ctx),
-            ClusterEvent::Fast { message, .. } => {
-                let frame = ServerFrame::Message(WireMessage::from(&message)).encode();
-                self.broadcast(&frame, None);
-            }
+            ClusterEvent::Fast { message, .. } => self.deliver_fast(&message),
             ClusterEvent::Read { user, seq, .. } => self.broadcast_read(&user, seq),
             ClusterEvent::Delivered { deliveries, .. } => self.confirm(deliveries, false),
             ClusterEvent::SessionOpened { .. } | ClusterEvent::UserActivity { .. } => {}

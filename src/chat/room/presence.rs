@@ -60,13 +60,16 @@ impl Presence {
     }
 
     /// Forgets replicas that stopped repeating their presence.
-    pub fn expire(&mut self, now: Instant) {
+    /// Drops the replicas not heard from within the TTL; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
         let before = self.remote.len();
         self.remote
             .retain(|_, (_, heard)| now.duration_since(*heard) < PRESENCE_TTL);
-        if self.remote.len() != before {
+        let expired = before - self.remote.len();
+        if expired > 0 {
             self.recompute();
         }
+        expired
     }
 
     /// Whether an announcement is due.

@@ -116,6 +116,9 @@ impl Sequencer {
                 to = first - 1,
                 "the store has no messages for these seqs; skipping ahead"
             );
+            crate::metrics::get()
+                .gap_skipped
+                .inc_by(first - 1 - delivered);
             self.delivered = Some(first - 1);
             ready.extend(self.release());
         }

@@ -168,7 +168,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.writer.write(op).await
+        self.writer.write(0, op).await
     }
 
     async fn read<T, F>(&self, op: F) -> StoreResult<T>
@@ -342,7 +342,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let room = room.to_owned();
-        self.write(move |conn| {
+        self.writer.write(batch.len(), move |conn| {
             let retried = retried(conn, &room, &batch)?;
             let count = retried.iter().filter(|found| found.is_none()).count() as i64;
             let mut next = 0;

@@ -50,10 +50,13 @@ trait Job: Send {
     fn run(self: Box<Self>, conn: &Connection) -> Reply;
     /// The group's transaction could not begin: the write never ran.
     fn fail(self: Box<Self>, err: StoreError);
+    /// Chat messages it writes (for the batch-size histogram).
+    fn messages(&self) -> usize;
 }
 
 struct Op<F, T> {
     op: F,
+    messages: usize,
     answer: oneshot::Sender<StoreResult<T>>,
 }
 
@@ -63,7 +66,7 @@ where
     F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Reply {
-        let Op { op, answer } = *self;
+        let Op { op, answer, .. } = *self;
         let result = in_savepoint(conn, op);
         Box::new(move |committed: StoreResult<()>| {
             let _ = answer.send(committed.and(result.map_err(map_error)));
@@ -72,6 +75,10 @@ where
 
     fn fail(self: Box<Self>, err: StoreError) {
         let _ = self.answer.send(Err(err));
+    }
+
+    fn messages(&self) -> usize {
+        self.messages
     }
 }
 
@@ -109,15 +116,20 @@ impl Writer {
         })
     }
 
-    /// Runs `op` in the next group and answers once the group committed.
-    pub async fn write<T, F>(&self, op: F) -> StoreResult<T>
+    /// Runs `op`, which writes `messages` chat messages, in the next group
+    /// and answers once the group committed.
+    pub async fn write<T, F>(&self, messages: usize, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
         self.jobs
-            .send(Box::new(Op { op, answer }))
+            .send(Box::new(Op {
+                op,
+                messages,
+                answer,
+            }))
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
         answered
             .await
@@ -176,9 +188,12 @@ fn checkpoint(conn: &Connection, mode: &str) {
 }
 
 fn commit_group(conn: &Connection, group: impl Iterator<Item = Box<dyn Job>>) {
+    let started = std::time::Instant::now();
     let mut replies: Vec<Reply> = Vec::new();
+    let mut messages = 0;
     let mut open = false;
     for job in group {
+        messages += job.messages();
         if !open {
             if let Err(err) = begin(conn) {
                 job.fail(StoreError::Unavailable(err.to_string()));
@@ -205,6 +220,13 @@ fn commit_group(conn: &Connection, group: impl Iterator<Item = Box<dyn Job>>) {
         .prepare_cached("COMMIT")
         .and_then(|mut s| s.execute([]))
         .map(drop);
+    let metrics = crate::metrics::get();
+    metrics
+        .store_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if messages > 0 {
+        metrics.store_batch_messages.observe(messages as f64);
+    }
     let outcome = match committed {
         Ok(()) => Ok(()),
         Err(err) => {
@@ -291,7 +313,7 @@ mod tests {
             let writer = writer.clone();
             async move {
                 writer
-                    .write(move |conn| {
+                    .write(1, move |conn| {
                         conn.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k % 40])
                             .map(drop)
                     })
@@ -302,7 +324,9 @@ mod tests {
         let failed = results.iter().filter(|r| r.is_err()).count();
         assert_eq!(failed, 10, "keys 0..10 were inserted twice");
         let count = writer
-            .write(|conn| conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .write(0, |conn| {
+                conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+            })
             .await
             .unwrap();
         assert_eq!(count, 40);
@@ -312,14 +336,16 @@ mod tests {
     async fn a_job_that_fails_half_way_leaves_nothing_behind() {
         let (_dir, writer) = writer();
         let half = writer
-            .write(|conn| {
+            .write(0, |conn| {
                 conn.execute("INSERT INTO t (k, v) VALUES (1, 'a')", [])?;
                 conn.execute("INSERT INTO t (k, v) VALUES (1, 'b')", [])
             })
             .await;
         assert!(half.is_err());
         let count = writer
-            .write(|conn| conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .write(0, |conn| {
+                conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+            })
             .await
             .unwrap();
         assert_eq!(
