@@ -161,6 +161,43 @@ pub struct Config {
     /// object per line, with the node id).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Logins per minute from one client address (0: no limit); past it, 429.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 60)]
+    pub login_attempts_per_minute: u32,
+
+    /// Wrong passwords per minute for one account (0: no limit); past it
+    /// the account's logins get 429 until the minute has refilled.
+    #[arg(long, env = "LOGIN_FAILURES_PER_MINUTE", default_value_t = 5)]
+    pub login_failures_per_minute: u32,
+
+    /// New accounts per hour from one client address (0: no limit).
+    #[arg(long, env = "REGISTRATIONS_PER_HOUR", default_value_t = 20)]
+    pub registrations_per_hour: u32,
+
+    /// Take the client address from `Forwarded` / `X-Forwarded-For`: set it
+    /// only behind a proxy that sets them (traefik does), never when
+    /// clients reach Rookery directly, or they choose their address.
+    #[arg(long, env = "TRUST_FORWARDED", default_value_t = false)]
+    pub trust_forwarded: bool,
+
+    /// Open connections per replica (0: no cap); past it a request gets 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// WebSockets one user may keep open on a replica (0: no cap).
+    #[arg(long, env = "WS_PER_USER", default_value_t = 32)]
+    pub ws_per_user: usize,
+
+    /// WebSockets one client address may keep open on a replica (0: no
+    /// cap); high enough for an office behind one NAT.
+    #[arg(long, env = "WS_PER_ADDRESS", default_value_t = 1000)]
+    pub ws_per_address: usize,
+
+    /// Seconds a request body (a login form, a photo upload) may take to
+    /// arrive; past it the request ends with an error and frees its connection.
+    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 20)]
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -224,6 +261,10 @@ impl Config {
         config.scalable = false;
         config.adapter = None;
         config.metrics_addr = None;
+        // Tests register and log in many users from one address.
+        config.login_attempts_per_minute = 0;
+        config.login_failures_per_minute = 0;
+        config.registrations_per_hour = 0;
         config
     }
 

@@ -2,6 +2,7 @@ use clap::Parser;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
+    return_large_allocations();
     let mut config = rookery::Config::parse();
     // Decided once, so the logs and the replica name the same node.
     config.node_id = Some(config.node_id());
@@ -32,5 +33,19 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Serves allocations of 4 MiB and more straight from the kernel, and
+/// gives them back when freed. glibc otherwise raises that threshold after
+/// the first large free and keeps such blocks in each thread's arena: every
+/// password hash (argon2 works in 19 MiB) then stayed resident, 10 MB per
+/// login, 460 MB after 40 sequential ones.
+fn return_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
     }
 }

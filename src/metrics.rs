@@ -69,9 +69,20 @@ pub mod login {
     pub const INVALID: &str = "invalid";
     /// The auth webhook said no, or could not be asked.
     pub const DENIED: &str = "denied";
-    /// The store failed.
+    /// The store failed, or too many logins wait for password hashing.
     pub const UNAVAILABLE: &str = "unavailable";
-    pub const ALL: &[&str] = &[OK, REGISTERED, WRONG_PASSWORD, INVALID, DENIED, UNAVAILABLE];
+    /// Too many attempts from the address, wrong passwords for the
+    /// account, or registrations from the address (429).
+    pub const THROTTLED: &str = "throttled";
+    pub const ALL: &[&str] = &[
+        OK,
+        REGISTERED,
+        WRONG_PASSWORD,
+        INVALID,
+        DENIED,
+        UNAVAILABLE,
+        THROTTLED,
+    ];
 }
 
 /// Delivery modes (`mode` label): stored before fan-out, or after.

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use actix_session::config::PersistentSession;
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{time::Duration, Key, SameSite};
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::sync::watch;
@@ -320,7 +320,15 @@ impl Replica {
             config: Arc::new(config.clone()),
             node_id: self.node_id.clone(),
             draining,
+            throttle: Arc::new(http::throttle::LoginThrottle::new(config)),
+            socket_caps: http::admission::SocketCaps::new(
+                config.ws_per_user,
+                config.ws_per_address,
+            ),
         });
+        let connections = http::admission::Connections::default();
+        let max_connections = config.max_connections;
+        let body_timeout = StdDuration::from_secs(config.body_timeout_secs.max(1));
         let sessions = StoreSessions::new(self.store.clone());
         let session_ttl = Duration::hours(i64::from(config.session_ttl_hours));
         let cookie_secure = config.cookie_secure;
@@ -336,6 +344,14 @@ impl Replica {
             let upload_dir = upload_dir.clone();
             App::new()
                 .app_data(state.clone())
+                .wrap_fn(move |mut request, service| {
+                    // Not the WebSocket upgrade: its body is the chat.
+                    if request.method() == actix_web::http::Method::POST {
+                        http::admission::body_deadline(&mut request, body_timeout);
+                    }
+                    service.call(request)
+                })
+                .wrap(middleware::from_fn(http::admission::over_capacity))
                 .wrap(http::security_headers())
                 .wrap(middleware::Compress::default())
                 .wrap(middleware::Logger::new("%r %s %b %Dms").exclude("/healthz"))
@@ -352,7 +368,8 @@ impl Replica {
         // Without it, a message written right after its ack waits for the
         // client's delayed ACK of the ack (Nagle): 40 ms added to p99 at
         // one message per second.
-        .on_connect(|connection, data| {
+        .on_connect(move |connection, data| {
+            data.insert(connections.accept(max_connections));
             if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
                 let _ = tcp.set_nodelay(true);
                 // So a WebSocket session can cut a client that stopped reading.

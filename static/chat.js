@@ -463,6 +463,8 @@
         $("status").textContent =
           event.reason === "replaced" ? "opened in another window" :
           event.reason === "revoked" ? "signed out by the server" : "disconnected";
+        // Logged out in another tab: this one's session is gone too.
+        if (event.reason === "logged_out") location.assign("/login");
         return;
       }
       setTimeout(connect, backoff);

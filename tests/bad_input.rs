@@ -45,6 +45,19 @@ async fn bad_frames_get_errors_and_the_connection_survives() {
             json!(3),
         ),
         (
+            // Zero-width spaces and a Hangul filler: a blank that looks like text.
+            json!({"type": "send", "room": "general", "text": "\u{200B}\u{3164}\u{200B}", "ref": 31}).to_string(),
+            "empty_text",
+            json!(31),
+        ),
+        (
+            // The same key twice means whatever the last says to one parser
+            // and the first to another.
+            r#"{"type":"send","room":"elsewhere","text":"hi","room":"general","ref":32}"#.into(),
+            "malformed",
+            json!(null),
+        ),
+        (
             json!({"type": "send", "room": "general", "text": "x".repeat(4001), "ref": 4})
                 .to_string(),
             "text_too_long",
@@ -149,6 +162,32 @@ async fn an_oversized_frame_closes_with_1009() {
     assert_eq!(close.expect("a close reason").code, CloseCode::Size);
 
     // The user is not harmed: a new connection works.
+    let mut again = alice.ws().await;
+    again.join("general").await;
+    assert_eq!(again.say("general", "after", "r").await, 1);
+    server.stop().await;
+}
+
+/// A text frame that is not UTF-8 is refused as the WebSocket protocol
+/// says: close code 1007 (invalid payload), not 1002.
+#[actix_web::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let (_dir, server) = TestServer::fresh().await;
+    let alice = Client::logged_in(&server, "alice").await;
+    let mut ws = alice.ws().await;
+    let bytes: &[u8] = b"{\"type\":\"ping\",\"x\":\"\xff\xfe\"}";
+    let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+    ws.stream.send(Message::Frame(frame)).await.unwrap();
+    let close = loop {
+        match ws.stream.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.expect("a close reason").code, CloseCode::Invalid);
     let mut again = alice.ws().await;
     again.join("general").await;
     assert_eq!(again.say("general", "after", "r").await, 1);

@@ -532,6 +532,17 @@ async fn guarantees_and_policies_cross_replicas(kind: BrokerKind) {
             .is_none_or(|f| f["type"] != "error"),
         "the newest connection stays"
     );
+
+    // Logging out on replica 0 closes that login's socket on replica 1.
+    let response = alice_client
+        .http
+        .post(cluster.replicas[0].url("/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection() || response.status().is_success());
+    newer.until_closed(Duration::from_secs(10)).await;
+    assert_eq!(newer.close_reason.as_deref(), Some("logged_out"));
 }
 
 /// The suite, once per broker, as `<broker>::<case>`.

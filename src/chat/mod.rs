@@ -53,6 +53,9 @@ pub enum Evict {
     Revoked,
     /// `SINGLE_SESSION`: the user connected elsewhere.
     Replaced,
+    /// The login this connection was opened with logged out (on any
+    /// replica): do not reconnect, log in again.
+    LoggedOut,
 }
 
 impl Evict {
@@ -61,6 +64,7 @@ impl Evict {
         match self {
             Self::Revoked => "revoked",
             Self::Replaced => "replaced",
+            Self::LoggedOut => "logged_out",
         }
     }
 }

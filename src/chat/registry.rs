@@ -25,6 +25,8 @@ use crate::ws::protocol::ServerFrame;
 pub struct Connect {
     pub session: SessionId,
     pub user: String,
+    /// The login (HTTP session) the connection was opened with.
+    pub login: Option<String>,
     pub socket: Recipient<Deliver>,
     pub avatar: Recipient<SetAvatar>,
     pub drain: Recipient<Drain>,
@@ -115,6 +117,7 @@ pub struct AvatarChanged {
 
 struct SessionEntry {
     user: String,
+    login: Option<String>,
     socket: Recipient<Deliver>,
     avatar: Recipient<SetAvatar>,
     drain: Recipient<Drain>,
@@ -235,6 +238,17 @@ impl Registry {
 
     /// Closes `user`'s local connections opened before `before` (all, if
     /// `None`).
+    /// Closes this replica's connections opened with `login` of `user`.
+    fn end_login(&self, user: &str, login: &str) {
+        for session in self.users.get(user).into_iter().flatten() {
+            if let Some(entry) = self.sessions.get(session) {
+                if entry.login.as_deref() == Some(login) {
+                    entry.evict.do_send(Evict::LoggedOut);
+                }
+            }
+        }
+    }
+
     fn evict_user(&self, user: &str, reason: Evict, before: Option<Millis>) {
         for session in self.users.get(user).into_iter().flatten() {
             let Some(entry) = self.sessions.get(session) else {
@@ -426,6 +440,7 @@ impl Handler<Connect> for Registry {
             connect.session,
             SessionEntry {
                 user: connect.user,
+                login: connect.login,
                 socket: connect.socket,
                 avatar: connect.avatar,
                 drain: connect.drain,
@@ -491,6 +506,30 @@ impl Handler<Disconnect> for Registry {
     }
 }
 
+/// A login logged out: its connections here and on every replica close.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EndLogin {
+    pub user: String,
+    pub login: String,
+}
+
+impl Handler<EndLogin> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, end: EndLogin, _ctx: &mut Self::Context) {
+        self.end_login(&end.user, &end.login);
+        // Every replica with a connection of the user holds its channel.
+        self.cluster.publish(
+            vec![user_channel(&end.user)],
+            ClusterEvent::LoginEnded {
+                user: end.user,
+                login: end.login,
+            },
+        );
+    }
+}
+
 impl Handler<JoinRoom> for Registry {
     type Result = Option<Addr<Room>>;
 
@@ -549,6 +588,7 @@ impl Handler<Remote> for Registry {
                 }
                 return;
             }
+            ClusterEvent::LoginEnded { user, login } => return self.end_login(user, login),
             ClusterEvent::UserActivity { user, connected } => {
                 return self.push_to_admins(user, &remote.node, *connected);
             }

@@ -95,6 +95,8 @@ pub enum ClusterEvent {
     /// `SINGLE_SESSION`: `user` opened a connection at `at`; their older
     /// connections elsewhere close.
     SessionOpened { user: String, at: Millis },
+    /// The login `login` of `user` logged out: its connections close.
+    LoginEnded { user: String, login: String },
     /// For admin users, on [`ADMIN_CHANNEL`]: a connection of `user` opened
     /// or closed on the sending replica.
     UserActivity { user: String, connected: bool },
@@ -110,7 +112,9 @@ impl ClusterEvent {
             | Self::Fast { room, .. }
             | Self::Read { room, .. }
             | Self::Delivered { room, .. } => Some(room),
-            Self::SessionOpened { .. } | Self::UserActivity { .. } => None,
+            Self::SessionOpened { .. } | Self::LoginEnded { .. } | Self::UserActivity { .. } => {
+                None
+            }
         }
     }
 }

@@ -10,20 +10,26 @@
 //! account without a usable password, so messages can reach them.
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use std::net::IpAddr;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
 use askama::Template;
 use serde::Deserialize;
 
+use super::throttle::{LoginThrottle, RetryAfter};
 use super::{render, see_other, AppState};
 use crate::chat::names::is_valid_user_name;
+use crate::chat::registry::EndLogin;
 use crate::metrics::{self, login};
 use crate::store::StoreError;
 
 /// The session entry naming the logged-in user.
 const USER_KEY: &str = "user";
+/// A random id per login, so a logout closes that login's WebSockets only.
+const LOGIN_KEY: &str = "login";
 /// Shortest password accepted for a new account.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted; bounds the hashing work one request can cause.
@@ -56,6 +62,11 @@ pub fn current_user(session: &Session) -> Option<String> {
     session.get::<String>(USER_KEY).ok().flatten()
 }
 
+/// The id of the session's login (none for logins from before it existed).
+pub fn current_login(session: &Session) -> Option<String> {
+    session.get::<String>(LOGIN_KEY).ok().flatten()
+}
+
 pub async fn login_page(session: Session) -> HttpResponse {
     if current_user(&session).is_some() {
         return see_other("/");
@@ -70,6 +81,7 @@ pub async fn login_page(session: Session) -> HttpResponse {
 }
 
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     form: web::Form<LoginForm>,
@@ -81,6 +93,7 @@ pub async fn login(
     } = form.into_inner();
     let refuse = |status, error: &str| {
         let result = match status {
+            StatusCode::TOO_MANY_REQUESTS => login::THROTTLED,
             StatusCode::UNAUTHORIZED if state.hooks.has_auth() => login::DENIED,
             StatusCode::UNAUTHORIZED => login::WRONG_PASSWORD,
             StatusCode::BAD_REQUEST => login::INVALID,
@@ -96,6 +109,21 @@ pub async fn login(
             },
         )
     };
+    let throttled = |wait: RetryAfter| {
+        let seconds = wait.seconds();
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many attempts; try again in {seconds} s."),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        response
+    };
+    let address = super::client_address(&req, state.config.trust_forwarded);
+    if let Err(wait) = state.throttle.attempt(address) {
+        return throttled(wait);
+    }
     if state.hooks.has_auth() {
         let password = (!password.is_empty()).then_some(password.as_str());
         return match external_login(&state, &name, password, token.as_deref()).await {
@@ -115,11 +143,18 @@ pub async fn login(
             "Enter a password (at most 1024 bytes).",
         );
     }
-    let result = match authenticate(&state, &name, password).await {
+    let result = match authenticate(&state, &name, password, address).await {
         Ok(Account::Known) => login::OK,
         Ok(Account::Registered) => login::REGISTERED,
         Err(LoginError::WrongPassword) => {
             return refuse(StatusCode::UNAUTHORIZED, "Wrong password for this name.")
+        }
+        Err(LoginError::Throttled(wait)) => return throttled(wait),
+        Err(LoginError::Busy) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many logins at once right now; try again in a moment.",
+            )
         }
         Err(LoginError::WeakPassword) => {
             let message = format!(
@@ -142,7 +177,11 @@ pub async fn login(
 fn start_session(session: &Session, user: String, result: &'static str) -> HttpResponse {
     // A fresh session id at login defeats session fixation.
     session.renew();
-    if let Err(err) = session.insert(USER_KEY, &user) {
+    let login = format!("{:016x}", rand::random::<u64>());
+    if let Err(err) = session
+        .insert(USER_KEY, &user)
+        .and_then(|()| session.insert(LOGIN_KEY, &login))
+    {
         tracing::error!(error = %err, "could not write the session");
         return render(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -219,7 +258,11 @@ async fn external_login(
     Ok(user)
 }
 
-pub async fn logout(session: Session) -> HttpResponse {
+/// Ends the login, and with it its WebSockets on every replica.
+pub async fn logout(state: web::Data<AppState>, session: Session) -> HttpResponse {
+    if let (Some(user), Some(login)) = (current_user(&session), current_login(&session)) {
+        state.registry.do_send(EndLogin { user, login });
+    }
     session.purge();
     see_other("/login")
 }
@@ -227,6 +270,10 @@ pub async fn logout(session: Session) -> HttpResponse {
 enum LoginError {
     WrongPassword,
     WeakPassword,
+    /// Too many tries for the account or registrations from the address.
+    Throttled(RetryAfter),
+    /// Too many logins wait for password hashing.
+    Busy,
     Unavailable(String),
 }
 
@@ -247,16 +294,20 @@ async fn authenticate(
     state: &AppState,
     name: &str,
     password: String,
+    address: IpAddr,
 ) -> Result<Account, LoginError> {
+    let throttle = &state.throttle;
     if let Some(user) = state.store.find_user(name).await? {
-        return verify(user.password_hash, password)
+        throttle.may_try(name).map_err(LoginError::Throttled)?;
+        return checked(throttle, name, user.password_hash, password)
             .await
             .map(|()| Account::Known);
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(LoginError::WeakPassword);
     }
-    let hash = hash(password.clone()).await?;
+    throttle.register(address).map_err(LoginError::Throttled)?;
+    let hash = hash(throttle, password.clone()).await?;
     match state.store.create_user(name, &hash).await {
         Ok(()) => {
             tracing::info!(user = %name, "registered");
@@ -265,7 +316,7 @@ async fn authenticate(
         // Someone registered the name between our lookup and insert: it is
         // now a known name, so the password must match theirs.
         Err(StoreError::Conflict) => match state.store.find_user(name).await? {
-            Some(user) => verify(user.password_hash, password)
+            Some(user) => checked(throttle, name, user.password_hash, password)
                 .await
                 .map(|()| Account::Known),
             None => Err(LoginError::Unavailable(
@@ -276,7 +327,22 @@ async fn authenticate(
     }
 }
 
-async fn hash(password: String) -> Result<String, LoginError> {
+/// Verifies `account`'s password, counting a wrong one against it.
+async fn checked(
+    throttle: &LoginThrottle,
+    account: &str,
+    stored: String,
+    password: String,
+) -> Result<(), LoginError> {
+    let result = verify(throttle, stored, password).await;
+    if matches!(result, Err(LoginError::WrongPassword)) {
+        throttle.failed(account);
+    }
+    result
+}
+
+async fn hash(throttle: &LoginThrottle, password: String) -> Result<String, LoginError> {
+    let _slot = throttle.hashing_slot().await.ok_or(LoginError::Busy)?;
     web::block(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -288,7 +354,12 @@ async fn hash(password: String) -> Result<String, LoginError> {
     .map_err(|err| LoginError::Unavailable(err.to_string()))
 }
 
-async fn verify(stored: String, password: String) -> Result<(), LoginError> {
+async fn verify(
+    throttle: &LoginThrottle,
+    stored: String,
+    password: String,
+) -> Result<(), LoginError> {
+    let _slot = throttle.hashing_slot().await.ok_or(LoginError::Busy)?;
     let matches = web::block(move || {
         PasswordHash::new(&stored)
             .map(|parsed| {

@@ -1,10 +1,12 @@
 //! HTTP: pages, login, uploads, health, and the route table.
 
+pub mod admission;
 pub mod auth;
 pub mod avatar;
 pub mod health;
 pub mod metrics;
 pub mod pages;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -28,6 +30,8 @@ pub struct AppState {
     pub node_id: String,
     /// Set when the replica starts draining: not ready, no new WebSockets.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    pub throttle: Arc<throttle::LoginThrottle>,
+    pub socket_caps: Arc<admission::SocketCaps>,
 }
 
 impl AppState {
@@ -77,6 +81,28 @@ pub fn security_headers() -> DefaultHeaders {
             "default-src 'self'; img-src 'self' data:; object-src 'none'; \
              base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
         ))
+}
+
+/// The client's address: the peer's, or with `trust_forwarded` (behind a
+/// proxy that sets it, such as traefik) the one `Forwarded` /
+/// `X-Forwarded-For` names.
+pub fn client_address(req: &actix_web::HttpRequest, trust_forwarded: bool) -> std::net::IpAddr {
+    let peer = || {
+        req.peer_addr()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip())
+    };
+    if !trust_forwarded {
+        return peer();
+    }
+    let info = req.connection_info();
+    let Some(claimed) = info.realip_remote_addr() else {
+        return peer();
+    };
+    claimed
+        .parse::<std::net::SocketAddr>()
+        .map(|addr| addr.ip())
+        .or_else(|_| claimed.trim_matches(['[', ']']).parse())
+        .unwrap_or_else(|_| peer())
 }
 
 /// Whether a browser request comes from a page of this site. Browsers send

@@ -2,6 +2,7 @@
 //! connection, and the wire protocol they speak.
 
 pub mod frames;
+pub mod json;
 pub mod protocol;
 pub mod rate_limit;
 pub mod session;
@@ -13,6 +14,7 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
 use self::session::WsSession;
 use crate::chat::next_session_id;
+use crate::http::admission::OverCap;
 use crate::http::{auth::current_user, AppState};
 
 /// `GET /ws`: upgrades a logged-in browser (or client with the session
@@ -42,6 +44,21 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body("storage is unavailable, try again"));
         }
     };
+    let address = crate::http::client_address(&req, state.config.trust_forwarded);
+    let place = match state.socket_caps.hold(&user, address) {
+        Ok(place) => place,
+        Err(over) => {
+            let why = match over {
+                OverCap::User => {
+                    "this account has as many chat connections open as it may; close one"
+                }
+                OverCap::Address => "your address has as many chat connections open as it may",
+            };
+            return Ok(HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, "10"))
+                .body(why));
+        }
+    };
     let hangup = socket::Hangup::new(req.conn_data::<std::rc::Rc<socket::ConnectionFd>>());
     let (response, socket, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
@@ -58,7 +75,9 @@ pub async fn upgrade(
         socket,
         rate_limit::RateLimiter::new(config.rate_limit, config.rate_burst),
     )
-    .cut_with(hangup);
+    .cut_with(hangup)
+    .holding(place)
+    .of_login(crate::http::auth::current_login(&session));
     WsSession::create(|ctx| {
         ctx.add_stream(stream);
         actor

@@ -426,7 +426,7 @@ impl Rejected {
 /// Parses a text frame, telling apart broken JSON, an unknown `type` and bad
 /// fields, and keeping the frame's `ref` so the error can be correlated.
 pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
-    let value: Value = serde_json::from_str(text).map_err(|err| {
+    let value: Value = super::json::parse(text).map_err(|err| {
         Rejected::new(ErrorCode::Malformed, format!("not valid JSON: {err}"), None)
     })?;
     let Value::Object(fields) = &value else {
@@ -496,12 +496,26 @@ pub fn peek_reference(text: &str) -> Option<Ref> {
     serde_json::from_str::<Peek>(text).ok()?.reference
 }
 
+/// Whether `c` shows anything: not a space, a control character, or one
+/// of the characters that render as nothing (zero-width spaces and
+/// joiners, direction marks, fillers, variation selectors, tags), of
+/// which a message made only of would be a blank that looks like text.
+fn is_visible(c: char) -> bool {
+    !(c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E0FFF}'))
+}
+
 /// Checks a message text against the protocol's limits.
 pub fn check_text(text: &str, reference: Option<&Ref>) -> Result<(), Rejected> {
-    if text.trim().is_empty() {
+    if !text.chars().any(is_visible) {
         return Err(Rejected::new(
             ErrorCode::EmptyText,
-            "message text is empty",
+            "message text is empty or shows nothing (only spaces or invisible characters)",
             reference.cloned(),
         ));
     }
@@ -645,6 +659,31 @@ mod tests {
             check_text(" \n", None).unwrap_err().code,
             ErrorCode::EmptyText
         );
+    }
+
+    #[test]
+    fn a_text_of_invisible_characters_is_empty_and_one_visible_one_is_not() {
+        for blank in [
+            "\u{200B}\u{200B}",
+            "\u{3164}",
+            "\u{2800} \u{FEFF}",
+            "\u{E0041}\u{E007F}",
+        ] {
+            assert_eq!(
+                check_text(blank, None).unwrap_err().code,
+                ErrorCode::EmptyText,
+                "{blank:?}"
+            );
+        }
+        for shown in ["a\u{200B}", "👍", "👨\u{200D}👩", "مرحبا", "\u{00A0}."] {
+            assert!(check_text(shown, None).is_ok(), "{shown:?}");
+        }
+    }
+
+    #[test]
+    fn a_frame_with_a_repeated_key_is_malformed() {
+        let frame = r#"{"type":"send","room":"a","text":"hi","room":"b"}"#;
+        assert_eq!(parse(frame).unwrap_err().code, ErrorCode::Malformed);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::chat::registry::{self, Registry};
 use crate::chat::room::{self, Room};
 use crate::chat::{Deliver, Drain, Evict, SessionId, SetAvatar};
 use crate::hooks::{Hooks, Target};
+use crate::http::admission::Held;
 use crate::metrics;
 use crate::store::{Store, StoreResult, User};
 
@@ -104,6 +105,8 @@ pub struct WsSession {
     /// against [`MAX_ROOMS_PER_SESSION`] already.
     joining: usize,
     closing: bool,
+    login: Option<String>,
+    place: Option<Held>,
     /// Why the connection ends, once it does (a [`metrics::close`] reason).
     ending: &'static str,
     /// [`registry::Ready`] was sent.
@@ -140,6 +143,8 @@ impl WsSession {
             joining: 0,
             closing: false,
             ending: metrics::close::CLIENT,
+            login: None,
+            place: None,
             ready: false,
         }
     }
@@ -147,6 +152,20 @@ impl WsSession {
     /// How to cut the connection when a close frame cannot get through.
     pub fn cut_with(mut self, hangup: Hangup) -> Self {
         self.hangup = hangup;
+        self
+    }
+
+    /// Its place under the per-user and per-address caps, given back when
+    /// the session ends.
+    pub fn holding(mut self, place: Held) -> Self {
+        self.place = Some(place);
+        self
+    }
+
+    /// The login (HTTP session) this connection was opened with: its
+    /// logout closes the connection.
+    pub fn of_login(mut self, login: Option<String>) -> Self {
+        self.login = login;
         self
     }
 
@@ -776,6 +795,7 @@ impl Actor for WsSession {
         self.registry.do_send(registry::Connect {
             session: self.id,
             user: self.user.clone(),
+            login: self.login.take(),
             socket: ctx.address().recipient(),
             avatar: ctx.address().recipient(),
             drain: ctx.address().recipient(),
@@ -838,6 +858,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                         &format!("frame larger than {limit} bytes"),
                         ctx,
                     )
+                });
+            }
+            Err(ProtocolError::Io(err)) if err.kind() == io::ErrorKind::InvalidData => {
+                self.end(metrics::close::PROTOCOL, |this| {
+                    this.close(CloseCode::Invalid, "text frames must be UTF-8", ctx)
                 });
             }
             Err(err) => {

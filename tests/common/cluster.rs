@@ -307,6 +307,10 @@ impl Replica {
             .env("PORT", "0")
             .env("WORKERS", "2")
             .env("RATE_LIMIT", "0")
+            // Tests register and log in many users from one address.
+            .env("LOGIN_ATTEMPTS_PER_MINUTE", "0")
+            .env("LOGIN_FAILURES_PER_MINUTE", "0")
+            .env("REGISTRATIONS_PER_HOUR", "0")
             .env("SHUTDOWN_TIMEOUT", "2")
             .env("NODE_ID", node)
             .env("DATA_DIR", dir.path());

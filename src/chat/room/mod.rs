@@ -947,7 +947,9 @@ impl Handler<FromCluster> for Room {
             ClusterEvent::Fast { message, .. } => self.deliver_fast(&message),
             ClusterEvent::Read { user, seq, .. } => self.broadcast_read(&user, seq),
             ClusterEvent::Delivered { deliveries, .. } => self.confirm(deliveries, false),
-            ClusterEvent::SessionOpened { .. } | ClusterEvent::UserActivity { .. } => {}
+            ClusterEvent::SessionOpened { .. }
+            | ClusterEvent::LoginEnded { .. }
+            | ClusterEvent::UserActivity { .. } => {}
             ClusterEvent::Typing { user, active, .. } => {
                 let frame = ServerFrame::Typing {
                     room: &self.name,

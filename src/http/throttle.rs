@@ -1,0 +1,210 @@
+//! Login throttling: attempts per client address, wrong passwords per
+//! account, registrations per address, and a bound on concurrent password
+//! hashing.
+//!
+//! Each key has a token bucket; a request that finds its bucket empty is
+//! refused with 429 and how long to wait. The buckets live in this
+//! replica's memory: a client spread over five replicas gets five times
+//! the rate, which still turns guessing from millions of tries a minute
+//! into a handful. Argon2 takes 19 MiB and tens of milliseconds a hash,
+//! so at most one hash per core runs at once and a short queue waits
+//! behind them; past it a login is refused with 503 at once, instead of
+//! a thousand blocking threads taking gigabytes and every login seconds.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::config::Config;
+
+/// Keys remembered per bucket set, at most: past it the full (idle)
+/// buckets are forgotten, and if all are in use, every bucket is.
+const MAX_KEYS: usize = 100_000;
+/// Logins that may wait for a hashing slot; past it, 503.
+const MAX_HASH_QUEUE: usize = 64;
+
+/// A token bucket over minutes or hours.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// A rate per key: `burst` at once, refilled at `per_second`.
+struct Keyed<K> {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<K, Bucket>>,
+}
+
+impl<K: Hash + Eq + Clone> Keyed<K> {
+    /// `count` per `period`, all of them at once at most; 0 is no limit.
+    fn new(count: u32, period: Duration) -> Self {
+        Self {
+            per_second: f64::from(count) / period.as_secs_f64(),
+            burst: f64::from(count),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        (bucket.tokens + elapsed * self.per_second).min(self.burst)
+    }
+
+    /// How long `key` must wait before its next try; `None`: it may go on.
+    /// Takes a token when `take`.
+    fn check(&self, key: &K, take: bool, now: Instant) -> Option<Duration> {
+        if self.burst == 0.0 {
+            return None;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
+            buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
+            if buckets.len() >= MAX_KEYS {
+                buckets.clear();
+            }
+        }
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let tokens = self.refilled(*bucket, now);
+        *bucket = Bucket { tokens, at: now };
+        if tokens < 1.0 {
+            let wait = (1.0 - tokens) / self.per_second;
+            return Some(Duration::from_secs_f64(wait).max(Duration::from_secs(1)));
+        }
+        if take {
+            bucket.tokens -= 1.0;
+        }
+        None
+    }
+}
+
+/// A refusal: try again after this long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub Duration);
+
+impl RetryAfter {
+    /// Whole seconds, for the `Retry-After` header.
+    pub fn seconds(self) -> u64 {
+        self.0.as_secs_f64().ceil() as u64
+    }
+}
+
+pub struct LoginThrottle {
+    attempts: Keyed<IpAddr>,
+    failures: Keyed<String>,
+    registrations: Keyed<IpAddr>,
+    hashing: Semaphore,
+    waiting: AtomicUsize,
+}
+
+impl LoginThrottle {
+    pub fn new(config: &Config) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            attempts: Keyed::new(config.login_attempts_per_minute, Duration::from_secs(60)),
+            failures: Keyed::new(config.login_failures_per_minute, Duration::from_secs(60)),
+            registrations: Keyed::new(config.registrations_per_hour, Duration::from_secs(3600)),
+            hashing: Semaphore::new(cores),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// A login attempt from `address`.
+    pub fn attempt(&self, address: IpAddr) -> Result<(), RetryAfter> {
+        self.attempts
+            .check(&address, true, Instant::now())
+            .map_or(Ok(()), |wait| Err(RetryAfter(wait)))
+    }
+
+    /// Before checking `account`'s password: refused while it has had too
+    /// many wrong ones.
+    pub fn may_try(&self, account: &str) -> Result<(), RetryAfter> {
+        self.failures
+            .check(&account.to_owned(), false, Instant::now())
+            .map_or(Ok(()), |wait| Err(RetryAfter(wait)))
+    }
+
+    /// A wrong password for `account`.
+    pub fn failed(&self, account: &str) {
+        self.failures
+            .check(&account.to_owned(), true, Instant::now());
+    }
+
+    /// A new account from `address`.
+    pub fn register(&self, address: IpAddr) -> Result<(), RetryAfter> {
+        self.registrations
+            .check(&address, true, Instant::now())
+            .map_or(Ok(()), |wait| Err(RetryAfter(wait)))
+    }
+
+    /// A slot to hash a password in; `None` when too many wait already.
+    pub async fn hashing_slot(&self) -> Option<SemaphorePermit<'_>> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_HASH_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = self.hashing.acquire().await.ok();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_gets_its_burst_then_waits_for_the_refill() {
+        let keyed = Keyed::new(3, Duration::from_secs(60));
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(keyed.check(&"a", true, start), None);
+        }
+        let wait = keyed.check(&"a", true, start).expect("over the burst");
+        assert!(
+            wait >= Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert_eq!(keyed.check(&"b", true, start), None, "other keys are apart");
+        assert_eq!(
+            keyed.check(&"a", true, start + Duration::from_secs(20)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_check_without_taking_leaves_the_bucket() {
+        let keyed = Keyed::new(1, Duration::from_secs(60));
+        let now = Instant::now();
+        assert_eq!(keyed.check(&"a", false, now), None);
+        assert_eq!(keyed.check(&"a", false, now), None);
+        assert_eq!(keyed.check(&"a", true, now), None);
+        assert!(keyed.check(&"a", false, now).is_some());
+    }
+
+    #[test]
+    fn zero_is_no_limit() {
+        let keyed = Keyed::new(0, Duration::from_secs(60));
+        let now = Instant::now();
+        assert!((0..1000).all(|_| keyed.check(&"a", true, now).is_none()));
+    }
+
+    #[test]
+    fn memory_stays_bounded_by_the_key_count() {
+        let keyed = Keyed::new(1, Duration::from_secs(3600));
+        let now = Instant::now();
+        for key in 0..(MAX_KEYS as u32 + 10) {
+            keyed.check(&key, true, now);
+        }
+        assert!(keyed.buckets.lock().unwrap().len() <= MAX_KEYS);
+    }
+}
