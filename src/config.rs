@@ -7,6 +7,10 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "rookery", version, about = "A clustered chat server")]
 pub struct Config {
+    /// Run a one-off task instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: String,
@@ -198,6 +202,15 @@ pub struct Config {
     /// arrive; past it the request ends with an error and frees its connection.
     #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 20)]
     pub body_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Creates an account as the operator, or takes an existing one over
+    /// (new password), in the configured store. Only such accounts can be
+    /// `ADMIN_USERS`. The password is read from `ROOKERY_PASSWORD`, or else
+    /// the first line of standard input.
+    CreateUser { name: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -4,6 +4,19 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     return_large_allocations();
     let mut config = rookery::Config::parse();
+    if let Some(rookery::config::Command::CreateUser { name }) = config.command.take() {
+        let password = match std::env::var("ROOKERY_PASSWORD") {
+            Ok(password) => password,
+            Err(_) => {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            }
+        };
+        rookery::server::create_operator_account(&config, &name, &password).await?;
+        println!("{name} is an operator's account");
+        return Ok(());
+    }
     // Decided once, so the logs and the replica name the same node.
     config.node_id = Some(config.node_id());
     let format = config.log_format;

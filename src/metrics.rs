@@ -125,6 +125,8 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "ping",
     "create_user",
     "find_user",
+    "find_name_ignoring_case",
+    "put_operator_account",
     "set_avatar",
     "append",
     "history",

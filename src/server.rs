@@ -152,6 +152,37 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// `rookery create-user`: makes `name` an operator's account with
+/// `password` in the configured store (see [`crate::config::Command`]).
+pub async fn create_operator_account(
+    config: &Config,
+    name: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        crate::chat::names::is_valid_user_name(name),
+        "{name:?} is not a valid name: 1-32 letters, digits, '_', '-' or '.'"
+    );
+    anyhow::ensure!(
+        password.chars().count() >= http::auth::MIN_PASSWORD_CHARS
+            && password.len() <= http::auth::MAX_PASSWORD_BYTES,
+        "the password needs {} to {} characters",
+        http::auth::MIN_PASSWORD_CHARS,
+        http::auth::MAX_PASSWORD_BYTES
+    );
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
+    let store = open_store(config).await?;
+    store.migrate().await.context("preparing the database")?;
+    let hash = http::auth::hash_password(password)
+        .map_err(|err| anyhow::anyhow!("hashing the password: {err}"))?;
+    store
+        .put_operator_account(name, &hash)
+        .await
+        .context("writing the account")?;
+    Ok(())
+}
+
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let backend: Arc<dyn Store> = match config.mongo() {
         Some(mongo) => Arc::new(

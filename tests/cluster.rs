@@ -458,6 +458,7 @@ async fn guarantees_and_policies_cross_replicas(kind: BrokerKind) {
         ("ADMIN_USERS", "root".to_owned()),
     ];
     let cluster = Cluster::start_with(kind, 2, &extra).await;
+    cluster.create_operator("root");
     let (_r, mut root) = cluster.user("root", 0, "lobby").await;
     let (alice_client, mut alice) = cluster.user("alice", 0, "lobby").await;
 

@@ -185,11 +185,29 @@ async fn nobody_is_disconnected_while_the_validity_webhook_is_down() {
 #[actix_web::test]
 async fn connection_events_reach_the_events_webhook_and_admin_connections() {
     let hook = Webhook::start(|_| json!({}));
-    let (_dir, server) = server_with(|c| {
-        c.events_webhook_url = Some(hook.url.clone());
-        c.admin_users = vec!["root".into()];
-    })
-    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.events_webhook_url = Some(hook.url.clone());
+    // "ops" was registered through the form before it became an admin's
+    // name: that account stays an ordinary one.
+    let early = TestServer::start_with(config.clone()).await;
+    Client::logged_in(&early, "ops").await;
+    early.stop().await;
+    config.admin_users = vec!["root".into(), "ops".into()];
+    let server = TestServer::start_with(config.clone()).await;
+    assert_eq!(
+        Client::new(&server)
+            .login_with("root", common::PASSWORD)
+            .await
+            .status(),
+        400,
+        "an admin's name cannot be registered through the form"
+    );
+    server.stop().await;
+    rookery::server::create_operator_account(&config, "root", common::PASSWORD)
+        .await
+        .unwrap();
+    let server = TestServer::start_with(config).await;
     let mut root = Client::logged_in(&server, "root").await.ws().await;
     let bob = Client::logged_in(&server, "bob").await.ws().await;
     // Admins see every connection, their own included.
@@ -227,10 +245,17 @@ async fn connection_events_reach_the_events_webhook_and_admin_connections() {
         .all(|e| e["node"] == node.as_str() && e["ts"].is_i64()));
 
     // Not an admin: no connection events.
+    let mut squatter = Client::logged_in(&server, "ops").await.ws().await;
     let mut carol = Client::logged_in(&server, "carol").await.ws().await;
     let _dave = Client::logged_in(&server, "dave").await.ws().await;
     let frame: Option<Value> = carol.quiet_for(Duration::from_millis(400)).await;
     assert!(frame.is_none_or(|f| f["type"] != "user_connected"));
+    while let Some(frame) = squatter.quiet_for(Duration::from_millis(300)).await {
+        assert_ne!(
+            frame["type"], "user_connected",
+            "a squatted admin name gets no connection events"
+        );
+    }
 }
 
 #[actix_web::test]

@@ -146,6 +146,50 @@ mod cases {
             "the second registration must not overwrite the first"
         );
         assert_eq!(alice.avatar, None);
+        assert!(!alice.operator, "registered, not made by the operator");
+    }
+
+    pub async fn names_that_differ_only_in_case_are_found(backend: Backend) {
+        let store = backend.open().await;
+        store.create_user("Alice.B-1", "hash").await.unwrap();
+        for asked in ["alice.b-1", "ALICE.B-1", "Alice.B-1"] {
+            assert_eq!(
+                store
+                    .find_name_ignoring_case(asked)
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some("Alice.B-1"),
+                "{asked}"
+            );
+        }
+        for other in ["alicexb-1", "alice.b", "lice.b-1", "alice.b-12"] {
+            assert_eq!(
+                store.find_name_ignoring_case(other).await.unwrap(),
+                None,
+                "{other}"
+            );
+        }
+    }
+
+    pub async fn an_operator_account_is_made_or_taken_over(backend: Backend) {
+        let store = backend.open().await;
+        store.put_operator_account("ops", "hash-1").await.unwrap();
+        let ops = store.find_user("ops").await.unwrap().unwrap();
+        assert!(ops.operator);
+        assert_eq!(ops.password_hash, "hash-1");
+        // Registered by someone else first: the operator takes it over.
+        store.create_user("root", "squatter").await.unwrap();
+        store.put_operator_account("root", "hash-2").await.unwrap();
+        let root = store.find_user("root").await.unwrap().unwrap();
+        assert_eq!(
+            (root.operator, root.password_hash.as_str()),
+            (true, "hash-2")
+        );
+        assert!(matches!(
+            store.create_user("ops", "again").await,
+            Err(StoreError::Conflict)
+        ));
     }
 
     pub async fn avatar_changes_return_the_previous_photo(backend: Backend) {
@@ -624,6 +668,8 @@ macro_rules! conformance {
 conformance!(
     a_retry_is_stored_once,
     accounts_have_unique_names,
+    names_that_differ_only_in_case_are_found,
+    an_operator_account_is_made_or_taken_over,
     avatar_changes_return_the_previous_photo,
     appends_get_consecutive_seqs_per_room,
     history_pages_backwards_oldest_first,

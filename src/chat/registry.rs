@@ -27,6 +27,9 @@ pub struct Connect {
     pub user: String,
     /// The login (HTTP session) the connection was opened with.
     pub login: Option<String>,
+    /// Gets every connection event: in `ADMIN_USERS`, with an account the
+    /// operator made (or the auth webhook vouched for).
+    pub admin: bool,
     pub socket: Recipient<Deliver>,
     pub avatar: Recipient<SetAvatar>,
     pub drain: Recipient<Drain>,
@@ -417,7 +420,7 @@ impl Handler<Connect> for Registry {
                 },
             );
         }
-        if self.policies.admins.contains(&connect.user) {
+        if connect.admin {
             if self.admin_sessions.is_empty() {
                 self.cluster.subscribe(ADMIN_CHANNEL.to_owned(), None);
             }

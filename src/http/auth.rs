@@ -150,6 +150,7 @@ pub async fn login(
             return refuse(StatusCode::UNAUTHORIZED, "Wrong password for this name.")
         }
         Err(LoginError::Throttled(wait)) => return throttled(wait),
+        Err(LoginError::Reserved(why)) => return refuse(StatusCode::BAD_REQUEST, &why),
         Err(LoginError::Busy) => {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -274,6 +275,8 @@ enum LoginError {
     Throttled(RetryAfter),
     /// Too many logins wait for password hashing.
     Busy,
+    /// A new name that is kept for an operator, or looks like a taken one.
+    Reserved(String),
     Unavailable(String),
 }
 
@@ -305,6 +308,21 @@ async fn authenticate(
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(LoginError::WeakPassword);
+    }
+    if state
+        .config
+        .admin_users
+        .iter()
+        .any(|admin| admin.eq_ignore_ascii_case(name))
+    {
+        return Err(LoginError::Reserved(
+            "This name is reserved: an operator creates it with `rookery create-user`.".into(),
+        ));
+    }
+    if let Some(taken) = state.store.find_name_ignoring_case(name).await? {
+        return Err(LoginError::Reserved(format!(
+            "{taken:?} is taken, and {name:?} would look the same; choose another name."
+        )));
     }
     throttle.register(address).map_err(LoginError::Throttled)?;
     let hash = hash(throttle, password.clone()).await?;
@@ -343,15 +361,18 @@ async fn checked(
 
 async fn hash(throttle: &LoginThrottle, password: String) -> Result<String, LoginError> {
     let _slot = throttle.hashing_slot().await.ok_or(LoginError::Busy)?;
-    web::block(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-    })
-    .await
-    .map_err(|err| LoginError::Unavailable(err.to_string()))?
-    .map_err(|err| LoginError::Unavailable(err.to_string()))
+    web::block(move || hash_password(&password))
+        .await
+        .map_err(|err| LoginError::Unavailable(err.to_string()))?
+        .map_err(|err| LoginError::Unavailable(err.to_string()))
+}
+
+/// An argon2 hash of `password` in PHC format (blocks for tens of ms).
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
 }
 
 async fn verify(

@@ -80,6 +80,22 @@ impl Store for Bounded {
         self.within("find_user", self.inner.find_user(name)).await
     }
 
+    async fn find_name_ignoring_case(&self, name: &str) -> StoreResult<Option<String>> {
+        self.within(
+            "find_name_ignoring_case",
+            self.inner.find_name_ignoring_case(name),
+        )
+        .await
+    }
+
+    async fn put_operator_account(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+        self.within(
+            "put_operator_account",
+            self.inner.put_operator_account(name, password_hash),
+        )
+        .await
+    }
+
     async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>> {
         self.within("set_avatar", self.inner.set_avatar(name, avatar))
             .await

@@ -29,6 +29,10 @@ pub struct User {
     pub password_hash: String,
     /// URL path of the profile photo, e.g. `/avatars/3f2a….png`.
     pub avatar: Option<String>,
+    /// Made (or taken over) by the operator with `rookery create-user`,
+    /// not registered through the login form: only such an account can be
+    /// one of `ADMIN_USERS`.
+    pub operator: bool,
 }
 
 /// A message waiting to be persisted; the store gives it its `seq`.
@@ -170,6 +174,12 @@ pub trait Store: Send + Sync + 'static {
     /// Creates an account; [`StoreError::Conflict`] if the name is taken.
     async fn create_user(&self, name: &str, password_hash: &str) -> StoreResult<()>;
     async fn find_user(&self, name: &str) -> StoreResult<Option<User>>;
+    /// The name of an account that is `name` but for ASCII case (`Alice`
+    /// for `alice`), if there is one: registering it would look like them.
+    async fn find_name_ignoring_case(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Creates `name` as an operator's account, or takes an existing one
+    /// over (new password, operator flag set).
+    async fn put_operator_account(&self, name: &str, password_hash: &str) -> StoreResult<()>;
     /// Sets (or clears) the profile photo and returns the previous one, so the
     /// caller can delete its file.
     async fn set_avatar(&self, name: &str, avatar: Option<&str>) -> StoreResult<Option<String>>;

@@ -70,6 +70,8 @@ struct UserDoc {
     #[serde(default)]
     avatar: Option<String>,
     created: DateTime,
+    #[serde(default)]
+    operator: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -577,10 +579,44 @@ impl Store for MongoStore {
                 password_hash: password_hash.to_owned(),
                 avatar: None,
                 created: DateTime::now(),
+                operator: false,
             })
             .await
             .map(drop)
             .map_err(conflict_or_unavailable)
+    }
+
+    async fn find_name_ignoring_case(&self, name: &str) -> StoreResult<Option<String>> {
+        // Names are letters, digits and `_-.`: escaping `.` and `-` makes
+        // the name a literal pattern.
+        let literal: String = name
+            .chars()
+            .flat_map(|c| match c {
+                '.' | '-' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let user = self
+            .users
+            .find_one(doc! { "name": { "$regex": format!("^{literal}$"), "$options": "i" } })
+            .await
+            .map_err(unavailable)?;
+        Ok(user.map(|user| user.name))
+    }
+
+    async fn put_operator_account(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+        self.users
+            .update_one(
+                doc! { "name": name },
+                doc! {
+                    "$set": { "password_hash": password_hash, "operator": true },
+                    "$setOnInsert": { "created": DateTime::now() },
+                },
+            )
+            .upsert(true)
+            .await
+            .map(drop)
+            .map_err(unavailable)
     }
 
     async fn find_user(&self, name: &str) -> StoreResult<Option<User>> {
@@ -593,6 +629,7 @@ impl Store for MongoStore {
             name: user.name,
             password_hash: user.password_hash,
             avatar: user.avatar,
+            operator: user.operator,
         }))
     }
 

@@ -44,6 +44,11 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body("storage is unavailable, try again"));
         }
     };
+    // A name in ADMIN_USERS is an admin only if its account is the
+    // operator's (`rookery create-user`) or the auth webhook vouched for
+    // it: anyone could otherwise register the name and watch everyone.
+    let admin =
+        state.config.admin_users.contains(&user) && (account.operator || state.hooks.has_auth());
     let address = crate::http::client_address(&req, state.config.trust_forwarded);
     let place = match state.socket_caps.hold(&user, address) {
         Ok(place) => place,
@@ -77,7 +82,8 @@ pub async fn upgrade(
     )
     .cut_with(hangup)
     .holding(place)
-    .of_login(crate::http::auth::current_login(&session));
+    .of_login(crate::http::auth::current_login(&session))
+    .as_admin(admin);
     WsSession::create(|ctx| {
         ctx.add_stream(stream);
         actor

@@ -106,6 +106,7 @@ pub struct WsSession {
     joining: usize,
     closing: bool,
     login: Option<String>,
+    admin: bool,
     place: Option<Held>,
     /// Why the connection ends, once it does (a [`metrics::close`] reason).
     ending: &'static str,
@@ -144,6 +145,7 @@ impl WsSession {
             closing: false,
             ending: metrics::close::CLIENT,
             login: None,
+            admin: false,
             place: None,
             ready: false,
         }
@@ -159,6 +161,12 @@ impl WsSession {
     /// the session ends.
     pub fn holding(mut self, place: Held) -> Self {
         self.place = Some(place);
+        self
+    }
+
+    /// Whether the connection gets every connection event (see `ADMIN_USERS`).
+    pub fn as_admin(mut self, admin: bool) -> Self {
+        self.admin = admin;
         self
     }
 
@@ -796,6 +804,7 @@ impl Actor for WsSession {
             session: self.id,
             user: self.user.clone(),
             login: self.login.take(),
+            admin: self.admin,
             socket: ctx.address().recipient(),
             avatar: ctx.address().recipient(),
             drain: ctx.address().recipient(),

@@ -51,6 +51,24 @@ impl Cluster {
         cluster
     }
 
+    /// Makes `name` an operator's account with the real CLI
+    /// (`rookery create-user`), password on standard input.
+    pub fn create_operator(&self, name: &str) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+            .args(["create-user", name])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MONGO_URL", &self._mongo.url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the rookery binary runs");
+        writeln!(child.stdin.take().unwrap(), "{}", super::PASSWORD).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "create-user {name}: {output:?}");
+    }
+
     /// Waits until every live replica's `/healthz` reports its broker link as `connected`.
     pub async fn wait_connected(&self, connected: bool) {
         wait_connected(&self.replicas, connected).await;

@@ -20,14 +20,15 @@ use super::{
 };
 
 /// Bumped whenever `SCHEMA` changes in a way old files need migrating for.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     name          TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,
     avatar        TEXT,
-    created       INTEGER NOT NULL
+    created       INTEGER NOT NULL,
+    operator      INTEGER NOT NULL DEFAULT 0
 );
 -- One row per room: the last allocated seq makes allocation a single upsert.
 CREATE TABLE IF NOT EXISTS rooms (
@@ -140,11 +141,23 @@ impl SqliteStore {
             // Version 3 kept no refs.
             writer.execute_batch("ALTER TABLE messages ADD COLUMN client_ref TEXT;")?;
         }
+        let has_operator: bool = writer.query_row(
+            "SELECT count(*) FROM pragma_table_info('users') WHERE name = 'operator'",
+            [],
+            |row| row.get::<_, i64>(0).map(|count| count > 0),
+        )?;
+        if !has_operator {
+            // Version 4 told no operator's account from a registered one.
+            writer.execute_batch(
+                "ALTER TABLE users ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;",
+            )?;
+        }
         // History pages and gap fills are range scans of one room; the
         // unique index also keeps a seq from ever being stored twice.
         // Undelivered messages are few; the partial index keeps only them.
         writer.execute_batch(
             "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_room_seq ON messages (room, seq);
+             CREATE INDEX IF NOT EXISTS users_by_folded_name ON users (name COLLATE NOCASE);
              CREATE INDEX IF NOT EXISTS undelivered ON messages (recipient, ts, room, seq)
              WHERE delivered = 0;",
         )?;
@@ -299,17 +312,44 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.read(move |conn| {
             conn.query_row(
-                "SELECT name, password_hash, avatar FROM users WHERE name = ?1",
+                "SELECT name, password_hash, avatar, operator FROM users WHERE name = ?1",
                 [&name],
                 |row| {
                     Ok(User {
                         name: row.get(0)?,
                         password_hash: row.get(1)?,
                         avatar: row.get(2)?,
+                        operator: row.get(3)?,
                     })
                 },
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn find_name_ignoring_case(&self, name: &str) -> StoreResult<Option<String>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT name FROM users WHERE name = ?1 COLLATE NOCASE LIMIT 1",
+                [&name],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_operator_account(&self, name: &str, password_hash: &str) -> StoreResult<()> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO users (name, password_hash, created, operator) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, operator = 1",
+                params![name, hash, super::now_millis()],
+            )
+            .map(drop)
         })
         .await
     }
