@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 smoke=0; [ "${1:-}" = "--smoke" ] && { smoke=1; shift; }
-scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(linker latency fanout idle cluster)
+scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(linker latency fanout idle cluster mongo)
 wanted() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 need_apt=()
@@ -100,7 +100,8 @@ if [ $smoke -eq 1 ]; then
   latency=(--connections 20 --seconds 3)
   fanout=(--members 20 --rates 10,50 --step-seconds 2)
   idle_counts=(200); idle=(--users 10 --hold-seconds 2)
-  cluster=(--members 10 --senders 2 --rate 10 --seconds 3)
+  cluster=(--members 10 --senders 2 --seconds 3); cluster_rates=(10)
+  mongo=(--connections 20 --seconds 3 --interval-ms 1000)
 else
   linker=(--connections 1000,2000,3000,4000 --seconds 10 --ramp 400)
   latency=(--connections 1000 --seconds 20 --ramp 400)
@@ -108,7 +109,11 @@ else
   most=$(( fd_limit - 1000 < 50000 ? fd_limit - 1000 : 50000 ))
   [ "$most" -lt 50000 ] && echo "note: open-file limit $fd_limit: idle measures $most connections, not 50000"
   idle_counts=(10000 "$most"); idle=(--users 200 --hold-seconds 15 --sources 4 --ramp 2000)
-  cluster=(--members 200 --senders 10 --rate 20 --seconds 10)
+  # 200 messages/s across (the first row of BENCHMARKS.md), and 5 times it.
+  cluster=(--members 200 --senders 10 --seconds 10); cluster_rates=(20 100)
+  # One replica on the MongoDB-protocol server: 1000 connections at one
+  # reliable message per second, a rate at which the old build queued.
+  mongo=(--connections 1000 --seconds 20 --ramp 400 --interval-ms 1000)
 fi
 
 if wanted linker; then
@@ -142,7 +147,7 @@ if wanted idle; then
   done
 fi
 
-wanted cluster || { "$bench" plot "$results" --out "$out"; exit 0; }
+if ! wanted cluster && ! wanted mongo; then "$bench" plot "$results" --out "$out"; exit 0; fi
 # Cluster: two replicas of each server, sharing Redis (and, for Rookery,
 # one MongoDB-protocol database: SecantusDB).
 redis_port=$(free_port)
@@ -150,10 +155,27 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/d
 redis_pid=$!; pids+=("$redis_pid")
 wait_for_port "$redis_port" redis "$redis_pid"
 start_secantus
+if wanted mongo; then
+  for server in "${servers[@]}"; do
+    peer=$server; extra=()
+    db="mongodb://127.0.0.1:$mongo_port/bench_mongo_${server//-/_}"
+    case "$server" in
+      rookery) start_rookery MONGO_URL="$db" ;;
+      rookery-before) ROOKERY_BIN="$before" start_rookery MONGO_URL="$db"; peer=rookery; extra=(--label rookery-before) ;;
+      *) start_peer ;;
+    esac
+    echo "==> mongo on $server"
+    "$bench" linker --mode reliable --peer "$peer" --target "$server_url" --json "$results" \
+      --scenario mongo "${extra[@]}" "${mongo[@]}"
+    stop "$server_pid"
+  done
+fi
+wanted cluster || { "$bench" plot "$results" --out "$out"; exit 0; }
+for rate in "${cluster_rates[@]}"; do
 for server in "${servers[@]}"; do
   replicas=(); peer=$server; extra=()
   # A database per run, so no run starts on another's messages.
-  cluster_db="mongodb://127.0.0.1:$mongo_port/bench_cluster_${server//-/_}"
+  cluster_db="mongodb://127.0.0.1:$mongo_port/bench_cluster_${server//-/_}_$rate"
   for node in a b; do
     case "$server" in
       rookery|rookery-before)
@@ -167,8 +189,9 @@ for server in "${servers[@]}"; do
   done
   echo "==> cluster on $server"
   "$bench" cluster --peer "$peer" --target "${replicas[1]}" --also "${replicas[3]}" \
-    --json "$results" "${extra[@]}" "${cluster[@]}"
+    --json "$results" "${extra[@]}" "${cluster[@]}" --rate "$rate"
   stop "${replicas[0]}"; stop "${replicas[2]}"
+done
 done
 
 "$bench" plot "$results" --out "$out"

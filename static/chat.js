@@ -88,6 +88,8 @@
     return false;
   }
 
+  const OFFLINE_NOTICE = "Not connected: your message will be sent when the connection is back.";
+
   function notice(text) {
     const el = $("notice");
     el.textContent = text;
@@ -212,7 +214,22 @@
     $("dm-list").replaceChildren(...names.filter(isDirect).map(roomButton));
   }
 
+  // Phones show the room list and the people as panels over the chat.
+  function panel(button, id) {
+    const open = $(id).classList.toggle("open");
+    $(button).setAttribute("aria-expanded", String(open));
+  }
+  function closePanels() {
+    for (const [button, id] of [["show-rooms", "rooms-panel"], ["show-people", "people-panel"]]) {
+      $(id).classList.remove("open");
+      $(button).setAttribute("aria-expanded", "false");
+    }
+  }
+  $("show-rooms").addEventListener("click", () => panel("show-rooms", "rooms-panel"));
+  $("show-people").addEventListener("click", () => panel("show-people", "people-panel"));
+
   function select(name) {
+    closePanels();
     current = name;
     roomState(name).unread = false;
     $("room-title").textContent = label(name);
@@ -418,6 +435,7 @@
       lastFrameAt = Date.now();
       backoff = 500;
       $("status").textContent = "connected";
+      if ($("notice").textContent === OFFLINE_NOTICE) notice("");
       // Rooms already on screen resume after their newest message, so what
       // was said while we were away (on this replica or another) is replayed
       // exactly once; rooms with nothing shown yet join afresh.
@@ -503,10 +521,9 @@
     const frame = isDirect(current)
       ? { type: "direct", to: peerOf(current), text, ref, confirm: true }
       : { type: "send", room: current, text, ref };
-    if (!send(frame)) {
-      notice("Not connected; your message was not sent.");
-      return;
-    }
+    // Offline, the message waits with the others the connection owes: the
+    // reconnect sends it (as a retry, so it is stored once either way).
+    if (!send(frame)) notice(OFFLINE_NOTICE);
     const li = messageNode({ room: current, seq: 0, from: me, text, ts: new Date().toISOString(), avatar: $("my-avatar").getAttribute("src") });
     li.classList.add("pending");
     delete li.dataset.seq;

@@ -105,6 +105,15 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     assert_eq!(svg.status(), 415);
     assert!(svg.text().await.unwrap().contains("PNG, JPEG, GIF or WebP"));
 
+    // 29 bytes that declare 50000×50000 pixels (a decompression bomb for
+    // every browser that shows the photo).
+    let mut huge = PNG.to_vec();
+    huge[16..20].copy_from_slice(&50_000u32.to_be_bytes());
+    huge[20..24].copy_from_slice(&50_000u32.to_be_bytes());
+    let refused = upload(&alice, "avatar", "huge.png", huge).await;
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("50000×50000"));
+
     let mut big = PNG.to_vec();
     big.resize(2 * 1024 * 1024 + 1, 0);
     assert_eq!(upload(&alice, "avatar", "big.png", big).await.status(), 413);

@@ -486,6 +486,23 @@ mod cases {
         assert_ne!(ids[0], ids[1]);
     }
 
+    pub async fn an_offline_inbox_keeps_at_most_its_cap(backend: Backend) {
+        let store = backend.open().await;
+        let room = "@bob:mallory";
+        let cap = rookery::store::MAX_INBOX;
+        for start in (0..cap + 5).step_by(1000) {
+            let batch = (start..(start + 1000).min(cap + 5))
+                .map(|n| direct("mallory", "bob", &format!("spam {n}"), None))
+                .collect();
+            store.append(room, batch, 10).await.unwrap();
+        }
+        assert_eq!(store.pending_count("bob").await.unwrap(), cap);
+        // Every one is stored all the same: the conversation has them.
+        let newest = store.history(room, None, 1).await.unwrap();
+        assert_eq!(newest[0].seq, cap + 5);
+        assert_eq!(newest[0].text, format!("spam {}", cap + 4));
+    }
+
     pub async fn undelivered_direct_messages_are_fetched_once(backend: Backend) {
         let store = backend.open().await;
         let other = backend.open().await;
@@ -681,6 +698,7 @@ conformance!(
     data_survives_a_reopen,
     message_ids_come_back_with_history,
     undelivered_direct_messages_are_fetched_once,
+    an_offline_inbox_keeps_at_most_its_cap,
     live_delivery_confirms_once,
     concurrent_fetches_split_the_pending_messages,
     read_positions_only_move_forward,

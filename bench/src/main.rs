@@ -78,6 +78,10 @@ enum Scenario {
         /// Unconfirmed messages per connection before sends are skipped.
         #[arg(long, default_value_t = 100)]
         window: u64,
+        /// Name the rows' scenario (default: linker, or linker-<interval>ms),
+        /// e.g. `mongo` for the same load on another store.
+        #[arg(long)]
+        scenario: Option<String>,
     },
     /// One room of --members; one member sends at each of --rates in turn.
     Fanout {
@@ -182,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             size,
             window,
+            scenario,
         } => {
             let fleet = fleet(&common, &[])?;
             let mut rows = Vec::new();
@@ -194,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
                     duration: Duration::from_secs(seconds),
                     size,
                     window,
+                    name: scenario.clone(),
                 };
                 rows.push(linker.run(&fleet).await?);
                 fleet

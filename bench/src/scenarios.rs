@@ -188,6 +188,8 @@ pub struct Linker {
     pub size: usize,
     /// Unconfirmed messages a connection may have before it skips a send.
     pub window: u64,
+    /// The rows' scenario name instead of the one the interval gives.
+    pub name: Option<String>,
 }
 
 impl Linker {
@@ -259,9 +261,10 @@ impl Linker {
         }
         let mode = if self.reliable { "reliable" } else { "fast" };
         // Linker's own interval is 10 ms; other intervals are other series.
-        let scenario = match self.interval.as_millis() {
-            10 => "linker".to_owned(),
-            millis => format!("linker-{millis}ms"),
+        let scenario = match (&self.name, self.interval.as_millis()) {
+            (Some(name), _) => name.clone(),
+            (None, 10) => "linker".to_owned(),
+            (None, millis) => format!("linker-{millis}ms"),
         };
         let mut row = Row::new(
             &scenario,

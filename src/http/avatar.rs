@@ -21,6 +21,9 @@ use crate::chat::registry::AvatarChanged;
 pub const AVATAR_DIR: &str = "avatars";
 /// Largest accepted photo.
 pub const MAX_AVATAR_BYTES: usize = 2 * 1024 * 1024;
+/// Widest and tallest accepted photo, in pixels: a few kilobytes can
+/// declare 50000×50000, which a browser then decodes into gigabytes.
+pub const MAX_AVATAR_SIDE: usize = 4096;
 /// Room for multipart headers and small extra fields around the photo.
 const MAX_FORM_OVERHEAD: usize = 64 * 1024;
 const URL_PREFIX: &str = "/avatars/";
@@ -151,6 +154,24 @@ pub async fn upload(
             "only PNG, JPEG, GIF or WebP images are accepted",
         );
     };
+    match imagesize::blob_size(&photo) {
+        Ok(size) if size.width <= MAX_AVATAR_SIDE && size.height <= MAX_AVATAR_SIDE => {}
+        Ok(size) => {
+            return reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the photo is {}×{} pixels; at most {MAX_AVATAR_SIDE}×{MAX_AVATAR_SIDE} are accepted",
+                    size.width, size.height
+                ),
+            )
+        }
+        Err(_) => {
+            return reply(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the image's size cannot be read: it is damaged or cut short",
+            )
+        }
+    }
 
     let dir = state.config.upload_dir().join(AVATAR_DIR);
     let name = format!("{:032x}.{ext}", rand::random::<u128>());

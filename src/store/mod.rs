@@ -60,6 +60,12 @@ pub struct NewMessage {
 /// original, which is among them in all but the busiest rooms).
 pub const RETRY_SCAN: u64 = 10_000;
 
+/// Direct messages kept for one recipient until they connect or fetch
+/// them. Past it a direct message is still stored (it is in the
+/// conversation's history) but not added to their inbox, so one sender
+/// cannot grow somebody's offline mail without bound.
+pub const MAX_INBOX: u64 = 10_000;
+
 /// Where a retry's original is.
 pub(crate) enum Original {
     Stored(StoredMessage),

@@ -275,6 +275,19 @@ impl MongoStore {
         batch: &[NewMessage],
         ts: Millis,
     ) -> StoreResult<Vec<StoredMessage>> {
+        // A direct room has one recipient: how full their inbox is decides
+        // which of the batch go in it.
+        let room_for = match batch.iter().find_map(|message| message.to.as_deref()) {
+            Some(recipient) => {
+                let waiting = self
+                    .messages
+                    .count_documents(doc! { "to": recipient, "delivered": false })
+                    .await
+                    .map_err(unavailable)?;
+                super::MAX_INBOX.saturating_sub(waiting)
+            }
+            None => 0,
+        };
         let mut stored = Vec::with_capacity(batch.len());
         let mut pending = batch;
         let mut attempts = 0;
@@ -295,7 +308,7 @@ impl MongoStore {
                     ts: DateTime::from_millis(ts),
                     id: message.id.clone(),
                     to: message.to.clone(),
-                    delivered: message.to.is_none(),
+                    delivered: message.to.is_none() || (stored.len() + offset) as u64 >= room_for,
                     confirm: message.confirm.clone(),
                     client_ref: message.reference.clone(),
                 });

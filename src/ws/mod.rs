@@ -2,6 +2,7 @@
 //! connection, and the wire protocol they speak.
 
 pub mod frames;
+pub mod fuzz;
 pub mod json;
 pub mod protocol;
 pub mod rate_limit;

@@ -246,6 +246,42 @@ try {
   assert.deepEqual(await awayTexts(), Array.from({ length: AWAY }, (_, i) => `away ${i}`));
   await carol.close();
 
+  // A phone (390×844): nothing is wider than the screen, Send and Log out
+  // are on it, the room list opens as a panel and closes on a choice, and
+  // a long banner does not push the message box off the screen.
+  const phone = await login(browser, base, "erin", (page) =>
+    page.setViewportSize({ width: 390, height: 844 }),
+  );
+  const onScreen = async (selector) => {
+    const box = await phone.locator(selector).boundingBox();
+    assert.ok(box, `${selector} is shown`);
+    assert.ok(
+      box.x >= 0 && box.y >= 0 && box.x + box.width <= 390 && box.y + box.height <= 844,
+      `${selector} is on the screen: ${JSON.stringify(box)}`,
+    );
+  };
+  assert.ok((await phone.evaluate(() => document.documentElement.scrollWidth)) <= 390);
+  await onScreen("#send-form button[type=submit]");
+  await onScreen("#logout");
+  assert.equal(await phone.isVisible("#rooms-panel"), false, "the room list waits behind its button");
+  await phone.click("#show-rooms");
+  await onScreen("#rooms-panel");
+  await phone.click("#room-list button:text('#general')");
+  assert.equal(await phone.isVisible("#rooms-panel"), false, "choosing a room closes the panel");
+  await phone.evaluate(() => {
+    const banner = document.getElementById("notice");
+    banner.textContent = "a long notice ".repeat(30);
+    banner.classList.remove("hidden");
+  });
+  await onScreen("#send-form button[type=submit]");
+  await phone.fill("#text", "from a phone");
+  await phone.press("#text", "Enter");
+  // Sent and acked: the bubble is no longer pending, and the box is clear.
+  await phone.waitForSelector("#messages li.msg:not(.pending) .text:text-is('from a phone')");
+  assert.equal(await phone.inputValue("#text"), "");
+  await phone.screenshot({ path: "target/screenshot-phone.png" });
+  await phone.close();
+
   await alice.setViewportSize({ width: 1100, height: 640 });
   await alice.screenshot({ path: process.env.SCREENSHOT ?? "target/screenshot.png" });
   assert.deepEqual(pageErrors, [], "no page threw");

@@ -396,6 +396,21 @@ impl Store for SqliteStore {
                     .query_row(params![room, count, ts], |row| row.get(0))?;
                 next = (last - count + 1) as u64;
             }
+            // The recipient's inbox, counted on the index of what waits.
+            let mut waiting: Option<u64> = None;
+            let mut inbox = |recipient: &str| -> rusqlite::Result<bool> {
+                let count = match waiting {
+                    Some(count) => count,
+                    None => conn
+                        .prepare_cached(
+                            "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
+                        )?
+                        .query_row([recipient], |row| row.get::<_, i64>(0))?
+                        as u64,
+                };
+                waiting = Some(count + 1);
+                Ok(count < super::MAX_INBOX)
+            };
             let mut inserted: Vec<StoredMessage> = Vec::with_capacity(count as usize);
             let mut insert = conn.prepare_cached(
                 "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm, client_ref)
@@ -407,6 +422,11 @@ impl Store for SqliteStore {
                 }
                 let seq = next;
                 next += 1;
+                // A direct room has one recipient, so one count serves the batch.
+                let kept = match &message.to {
+                    Some(recipient) => inbox(recipient)?,
+                    None => false,
+                };
                 insert.execute(params![
                     room,
                     seq as i64,
@@ -415,7 +435,7 @@ impl Store for SqliteStore {
                     ts,
                     message.id,
                     message.to,
-                    message.to.is_none(),
+                    !kept,
                     message.confirm,
                     message.reference,
                 ])?;
