@@ -38,6 +38,10 @@
   let pingedAt = 0;
   let typingSent = false;
   let typingTimer = null;
+  /** While offline mail is fetched: how much there was, and from whom. */
+  let fetching = false;
+  let missedCount = 0;
+  const fetchedFrom = new Set();
 
   const isDirect = (room) => room.startsWith("@");
   const directRoom = (a, b) => (a <= b ? `@${a}:${b}` : `@${b}:${a}`);
@@ -61,7 +65,7 @@
     let room = rooms.get(name);
     if (!room) {
       room = {
-        messages: new Map(), online: [], typing: new Map(), unread: false, hasOlder: true,
+        messages: new Map(), online: [], typing: new Map(), unread: 0, hasOlder: true,
         reads: new Map(), readSent: 0, delivered: new Set(),
       };
       rooms.set(name, room);
@@ -122,7 +126,8 @@
     author.textContent = message.from;
     const time = document.createElement("time");
     time.dateTime = message.ts;
-    time.textContent = new Date(message.ts).toLocaleTimeString();
+    time.textContent = new Date(message.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    time.title = new Date(message.ts).toLocaleString();
     meta.append(author, time);
     const room = rooms.get(message.room);
     if (message.from === me && isDirect(message.room) && room && room.delivered.has(message.seq)) {
@@ -133,8 +138,102 @@
     }
     const text = document.createElement("div");
     text.className = "text";
-    text.textContent = message.text;
+    text.append(...richText(message.text));
+    if (mentions(message.text, me) && message.from !== me) li.classList.add("mention");
     li.append(avatarNode(message.avatar, message.from), meta, text);
+    return li;
+  }
+
+  const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+  const MENTION = /(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{1,32})/g;
+
+  const mentions = (text, user) =>
+    [...text.matchAll(MENTION)].some((match) => match[2].toLowerCase() === user.toLowerCase());
+
+  /** Text as nodes: http(s) links as links that open apart (no other
+   * scheme ever becomes one), @names marked; everything else as text. */
+  function richText(text) {
+    const nodes = [];
+    let at = 0;
+    for (const match of text.matchAll(LINK)) {
+      nodes.push(...withMentions(text.slice(at, match.index)));
+      const a = document.createElement("a");
+      a.href = match[0];
+      a.textContent = match[0];
+      a.rel = "noopener noreferrer nofollow";
+      a.target = "_blank";
+      nodes.push(a);
+      at = match.index + match[0].length;
+    }
+    nodes.push(...withMentions(text.slice(at)));
+    return nodes;
+  }
+
+  function withMentions(text) {
+    const nodes = [];
+    let at = 0;
+    for (const match of text.matchAll(MENTION)) {
+      const start = match.index + match[1].length;
+      nodes.push(document.createTextNode(text.slice(at, start)));
+      const mark = document.createElement("mark");
+      mark.className = match[2].toLowerCase() === me.toLowerCase() ? "mention me" : "mention";
+      mark.textContent = `@${match[2]}`;
+      nodes.push(mark);
+      at = start + match[2].length + 1;
+    }
+    nodes.push(document.createTextNode(text.slice(at)));
+    return nodes;
+  }
+
+  /** A desktop notification for a direct message or a mention the user
+   * is not looking at, once they allowed notifications. */
+  function notify(message) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    if (document.visibilityState === "visible" && message.room === current) return;
+    if (!isDirect(message.room) && !mentions(message.text, me)) return;
+    const where = isDirect(message.room) ? "" : ` in ${label(message.room)}`;
+    const shown = new Notification(`${message.from}${where}`, { body: message.text.slice(0, 200), tag: message.room });
+    shown.onclick = () => {
+      window.focus();
+      select(message.room);
+    };
+  }
+
+  /** "Today", "Yesterday" or the date, for the line between days. */
+  function dayLabel(ts) {
+    const day = new Date(ts);
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (day.toDateString() === today.toDateString()) return "Today";
+    if (day.toDateString() === yesterday.toDateString()) return "Yesterday";
+    return day.toLocaleDateString([], { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  }
+
+  function dayNode(ts) {
+    const li = document.createElement("li");
+    li.className = "day";
+    li.textContent = dayLabel(ts);
+    return li;
+  }
+
+  /** A message right after another of the same author (same photo),
+   * within minutes, shows without their name and photo again. */
+  const GROUP_MS = 5 * 60 * 1000;
+  function follows(previous, message) {
+    return previous && previous.from === message.from && previous.avatar === message.avatar &&
+      new Date(message.ts) - new Date(previous.ts) < GROUP_MS &&
+      new Date(previous.ts).toDateString() === new Date(message.ts).toDateString();
+  }
+
+  /** Appends `message` after `previous` (or nothing) to `list`, with a day
+   * line when the day changes. */
+  function appendMessage(list, previous, message, before = null) {
+    if (!previous || new Date(previous.ts).toDateString() !== new Date(message.ts).toDateString()) {
+      list.insertBefore(dayNode(message.ts), before);
+    }
+    const li = messageNode(message);
+    if (follows(previous, message)) li.classList.add("grouped");
+    list.insertBefore(li, before);
     return li;
   }
 
@@ -144,7 +243,11 @@
     if (!current) return;
     const room = rooms.get(current);
     const ordered = [...room.messages.values()].sort((a, b) => order(a) - order(b));
-    for (const message of ordered) list.append(messageNode(message));
+    let previous = null;
+    for (const message of ordered) {
+      appendMessage(list, previous, message);
+      previous = message;
+    }
     for (const entry of pending.values()) if (entry.room === current) list.append(entry.li);
     $("load-older").classList.toggle("hidden", !room.hasOlder || ordered.length === 0 || order(ordered[0]) <= 1);
     list.scrollTop = list.scrollHeight;
@@ -192,8 +295,16 @@
     const button = document.createElement("button");
     button.type = "button";
     button.className = "link";
+    const unread = rooms.get(name).unread;
     button.textContent = label(name);
-    button.classList.toggle("unread", rooms.get(name).unread);
+    button.classList.toggle("unread", unread > 0);
+    if (unread > 0) {
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = unread > 99 ? "99+" : String(unread);
+      count.setAttribute("aria-label", `${unread} unread`);
+      button.append(count);
+    }
     button.addEventListener("click", () => select(name));
     li.append(button);
     if (!isDirect(name) && name !== "general") {
@@ -208,7 +319,14 @@
     return li;
   }
 
+  /** The tab's title counts what is unread, so a background tab shows it. */
+  function renderTitle() {
+    const total = [...rooms.values()].reduce((sum, room) => sum + room.unread, 0);
+    document.title = total > 0 ? `(${total}) Rookery` : "Rookery";
+  }
+
   function renderRoomLists() {
+    renderTitle();
     const names = [...rooms.keys()];
     $("room-list").replaceChildren(...names.filter((n) => !isDirect(n)).map(roomButton));
     $("dm-list").replaceChildren(...names.filter(isDirect).map(roomButton));
@@ -231,7 +349,14 @@
   function select(name) {
     closePanels();
     current = name;
-    roomState(name).unread = false;
+    const chosen = roomState(name);
+    chosen.unread = 0;
+    // A direct conversation that started with a live message was never
+    // joined: join it now for its history, presence and read receipts.
+    if (!chosen.joined && !chosen.joining && socket && socket.readyState === WebSocket.OPEN) {
+      chosen.joining = true;
+      send({ type: "join", room: name });
+    }
     $("room-title").textContent = label(name);
     renderRoomLists();
     renderMessages();
@@ -256,22 +381,29 @@
         return; // the stored copy of a fast message already on screen
       }
     }
-    if (message.room !== current) {
-      room.unread = true;
+    if (message.from !== me) {
+      if (fetching) fetchedFrom.add(message.from);
+      notify(message);
+    }
+    const away = document.visibilityState !== "visible";
+    if (message.room !== current || away) {
+      if (message.from !== me) room.unread += 1;
       renderRoomLists();
-      return;
+      if (message.room !== current) return;
     }
     const list = $("messages");
     const last = list.querySelector("li.msg:not(.pending):last-of-type");
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     const newest = [...list.querySelectorAll("li.msg[data-seq]")].pop();
     if (!newest || Number(newest.dataset.seq) < message.seq) {
-      const firstPending = list.querySelector("li.pending");
-      list.insertBefore(messageNode(message), firstPending);
+      const shown = [...room.messages.values()].filter((m) => m !== message && order(m) < order(message));
+      const previous = shown.sort((a, b) => order(a) - order(b)).pop() || null;
+      appendMessage(list, previous, message, list.querySelector("li.pending"));
     } else {
       renderMessages();
     }
     if (atBottom || last === null || message.from === me) list.scrollTop = list.scrollHeight;
+    else $("new-below").classList.remove("hidden");
     renderSeen();
     markRead();
   }
@@ -287,6 +419,8 @@
   const handlers = {
     joined(frame) {
       const room = roomState(frame.room);
+      room.joined = true;
+      room.joining = false;
       room.online = frame.online;
       storeMessages(room, frame.history);
       for (const { user, seq } of frame.read) room.reads.set(user, Math.max(seq, room.reads.get(user) || 0));
@@ -325,12 +459,18 @@
     pending(frame) {
       // Direct messages that reached none of our connections while away:
       // fetch them (they arrive as `message` frames into their rooms).
-      notice(`${frame.count} message${frame.count === 1 ? "" : "s"} arrived while you were away`);
-      setTimeout(() => notice(""), 5000);
+      missedCount = frame.count;
+      fetchedFrom.clear();
+      fetching = true;
       send({ type: "fetch_missed", limit: 100 });
     },
     fetch_missed_complete(frame) {
-      if (frame.left > 0) send({ type: "fetch_missed", limit: 100 });
+      if (frame.left > 0) return send({ type: "fetch_missed", limit: 100 });
+      fetching = false;
+      const who = [...fetchedFrom].sort();
+      const from = who.length ? ` from ${who.join(", ")}` : "";
+      notice(`${missedCount} message${missedCount === 1 ? "" : "s"} arrived while you were away${from}`);
+      setTimeout(() => notice(""), 8000);
     },
     user_connected() {},
     user_disconnected() {},
@@ -430,7 +570,9 @@
     const ws = new WebSocket(`${scheme}://${location.host}/ws`);
     socket = ws;
     $("status").textContent = "connecting…";
+    let opened = false;
     ws.addEventListener("open", () => {
+      opened = true;
       if (ws !== socket) return ws.close();
       lastFrameAt = Date.now();
       backoff = 500;
@@ -484,6 +626,15 @@
         // Logged out in another tab: this one's session is gone too.
         if (event.reason === "logged_out") location.assign("/login");
         return;
+      }
+      // Refused before it opened: perhaps the login ended (expired, or
+      // logged out elsewhere). The page itself then redirects to the login.
+      if (!opened) {
+        fetch("/", { redirect: "manual" })
+          .then((response) => {
+            if (response.type === "opaqueredirect") location.assign("/login");
+          })
+          .catch(() => {});
       }
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
@@ -594,7 +745,32 @@
     $("avatar-input").value = "";
   });
 
-  document.addEventListener("visibilitychange", markRead);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && current) {
+      rooms.get(current).unread = 0;
+      renderRoomLists();
+    }
+    markRead();
+  });
+
+  $("messages").addEventListener("scroll", () => {
+    const list = $("messages");
+    if (list.scrollHeight - list.scrollTop - list.clientHeight < 40) $("new-below").classList.add("hidden");
+  });
+  $("new-below").addEventListener("click", () => {
+    const list = $("messages");
+    list.scrollTop = list.scrollHeight;
+    $("new-below").classList.add("hidden");
+  });
+
+  const askNotify = $("enable-notify");
+  if ("Notification" in window && Notification.permission === "default") {
+    askNotify.classList.remove("hidden");
+    askNotify.addEventListener("click", async () => {
+      await Notification.requestPermission();
+      askNotify.classList.add("hidden");
+    });
+  }
 
   for (const name of remembered()) roomState(name);
   select(remembered()[0]);

@@ -303,6 +303,28 @@ async fn login_rules() {
         "weak password"
     );
 
+    // The page says which it means: a mistyped name is not registered,
+    // a taken one is not logged into by "Create account"; and a name that
+    // differs from a taken one only in case is refused.
+    let post = |name: &'static str, action: &'static str| {
+        mallory
+            .http
+            .post(server.url("/login"))
+            .form(&[("name", name), ("password", PASSWORD), ("action", action)])
+            .send()
+    };
+    let typo = post("alcie", "login").await.unwrap();
+    assert_eq!(typo.status(), 401);
+    assert!(typo.text().await.unwrap().contains("No account is called"));
+    assert_eq!(
+        post("alcie", "login").await.unwrap().status(),
+        401,
+        "still no account"
+    );
+    assert_eq!(post("alice", "register").await.unwrap().status(), 409);
+    assert_eq!(post("Alice", "register").await.unwrap().status(), 400);
+    assert_eq!(post("carla", "register").await.unwrap().status(), 303);
+
     let logout = alice.http.post(server.url("/logout")).send().await.unwrap();
     assert_eq!(logout.status(), 303);
     assert_eq!(alice.get("/").await.status(), 303, "logged out");

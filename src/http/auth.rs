@@ -40,6 +40,10 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 struct LoginPage<'a> {
     error: Option<&'a str>,
     name: &'a str,
+    /// The error is about the password: the cursor goes there, not back
+    /// to the name.
+    retype_password: bool,
+    min_password: usize,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +55,18 @@ pub struct LoginForm {
     /// a password.
     #[serde(default)]
     token: Option<String>,
+    /// What the person meant: `login` to an account that exists, or
+    /// `register` a new one. The page always says; without it (scripts,
+    /// older clients) a free name is registered and a known one logged in.
+    #[serde(default)]
+    action: Option<Intent>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Intent {
+    Login,
+    Register,
 }
 
 /// The password hash of accounts the auth webhook vouches for: not a valid
@@ -76,6 +92,8 @@ pub async fn login_page(session: Session) -> HttpResponse {
         &LoginPage {
             error: None,
             name: "",
+            retype_password: false,
+            min_password: MIN_PASSWORD_CHARS,
         },
     )
 }
@@ -90,13 +108,14 @@ pub async fn login(
         name,
         password,
         token,
+        action,
     } = form.into_inner();
     let refuse = |status, error: &str| {
         let result = match status {
             StatusCode::TOO_MANY_REQUESTS => login::THROTTLED,
             StatusCode::UNAUTHORIZED if state.hooks.has_auth() => login::DENIED,
             StatusCode::UNAUTHORIZED => login::WRONG_PASSWORD,
-            StatusCode::BAD_REQUEST => login::INVALID,
+            StatusCode::BAD_REQUEST | StatusCode::CONFLICT => login::INVALID,
             _ if state.hooks.has_auth() => login::DENIED,
             _ => login::UNAVAILABLE,
         };
@@ -106,6 +125,9 @@ pub async fn login(
             &LoginPage {
                 error: Some(error),
                 name: &name,
+                retype_password: status == StatusCode::UNAUTHORIZED
+                    && error.starts_with("Wrong password"),
+                min_password: MIN_PASSWORD_CHARS,
             },
         )
     };
@@ -143,7 +165,7 @@ pub async fn login(
             "Enter a password (at most 1024 bytes).",
         );
     }
-    let result = match authenticate(&state, &name, password, address).await {
+    let result = match authenticate(&state, &name, password, address, action).await {
         Ok(Account::Known) => login::OK,
         Ok(Account::Registered) => login::REGISTERED,
         Err(LoginError::WrongPassword) => {
@@ -151,6 +173,18 @@ pub async fn login(
         }
         Err(LoginError::Throttled(wait)) => return throttled(wait),
         Err(LoginError::Reserved(why)) => return refuse(StatusCode::BAD_REQUEST, &why),
+        Err(LoginError::NoSuchAccount) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                &format!("No account is called {name:?}: check the spelling, or create it."),
+            )
+        }
+        Err(LoginError::Taken) => {
+            return refuse(
+                StatusCode::CONFLICT,
+                &format!("{name:?} is taken: log in instead, or choose another name."),
+            )
+        }
         Err(LoginError::Busy) => {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -189,6 +223,8 @@ fn start_session(session: &Session, user: String, result: &'static str) -> HttpR
             &LoginPage {
                 error: Some("Could not log you in."),
                 name: &user,
+                retype_password: false,
+                min_password: MIN_PASSWORD_CHARS,
             },
         );
     }
@@ -277,6 +313,10 @@ enum LoginError {
     Busy,
     /// A new name that is kept for an operator, or looks like a taken one.
     Reserved(String),
+    /// Asked to log in to an account that does not exist.
+    NoSuchAccount,
+    /// Asked to register a name that is taken.
+    Taken,
     Unavailable(String),
 }
 
@@ -298,9 +338,16 @@ async fn authenticate(
     name: &str,
     password: String,
     address: IpAddr,
+    intent: Option<Intent>,
 ) -> Result<Account, LoginError> {
     let throttle = &state.throttle;
-    if let Some(user) = state.store.find_user(name).await? {
+    let known = state.store.find_user(name).await?;
+    match (&known, intent) {
+        (Some(_), Some(Intent::Register)) => return Err(LoginError::Taken),
+        (None, Some(Intent::Login)) => return Err(LoginError::NoSuchAccount),
+        _ => {}
+    }
+    if let Some(user) = known {
         throttle.may_try(name).map_err(LoginError::Throttled)?;
         return checked(throttle, name, user.password_hash, password)
             .await

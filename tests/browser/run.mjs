@@ -40,6 +40,8 @@ function startServer() {
 
 /** Every uncaught error of every page: the test fails on any. */
 const pageErrors = [];
+/** Who has an account already. */
+const registered = new Set();
 
 async function login(browser, base, name, beforeNavigation = async () => {}) {
   const context = await browser.newContext();
@@ -52,7 +54,10 @@ async function login(browser, base, name, beforeNavigation = async () => {}) {
   await page.goto(`${base}/login`);
   await page.fill("input[name=name]", name);
   await page.fill("input[name=password]", PASSWORD);
-  await page.click("button[type=submit]");
+  // Logging in and creating an account are two buttons: a mistyped name
+  // must not become a new account.
+  await page.click(registered.has(name) ? "button[value=login]" : "button[value=register]");
+  registered.add(name);
   await page.waitForURL(`${base}/`);
   await page.waitForSelector("#status:text-is('connected')");
   return page;
@@ -70,6 +75,30 @@ try {
   const alice = await login(browser, base, "alice");
   const bob = await login(browser, base, "bob");
   await alice.waitForSelector("#online li:text('bob')");
+
+  // Logging in with a mistyped name says so instead of making an account;
+  // after a wrong password the cursor is in the password field; the rules
+  // are on the page before any mistake.
+  {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on("pageerror", (error) => pageErrors.push(`login page: ${error.stack ?? error}`));
+    await page.goto(`${base}/login`);
+    assert.match(await page.textContent("#password-rules"), /at least 8 characters/);
+    await page.fill("input[name=name]", "alcie");
+    await page.fill("input[name=password]", PASSWORD);
+    await page.click("button[value=login]");
+    await page.waitForSelector(".error:text('No account is called')");
+    await page.fill("input[name=name]", "alice");
+    await page.fill("input[name=password]", "not her password");
+    await page.click("button[value=login]");
+    await page.waitForSelector(".error:text('Wrong password')");
+    assert.equal(await page.evaluate(() => document.activeElement.name), "password");
+    await page.fill("input[name=password]", PASSWORD);
+    await page.click("button[value=register]");
+    await page.waitForSelector(".error:text('is taken')");
+    await context.close();
+  }
 
   // A message from alice appears on bob's page, once.
   await alice.fill("#text", "hello from alice");
@@ -108,6 +137,43 @@ try {
   assert.equal(await shown.textContent(), XSS);
   assert.equal(await alice.locator("#messages img[src=x]").count(), 0, "no element was injected");
 
+  // Links open apart and only for http(s); @mentions of the reader are
+  // marked; a day line heads the day; a second message in a row from the
+  // same author shows without their name again.
+  await alice.fill("#text", "see https://example.org/a?b=1, not javascript:alert(1) @bob");
+  await alice.press("#text", "Enter");
+  const linked = bob.locator("#messages li.msg", { hasText: "example.org" });
+  await linked.waitFor();
+  const link = linked.locator("a");
+  assert.equal(await link.count(), 1, "one link, not the javascript: one");
+  assert.equal(await link.getAttribute("href"), "https://example.org/a?b=1");
+  assert.match(await link.getAttribute("rel"), /noopener/);
+  assert.equal(await linked.locator("mark.mention.me").textContent(), "@bob");
+  assert.ok(await linked.evaluate((li) => li.classList.contains("mention")));
+  assert.equal(await bob.locator("#messages li.day").first().textContent(), "Today");
+  await alice.fill("#text", "and another thing");
+  await alice.press("#text", "Enter");
+  await bob.waitForSelector("#messages li.msg.grouped .text:text-is('and another thing')");
+
+  // A direct message while bob looks at #general: counted on its button
+  // and in the tab title; opening it joins it (history, no error), and
+  // the count goes.
+  await alice.fill("#dm-name", "bob");
+  await alice.press("#dm-name", "Enter");
+  await alice.waitForSelector("#room-title:text('@bob')");
+  await alice.fill("#text", "psst, bob");
+  await alice.press("#text", "Enter");
+  await bob.waitForSelector("#dm-list button.unread .count:text-is('1')");
+  assert.equal(await bob.title(), "(1) Rookery");
+  await bob.click("#dm-list button:text('@alice')");
+  await bob.waitForSelector("#messages li.msg .text:text-is('psst, bob')");
+  await bob.waitForFunction(() => document.title === "Rookery");
+  await bob.waitForTimeout(300);
+  assert.equal(await bob.isVisible("#notice"), false, "no 'join first' error");
+  await alice.waitForSelector("#seen:text('Seen by bob')");
+  await bob.click("#room-list button:text('#general')");
+  await alice.click("#room-list button:text('#general')");
+
   // Reloading keeps the conversation (history from the server).
   await bob.reload();
   await bob.waitForSelector("#messages li.msg .text:text('hello from alice')");
@@ -128,7 +194,8 @@ try {
   await sent.waitFor();
   assert.equal(await sent.locator(".delivered").count(), 0, "not delivered while dave is away");
   const dave = await login(browser, base, "dave");
-  await dave.waitForSelector("#notice:text('1 message arrived while you were away')");
+  await dave.waitForSelector("#notice:text('1 message arrived while you were away from alice')");
+  await dave.waitForSelector("#dm-list button.unread .count:text-is('1')");
   await dave.click("#dm-list button:text('@alice')");
   await dave.waitForSelector("#messages li.msg .text:text('see you later')");
   await sent.locator(".delivered").waitFor();
