@@ -145,7 +145,8 @@
   }
 
   const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
-  const MENTION = /(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{1,32})/g;
+  // A name may contain dots, but not end a sentence with one.
+  const MENTION = /(^|[^A-Za-z0-9_.-])@([A-Za-z0-9_.-]{0,31}[A-Za-z0-9_-])/g;
 
   const mentions = (text, user) =>
     [...text.matchAll(MENTION)].some((match) => match[2].toLowerCase() === user.toLowerCase());
@@ -192,11 +193,15 @@
     if (document.visibilityState === "visible" && message.room === current) return;
     if (!isDirect(message.room) && !mentions(message.text, me)) return;
     const where = isDirect(message.room) ? "" : ` in ${label(message.room)}`;
-    const shown = new Notification(`${message.from}${where}`, { body: message.text.slice(0, 200), tag: message.room });
-    shown.onclick = () => {
-      window.focus();
-      select(message.room);
-    };
+    try {
+      const shown = new Notification(`${message.from}${where}`, { body: message.text.slice(0, 200), tag: message.room });
+      shown.onclick = () => {
+        window.focus();
+        select(message.room);
+      };
+    } catch {
+      // Some mobile browsers allow notifications only from a service worker.
+    }
   }
 
   /** "Today", "Yesterday" or the date, for the line between days. */
@@ -583,6 +588,9 @@
       // exactly once; rooms with nothing shown yet join afresh.
       const resume = {};
       for (const [name, room] of rooms) {
+        // A new connection is a member of nothing until these answer.
+        room.joined = false;
+        room.joining = true;
         const newest = newestSeq(room);
         if (newest > 0) {
           resume[name] = newest;
@@ -642,8 +650,8 @@
   }
 
   function joinRoom(name) {
-    roomState(name);
-    send({ type: "join", room: name });
+    const room = roomState(name);
+    if (!room.joined && !room.joining && send({ type: "join", room: name })) room.joining = true;
     select(name);
   }
 

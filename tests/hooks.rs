@@ -207,7 +207,7 @@ async fn connection_events_reach_the_events_webhook_and_admin_connections() {
     rookery::server::create_operator_account(&config, "root", common::PASSWORD)
         .await
         .unwrap();
-    let server = TestServer::start_with(config).await;
+    let server = TestServer::start_with(config.clone()).await;
     let mut root = Client::logged_in(&server, "root").await.ws().await;
     let bob = Client::logged_in(&server, "bob").await.ws().await;
     // Admins see every connection, their own included.
@@ -245,7 +245,8 @@ async fn connection_events_reach_the_events_webhook_and_admin_connections() {
         .all(|e| e["node"] == node.as_str() && e["ts"].is_i64()));
 
     // Not an admin: no connection events.
-    let mut squatter = Client::logged_in(&server, "ops").await.ws().await;
+    let squatter_client = Client::logged_in(&server, "ops").await;
+    let mut squatter = squatter_client.ws().await;
     let mut carol = Client::logged_in(&server, "carol").await.ws().await;
     let _dave = Client::logged_in(&server, "dave").await.ws().await;
     let frame: Option<Value> = carol.quiet_for(Duration::from_millis(400)).await;
@@ -256,6 +257,19 @@ async fn connection_events_reach_the_events_webhook_and_admin_connections() {
             "a squatted admin name gets no connection events"
         );
     }
+    // The operator takes "ops" over: the squatter's login is over too.
+    rookery::server::create_operator_account(&config, "ops", "the operator's own")
+        .await
+        .unwrap();
+    assert!(
+        squatter_client.try_ws().await.is_err(),
+        "no new chat connection"
+    );
+    assert_eq!(
+        squatter_client.get("/").await.status(),
+        303,
+        "sent to log in"
+    );
 }
 
 #[actix_web::test]

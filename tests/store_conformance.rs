@@ -497,9 +497,17 @@ mod cases {
             store.append(room, batch, 10).await.unwrap();
         }
         assert_eq!(store.pending_count("bob").await.unwrap(), cap);
+        // The other way round, in the same batch, is another inbox.
+        let both = vec![
+            direct("mallory", "bob", "one more", None),
+            direct("bob", "mallory", "stop it", None),
+        ];
+        store.append(room, both, 11).await.unwrap();
+        assert_eq!(store.pending_count("bob").await.unwrap(), cap);
+        assert_eq!(store.pending_count("mallory").await.unwrap(), 1);
         // Every one is stored all the same: the conversation has them.
-        let newest = store.history(room, None, 1).await.unwrap();
-        assert_eq!(newest[0].seq, cap + 5);
+        let newest = store.history(room, None, 3).await.unwrap();
+        assert_eq!(newest[2].seq, cap + 7);
         assert_eq!(newest[0].text, format!("spam {}", cap + 4));
     }
 

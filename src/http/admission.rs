@@ -84,9 +84,10 @@ impl actix_web::ResponseError for OverCapacity {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // actix drops a `Connection` header set by hand: this closes it.
         HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "5"))
-            .insert_header((header::CONNECTION, "close"))
+            .force_close()
             .body(self.to_string())
     }
 }

@@ -30,6 +30,8 @@ use crate::store::StoreError;
 const USER_KEY: &str = "user";
 /// A random id per login, so a logout closes that login's WebSockets only.
 const LOGIN_KEY: &str = "login";
+/// Set when the login checked a password the operator set.
+const OPERATOR_KEY: &str = "operator";
 /// Shortest password accepted for a new account.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted; bounds the hashing work one request can cause.
@@ -76,6 +78,13 @@ const EXTERNAL_ACCOUNT: &str = "!external";
 /// The logged-in user, if any.
 pub fn current_user(session: &Session) -> Option<String> {
     session.get::<String>(USER_KEY).ok().flatten()
+}
+
+/// Whether this session may act for `account`: a session of an account
+/// the operator has since taken over (`rookery create-user`) is the
+/// squatter's, from before; it must log in again, with the new password.
+pub fn may_act_for(session: &Session, account: &crate::store::User) -> bool {
+    !account.operator || session.get::<bool>(OPERATOR_KEY).ok().flatten() == Some(true)
 }
 
 /// The id of the session's login (none for logins from before it existed).
@@ -149,7 +158,7 @@ pub async fn login(
     if state.hooks.has_auth() {
         let password = (!password.is_empty()).then_some(password.as_str());
         return match external_login(&state, &name, password, token.as_deref()).await {
-            Ok(user) => start_session(&session, user, login::OK),
+            Ok(user) => start_session(&session, user, login::OK, false),
             Err((status, error)) => refuse(status, &error),
         };
     }
@@ -166,8 +175,8 @@ pub async fn login(
         );
     }
     let result = match authenticate(&state, &name, password, address, action).await {
-        Ok(Account::Known) => login::OK,
-        Ok(Account::Registered) => login::REGISTERED,
+        Ok(Account::Known { operator }) => (login::OK, operator),
+        Ok(Account::Registered) => (login::REGISTERED, false),
         Err(LoginError::WrongPassword) => {
             return refuse(StatusCode::UNAUTHORIZED, "Wrong password for this name.")
         }
@@ -205,17 +214,25 @@ pub async fn login(
             );
         }
     };
-    start_session(&session, name, result)
+    let (result, operator) = result;
+    start_session(&session, name, result, operator)
 }
 
-/// Logs `user` in; `result` is what the login counts as when it works.
-fn start_session(session: &Session, user: String, result: &'static str) -> HttpResponse {
+/// Logs `user` in; `result` is what the login counts as when it works,
+/// `operator` whether the password checked was one the operator set.
+fn start_session(
+    session: &Session,
+    user: String,
+    result: &'static str,
+    operator: bool,
+) -> HttpResponse {
     // A fresh session id at login defeats session fixation.
     session.renew();
     let login = format!("{:016x}", rand::random::<u64>());
     if let Err(err) = session
         .insert(USER_KEY, &user)
         .and_then(|()| session.insert(LOGIN_KEY, &login))
+        .and_then(|()| session.insert(OPERATOR_KEY, operator))
     {
         tracing::error!(error = %err, "could not write the session");
         return render(
@@ -328,7 +345,10 @@ impl From<StoreError> for LoginError {
 
 /// Whose password a login checked.
 enum Account {
-    Known,
+    /// An account that existed; `operator`: made by the operator.
+    Known {
+        operator: bool,
+    },
     Registered,
 }
 
@@ -349,9 +369,10 @@ async fn authenticate(
     }
     if let Some(user) = known {
         throttle.may_try(name).map_err(LoginError::Throttled)?;
+        let operator = user.operator;
         return checked(throttle, name, user.password_hash, password)
             .await
-            .map(|()| Account::Known);
+            .map(|()| Account::Known { operator });
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(LoginError::WeakPassword);
@@ -381,9 +402,12 @@ async fn authenticate(
         // Someone registered the name between our lookup and insert: it is
         // now a known name, so the password must match theirs.
         Err(StoreError::Conflict) => match state.store.find_user(name).await? {
-            Some(user) => checked(throttle, name, user.password_hash, password)
-                .await
-                .map(|()| Account::Known),
+            Some(user) => {
+                let operator = user.operator;
+                checked(throttle, name, user.password_hash, password)
+                    .await
+                    .map(|()| Account::Known { operator })
+            }
             None => Err(LoginError::Unavailable(
                 "user vanished after a conflict".into(),
             )),
@@ -400,8 +424,9 @@ async fn checked(
     password: String,
 ) -> Result<(), LoginError> {
     let result = verify(throttle, stored, password).await;
-    if matches!(result, Err(LoginError::WrongPassword)) {
-        throttle.failed(account);
+    // Every try took one of the account's; a right password gives it back.
+    if !matches!(result, Err(LoginError::WrongPassword)) {
+        throttle.succeeded(account);
     }
     result
 }

@@ -83,26 +83,36 @@ pub fn security_headers() -> DefaultHeaders {
         ))
 }
 
-/// The client's address: the peer's, or with `trust_forwarded` (behind a
-/// proxy that sets it, such as traefik) the one `Forwarded` /
-/// `X-Forwarded-For` names.
+/// The client's address, as throttles and caps count it: the peer's, or
+/// with `trust_forwarded` (behind a proxy such as traefik) the last
+/// `X-Forwarded-For` hop, the one the proxy itself appended; every earlier
+/// hop (and `Forwarded`, which traefik passes through) is the client's to
+/// write. An IPv6 address counts by its /64, what one subscriber holds.
 pub fn client_address(req: &actix_web::HttpRequest, trust_forwarded: bool) -> std::net::IpAddr {
-    let peer = || {
-        req.peer_addr()
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip())
+    let peer = req
+        .peer_addr()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
+    let address = if trust_forwarded {
+        req.headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .last()
+            .and_then(|hop| hop.trim().parse().ok())
+            .unwrap_or(peer)
+    } else {
+        peer
     };
-    if !trust_forwarded {
-        return peer();
+    match address {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.into(),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                std::net::Ipv6Addr::from(prefix).into()
+            }
+        },
+        v4 => v4,
     }
-    let info = req.connection_info();
-    let Some(claimed) = info.realip_remote_addr() else {
-        return peer();
-    };
-    claimed
-        .parse::<std::net::SocketAddr>()
-        .map(|addr| addr.ip())
-        .or_else(|_| claimed.trim_matches(['[', ']']).parse())
-        .unwrap_or_else(|_| peer())
 }
 
 /// Whether a browser request comes from a page of this site. Browsers send

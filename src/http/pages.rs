@@ -32,8 +32,8 @@ pub async fn chat(state: web::Data<AppState>, session: Session) -> HttpResponse 
         return see_other("/login");
     };
     let account = match state.store.find_user(&user).await {
-        Ok(Some(account)) => account,
-        Ok(None) => {
+        Ok(Some(account)) if super::auth::may_act_for(&session, &account) => account,
+        Ok(_) => {
             session.purge();
             return see_other("/login");
         }

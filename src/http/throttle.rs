@@ -85,6 +85,14 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         }
         None
     }
+
+    /// Gives back a token taken by [`Keyed::check`].
+    fn refund(&self, key: &K) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
 }
 
 /// A refusal: try again after this long.
@@ -125,18 +133,18 @@ impl LoginThrottle {
             .map_or(Ok(()), |wait| Err(RetryAfter(wait)))
     }
 
-    /// Before checking `account`'s password: refused while it has had too
-    /// many wrong ones.
+    /// Before checking `account`'s password: takes one of its tries, so
+    /// guesses sent at once cannot all pass before the first fails.
+    /// Refused while it has had too many wrong ones.
     pub fn may_try(&self, account: &str) -> Result<(), RetryAfter> {
         self.failures
-            .check(&account.to_owned(), false, Instant::now())
+            .check(&account.to_owned(), true, Instant::now())
             .map_or(Ok(()), |wait| Err(RetryAfter(wait)))
     }
 
-    /// A wrong password for `account`.
-    pub fn failed(&self, account: &str) {
-        self.failures
-            .check(&account.to_owned(), true, Instant::now());
+    /// The password was right: the try is given back.
+    pub fn succeeded(&self, account: &str) {
+        self.failures.refund(&account.to_owned());
     }
 
     /// A new account from `address`.
@@ -148,13 +156,28 @@ impl LoginThrottle {
 
     /// A slot to hash a password in; `None` when too many wait already.
     pub async fn hashing_slot(&self) -> Option<SemaphorePermit<'_>> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_HASH_QUEUE {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
+        // Given back however the wait ends, a login dropped meanwhile (its
+        // client gone) included.
+        let place = Waiting::enter(&self.waiting)?;
         let permit = self.hashing.acquire().await.ok();
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
         permit
+    }
+}
+
+/// A place in the queue for hashing.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Option<Self> {
+        let place = Self(waiting);
+        (waiting.fetch_add(1, Ordering::AcqRel) < MAX_HASH_QUEUE).then_some(place)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -189,6 +212,33 @@ mod tests {
         assert_eq!(keyed.check(&"a", false, now), None);
         assert_eq!(keyed.check(&"a", true, now), None);
         assert!(keyed.check(&"a", false, now).is_some());
+    }
+
+    #[test]
+    fn a_dropped_wait_gives_its_place_in_the_queue_back() {
+        let waiting = AtomicUsize::new(0);
+        let places: Vec<_> = (0..MAX_HASH_QUEUE)
+            .filter_map(|_| Waiting::enter(&waiting))
+            .collect();
+        assert_eq!(places.len(), MAX_HASH_QUEUE);
+        assert!(Waiting::enter(&waiting).is_none(), "the queue is full");
+        drop(places);
+        assert!(Waiting::enter(&waiting).is_some());
+        assert_eq!(
+            waiting.load(Ordering::Acquire),
+            0,
+            "refused and dropped places are gone"
+        );
+    }
+
+    #[test]
+    fn a_refund_gives_a_try_back() {
+        let keyed = Keyed::new(1, Duration::from_secs(60));
+        let now = Instant::now();
+        assert_eq!(keyed.check(&"a", true, now), None);
+        assert!(keyed.check(&"a", true, now).is_some());
+        keyed.refund(&"a");
+        assert_eq!(keyed.check(&"a", true, now), None);
     }
 
     #[test]

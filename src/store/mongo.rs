@@ -275,19 +275,27 @@ impl MongoStore {
         batch: &[NewMessage],
         ts: Millis,
     ) -> StoreResult<Vec<StoredMessage>> {
-        // A direct room has one recipient: how full their inbox is decides
-        // which of the batch go in it.
-        let room_for = match batch.iter().find_map(|message| message.to.as_deref()) {
-            Some(recipient) => {
+        // How full each recipient's inbox is (a direct room has two)
+        // decides which of the batch go in it, decided once for the batch.
+        let mut room_for: HashMap<&str, u64> = HashMap::new();
+        let mut in_inbox = Vec::with_capacity(batch.len());
+        for message in batch {
+            let Some(recipient) = message.to.as_deref() else {
+                in_inbox.push(false);
+                continue;
+            };
+            if !room_for.contains_key(recipient) {
                 let waiting = self
                     .messages
                     .count_documents(doc! { "to": recipient, "delivered": false })
                     .await
                     .map_err(unavailable)?;
-                super::MAX_INBOX.saturating_sub(waiting)
+                room_for.insert(recipient, super::MAX_INBOX.saturating_sub(waiting));
             }
-            None => 0,
-        };
+            let left = room_for.get_mut(recipient).expect("just counted");
+            in_inbox.push(*left > 0);
+            *left = left.saturating_sub(1);
+        }
         let mut stored = Vec::with_capacity(batch.len());
         let mut pending = batch;
         let mut attempts = 0;
@@ -308,7 +316,7 @@ impl MongoStore {
                     ts: DateTime::from_millis(ts),
                     id: message.id.clone(),
                     to: message.to.clone(),
-                    delivered: message.to.is_none() || (stored.len() + offset) as u64 >= room_for,
+                    delivered: !in_inbox[batch.len() - pending.len() + offset],
                     confirm: message.confirm.clone(),
                     client_ref: message.reference.clone(),
                 });

@@ -396,11 +396,13 @@ impl Store for SqliteStore {
                     .query_row(params![room, count, ts], |row| row.get(0))?;
                 next = (last - count + 1) as u64;
             }
-            // The recipient's inbox, counted on the index of what waits.
-            let mut waiting: Option<u64> = None;
+            // Each recipient's inbox (a direct room has two), counted once
+            // per batch on the index of what waits.
+            let mut waiting: std::collections::HashMap<String, u64> =
+                std::collections::HashMap::new();
             let mut inbox = |recipient: &str| -> rusqlite::Result<bool> {
-                let count = match waiting {
-                    Some(count) => count,
+                let count = match waiting.get(recipient) {
+                    Some(count) => *count,
                     None => conn
                         .prepare_cached(
                             "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
@@ -408,7 +410,7 @@ impl Store for SqliteStore {
                         .query_row([recipient], |row| row.get::<_, i64>(0))?
                         as u64,
                 };
-                waiting = Some(count + 1);
+                waiting.insert(recipient.to_owned(), count + 1);
                 Ok(count < super::MAX_INBOX)
             };
             let mut inserted: Vec<StoredMessage> = Vec::with_capacity(count as usize);
@@ -422,7 +424,6 @@ impl Store for SqliteStore {
                 }
                 let seq = next;
                 next += 1;
-                // A direct room has one recipient, so one count serves the batch.
                 let kept = match &message.to {
                     Some(recipient) => inbox(recipient)?,
                     None => false,
