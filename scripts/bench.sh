@@ -65,6 +65,7 @@ start_rookery() {
     MAX_CONNECTIONS=0 WS_PER_USER=0 WS_PER_ADDRESS=0 \
     "${ROOKERY_BIN:-$rookery}" >"$dir/log" 2>&1 &
   server_pid=$!; pids+=("$server_pid")
+  server_dir=$dir
   wait_for_port "$port" rookery "$server_pid"
   server_url="http://127.0.0.1:$port"
 }
@@ -93,6 +94,9 @@ against() {
   echo "==> $scenario on $server $*"
   "$bench" "$scenario" --peer "$peer" --target "$server_url" --json "$results" "${extra[@]}" "$@"
   stop "$server_pid"
+  # A saturated linker run leaves gigabytes of messages: gone at once, not
+  # at the end, or a full run fills the disk.
+  if [ -n "${server_dir:-}" ]; then rm -rf "$server_dir"; server_dir=; fi
 }
 
 if [ $smoke -eq 1 ]; then

@@ -264,7 +264,10 @@
   function renderSeen() {
     const room = current && rooms.get(current);
     const newest = room ? newestSeq(room) : 0;
-    const who = room && newest > 0 ? [...room.reads].filter(([user, seq]) => user !== me && seq >= newest).map(([user]) => user) : [];
+    const author = room && newest > 0 ? room.messages.get(newest)?.from : null;
+    const who = room && newest > 0
+      ? [...room.reads].filter(([user, seq]) => user !== me && user !== author && seq >= newest).map(([user]) => user)
+      : [];
     $("seen").textContent = who.length ? `Seen by ${who.sort().join(", ")}` : "";
   }
 
@@ -312,12 +315,14 @@
     }
     button.addEventListener("click", () => select(name));
     li.append(button);
-    if (!isDirect(name) && name !== "general") {
+    if (name !== "general") {
       const leave = document.createElement("button");
       leave.type = "button";
-      leave.className = "link";
-      leave.title = `leave ${label(name)}`;
-      leave.textContent = " ×";
+      leave.className = "link leave";
+      const what = isDirect(name) ? `Close the conversation with ${peerOf(name)}` : `Leave ${label(name)}`;
+      leave.title = what;
+      leave.setAttribute("aria-label", what);
+      leave.textContent = "✕";
       leave.addEventListener("click", () => leaveRoom(name));
       li.append(leave);
     }
@@ -409,6 +414,8 @@
     }
     if (atBottom || last === null || message.from === me) list.scrollTop = list.scrollHeight;
     else $("new-below").classList.remove("hidden");
+    // Screen readers hear what arrives, not the list rebuilt on a switch.
+    if (message.from !== me) $("announce").textContent = `${message.from}: ${message.text.slice(0, 300)}`;
     renderSeen();
     markRead();
   }
@@ -418,6 +425,19 @@
     for (const message of messages) {
       room.messages.delete(`id:${message.id}`);
       room.messages.set(message.seq, message);
+    }
+  }
+
+  /** What an error means to a person; the server's text where it is one. */
+  function friendly(frame) {
+    switch (frame.code) {
+      case "rate_limited": return "you are sending too fast; wait a moment and try again";
+      case "unknown_user": return "there is no user by that name";
+      case "text_too_long": return "the message is too long (at most 4000 characters)";
+      case "empty_text": return "the message is empty";
+      case "forbidden": return "you are not allowed to do that here";
+      case "store_unavailable": return "the server could not save it; try again";
+      default: return frame.message;
     }
   }
 
@@ -522,7 +542,7 @@
     reconnect() {
       // This replica is shutting down. Let what is in flight get its ack,
       // then reconnect (the proxy picks a live replica) and resume there.
-      $("status").textContent = "moving to another server…";
+      $("status").textContent = "the server is restarting; reconnecting…";
       const asked = Date.now();
       const leave = () => {
         if (pending.size > 0 && Date.now() - asked < MOVE_WAIT_MS) return setTimeout(leave, 50);
@@ -542,10 +562,10 @@
         setTimeout(() => pending.has(frame.ref) && send({ ...entry.frame, retry: true }), pause);
       } else if (entry) {
         entry.li.classList.add("failed");
-        entry.li.querySelector(".meta").textContent = `not sent: ${frame.message}`;
+        entry.li.querySelector(".meta").textContent = `not sent: ${friendly(frame)}`;
         pending.delete(frame.ref);
       } else {
-        notice(frame.message);
+        notice(friendly(frame));
         setTimeout(() => notice(""), 5000);
       }
     },
@@ -656,7 +676,8 @@
   }
 
   function leaveRoom(name) {
-    send({ type: "leave", room: name });
+    // A direct conversation stays on the server; it only leaves the list.
+    if (!isDirect(name)) send({ type: "leave", room: name });
     rooms.delete(name);
     remember();
     if (current === name) select("general");
@@ -694,7 +715,8 @@
   });
 
   $("text").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
+    // Enter that ends an input-method composition picks a word, not a send.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
       $("send-form").requestSubmit();
     }
@@ -733,6 +755,8 @@
     if (peer) joinRoom(directRoom(me, peer));
     $("dm-name").value = "";
   });
+
+  $("photo-button").addEventListener("click", () => $("avatar-input").click());
 
   $("avatar-input").addEventListener("change", async () => {
     const file = $("avatar-input").files[0];

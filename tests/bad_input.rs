@@ -152,20 +152,27 @@ async fn an_oversized_frame_closes_with_1009() {
     let mut ws = alice.ws().await;
     let huge = json!({"type": "send", "room": "general", "text": "x".repeat(70 * 1024)});
     ws.send(huge).await;
-    let close = loop {
+    assert_eq!(closed_with(&mut ws).await, CloseCode::Size);
+    still_served(&alice).await;
+    server.stop().await;
+}
+
+/// The code of the close frame the server sends next.
+async fn closed_with(ws: &mut common::Ws) -> CloseCode {
+    loop {
         match ws.stream.next().await {
-            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(Message::Close(frame))) => return frame.expect("a close reason").code,
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
         }
-    };
-    assert_eq!(close.expect("a close reason").code, CloseCode::Size);
+    }
+}
 
-    // The user is not harmed: a new connection works.
-    let mut again = alice.ws().await;
+/// The user is not harmed: a new connection works.
+async fn still_served(user: &Client) {
+    let mut again = user.ws().await;
     again.join("general").await;
     assert_eq!(again.say("general", "after", "r").await, 1);
-    server.stop().await;
 }
 
 /// A text frame that is not UTF-8 is refused as the WebSocket protocol
@@ -180,17 +187,8 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
     let bytes: &[u8] = b"{\"type\":\"ping\",\"x\":\"\xff\xfe\"}";
     let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
     ws.stream.send(Message::Frame(frame)).await.unwrap();
-    let close = loop {
-        match ws.stream.next().await {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    assert_eq!(close.expect("a close reason").code, CloseCode::Invalid);
-    let mut again = alice.ws().await;
-    again.join("general").await;
-    assert_eq!(again.say("general", "after", "r").await, 1);
+    assert_eq!(closed_with(&mut ws).await, CloseCode::Invalid);
+    still_served(&alice).await;
     server.stop().await;
 }
 

@@ -428,6 +428,11 @@ impl MongoStore {
         room: &str,
         batch: &[NewMessage],
     ) -> StoreResult<Vec<Option<Original>>> {
+        // Most batches hold no retry: no read for them (on a busy room a
+        // read per batch halved what one replica stored per second).
+        if !batch.iter().any(|message| message.retry) {
+            return Ok(batch.iter().map(|_| None).collect());
+        }
         let newest = self.stored_last_seq(room).await?;
         let floor = newest.saturating_sub(RETRY_SCAN) as i64;
         let mut found = Vec::with_capacity(batch.len());

@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const binary = resolve(process.argv[2] ?? "target/debug/rookery");
+// Where the desktop and phone screenshots go (scripts/screenshots.sh: docs/screenshots).
+const shots = process.env.SCREENSHOT_DIR ?? "target";
 const dataDir = mkdtempSync(join(tmpdir(), "rookery-browser-"));
 const XSS = "<img src=x onerror=alert(1)>";
 const PASSWORD = "browser-pass-1";
@@ -38,15 +40,46 @@ function startServer() {
   });
 }
 
-/** Every uncaught error of every page: the test fails on any. */
+/** Every uncaught error and console error of every page: the test fails
+ * on any. The only ones expected are the browser's own reports of a
+ * WebSocket that could not connect, in the steps that cut the network or
+ * stop the server on purpose. */
 const pageErrors = [];
+const EXPECTED_CONSOLE = /^WebSocket connection to '.*' failed/;
+function watch(page, name, expected = EXPECTED_CONSOLE) {
+  page.on("pageerror", (error) => pageErrors.push(`${name}: ${error.stack ?? error}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" && !expected.test(message.text())) {
+      pageErrors.push(`${name} console: ${message.text()}`);
+    }
+  });
+}
+
+/** Sends `text` from `page` with Enter: the box clears at once, and the
+ * message is shown exactly once, acked (no longer pending). */
+async function say(page, text) {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+  assert.equal(await page.inputValue("#text"), "", `the box is cleared after sending ${text}`);
+  const acked = page.locator("#messages li.msg[data-seq] .text", { hasText: text });
+  await acked.first().waitFor();
+  await page.waitForFunction(
+    (sent) => ![...document.querySelectorAll("#messages li.pending .text")].some((node) => node.textContent === sent),
+    text,
+  );
+  assert.equal(
+    await page.locator("#messages li.msg .text").filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`) }).count(),
+    1,
+    `${text} is shown once`,
+  );
+}
 /** Who has an account already. */
 const registered = new Set();
 
 async function login(browser, base, name, beforeNavigation = async () => {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
-  page.on("pageerror", (error) => pageErrors.push(`${name}: ${error.stack ?? error}`));
+  watch(page, name);
   await beforeNavigation(page);
   page.on("dialog", () => {
     throw new Error("a script from a chat message ran (alert dialog)");
@@ -82,7 +115,8 @@ try {
   {
     const context = await browser.newContext();
     const page = await context.newPage();
-    page.on("pageerror", (error) => pageErrors.push(`login page: ${error.stack ?? error}`));
+    // Refused logins answer 401 and 409, which the browser reports.
+    watch(page, "login page", /status of (401|409)/);
     await page.goto(`${base}/login`);
     assert.match(await page.textContent("#password-rules"), /at least 8 characters/);
     await page.fill("input[name=name]", "alcie");
@@ -101,8 +135,7 @@ try {
   }
 
   // A message from alice appears on bob's page, once.
-  await alice.fill("#text", "hello from alice");
-  await alice.press("#text", "Enter");
+  await say(alice, "hello from alice");
   await bob.waitForSelector("#messages li.msg .text:text('hello from alice')");
   assert.equal(await bob.locator("#messages li.msg .text", { hasText: "hello from alice" }).count(), 1);
   assert.equal(await alice.inputValue("#text"), "", "the box is cleared once sent");
@@ -121,8 +154,7 @@ try {
   await alice.waitForSelector("#my-avatar:not(.hidden)");
   const avatarUrl = await alice.getAttribute("#my-avatar", "src");
   assert.match(avatarUrl, /^\/avatars\/[0-9a-f]+\.png$/);
-  await alice.fill("#text", "new photo");
-  await alice.press("#text", "Enter");
+  await say(alice, "new photo");
   const img = bob.locator("#messages li.msg", { hasText: "new photo" }).locator("img.avatar");
   await img.waitFor();
   assert.equal(await img.getAttribute("src"), avatarUrl);
@@ -130,8 +162,7 @@ try {
   rmSync(upload, { recursive: true });
 
   // Markup in a message is shown as text and never runs.
-  await bob.fill("#text", XSS);
-  await bob.press("#text", "Enter");
+  await say(bob, XSS);
   const shown = alice.locator("#messages li.msg .text", { hasText: "onerror" });
   await shown.waitFor();
   assert.equal(await shown.textContent(), XSS);
@@ -140,8 +171,7 @@ try {
   // Links open apart and only for http(s); @mentions of the reader are
   // marked; a day line heads the day; a second message in a row from the
   // same author shows without their name again.
-  await alice.fill("#text", "see https://example.org/a?b=1, not javascript:alert(1) @bob");
-  await alice.press("#text", "Enter");
+  await say(alice, "see https://example.org/a?b=1, not javascript:alert(1) @bob");
   const linked = bob.locator("#messages li.msg", { hasText: "example.org" });
   await linked.waitFor();
   const link = linked.locator("a");
@@ -151,8 +181,7 @@ try {
   assert.equal(await linked.locator("mark.mention.me").textContent(), "@bob");
   assert.ok(await linked.evaluate((li) => li.classList.contains("mention")));
   assert.equal(await bob.locator("#messages li.day").first().textContent(), "Today");
-  await alice.fill("#text", "and another thing");
-  await alice.press("#text", "Enter");
+  await say(alice, "and another thing");
   await bob.waitForSelector("#messages li.msg.grouped .text:text-is('and another thing')");
 
   // A direct message while bob looks at #general: counted on its button
@@ -161,8 +190,7 @@ try {
   await alice.fill("#dm-name", "bob");
   await alice.press("#dm-name", "Enter");
   await alice.waitForSelector("#room-title:text('@bob')");
-  await alice.fill("#text", "psst, bob");
-  await alice.press("#text", "Enter");
+  await say(alice, "psst, bob");
   await bob.waitForSelector("#dm-list button.unread .count:text-is('1')");
   assert.equal(await bob.title(), "(1) Rookery");
   await bob.click("#dm-list button:text('@alice')");
@@ -188,8 +216,7 @@ try {
   await alice.fill("#dm-name", "dave");
   await alice.press("#dm-name", "Enter");
   await alice.waitForSelector("#room-title:text('@dave')");
-  await alice.fill("#text", "see you later");
-  await alice.press("#text", "Enter");
+  await say(alice, "see you later");
   const sent = alice.locator("#messages li.msg[data-seq]", { hasText: "see you later" });
   await sent.waitFor();
   assert.equal(await sent.locator(".delivered").count(), 0, "not delivered while dave is away");
@@ -313,6 +340,49 @@ try {
   assert.deepEqual(await awayTexts(), Array.from({ length: AWAY }, (_, i) => `away ${i}`));
   await carol.close();
 
+  // Notifications (allowed): a direct message, and a mention in a room
+  // frank is not looking at, notify; what he is looking at does not.
+  const frank = await login(browser, base, "frank", (page) =>
+    page.addInitScript(() => {
+      window.notified = [];
+      window.Notification = class {
+        static permission = "granted";
+        static requestPermission() {
+          return Promise.resolve("granted");
+        }
+        constructor(title, options) {
+          window.notified.push({ title, body: options.body });
+        }
+      };
+    }),
+  );
+  await alice.click("#room-list button:text('#general')");
+  await say(alice, "hello everyone");
+  await frank.waitForSelector("#messages li.msg .text:text-is('hello everyone')");
+  await alice.fill("#dm-name", "frank");
+  await alice.press("#dm-name", "Enter");
+  await say(alice, "a word, frank?");
+  await frank.waitForFunction(() => window.notified.some((n) => n.title === "alice" && n.body === "a word, frank?"));
+  await frank.click("#dm-list button:text('@alice')");
+  await alice.click("#room-list button:text('#general')");
+  await say(alice, "@frank see this");
+  await frank.waitForFunction(() => window.notified.some((n) => n.title === "alice in #general"));
+  assert.equal(
+    await frank.evaluate(() => window.notified.filter((n) => n.body === "hello everyone").length),
+    0,
+    "a plain message in the room he was looking at does not notify",
+  );
+
+  // Logging out in one tab ends the others: they go to the login page.
+  const frankTab = await frank.context().newPage();
+  watch(frankTab, "frank's second tab");
+  await frankTab.goto(`${base}/`);
+  await frankTab.waitForSelector("#status:text-is('connected')");
+  await frank.click("#logout");
+  await frank.waitForURL(`${base}/login`);
+  await frankTab.waitForURL(`${base}/login`, { timeout: 10000 });
+  await frank.context().close();
+
   // A phone (390×844): nothing is wider than the screen, Send and Log out
   // are on it, the room list opens as a panel and closes on a choice, and
   // a long banner does not push the message box off the screen.
@@ -341,16 +411,12 @@ try {
     banner.classList.remove("hidden");
   });
   await onScreen("#send-form button[type=submit]");
-  await phone.fill("#text", "from a phone");
-  await phone.press("#text", "Enter");
-  // Sent and acked: the bubble is no longer pending, and the box is clear.
-  await phone.waitForSelector("#messages li.msg:not(.pending) .text:text-is('from a phone')");
-  assert.equal(await phone.inputValue("#text"), "");
-  await phone.screenshot({ path: "target/screenshot-phone.png" });
+  await say(phone, "from a phone");
+  await phone.screenshot({ path: join(shots, "phone.png") });
   await phone.close();
 
   await alice.setViewportSize({ width: 1100, height: 640 });
-  await alice.screenshot({ path: process.env.SCREENSHOT ?? "target/screenshot.png" });
+  await alice.screenshot({ path: join(shots, "desktop.png") });
   assert.deepEqual(pageErrors, [], "no page threw");
   console.log("browser test passed");
 } finally {
