@@ -285,7 +285,18 @@
     const room = current && rooms.get(current);
     for (const user of room ? room.online : []) {
       const li = document.createElement("li");
-      li.textContent = user === me ? `${user} (you)` : user;
+      if (user === me) {
+        li.textContent = `${user} (you)`;
+      } else {
+        // Anyone online is a click away from a direct conversation.
+        const open = document.createElement("button");
+        open.type = "button";
+        open.className = "link";
+        open.textContent = user;
+        open.title = `Message ${user}`;
+        open.addEventListener("click", () => joinRoom(directRoom(me, user)));
+        li.append(open);
+      }
       list.append(li);
     }
   }

@@ -107,7 +107,11 @@ const browser = await chromium.launch({
 try {
   const alice = await login(browser, base, "alice");
   const bob = await login(browser, base, "bob");
-  await alice.waitForSelector("#online li:text('bob')");
+  await alice.waitForSelector("#online li:has-text('bob')");
+  // The online list starts a conversation.
+  await alice.click("#online button:text-is('bob')");
+  await alice.waitForSelector("#room-title:text-is('@bob')");
+  await alice.click("#room-list button:text('#general')");
 
   // Logging in with a mistyped name says so instead of making an account;
   // after a wrong password the cursor is in the password field; the rules
