@@ -574,14 +574,18 @@ impl Room {
         let metrics = metrics::get();
         let mut fresh = Vec::with_capacity(stored.len());
         for (message, waiting) in stored.iter_mut().zip(waiting) {
-            fresh.push(message.id == waiting.id);
+            let new = message.id == waiting.id;
+            fresh.push(new);
             message.avatar = waiting.avatar;
             let Some((reference, reply)) = waiting.receipt else {
                 metrics.messages_stored.inc(metrics::mode::FAST);
                 message.fast = true;
                 continue;
             };
-            metrics.messages_stored.inc(metrics::mode::RELIABLE);
+            // A retry found stored was counted with its original.
+            if new {
+                metrics.messages_stored.inc(metrics::mode::RELIABLE);
+            }
             metrics
                 .ack_seconds
                 .observe(waiting.accepted.elapsed().as_secs_f64());
