@@ -179,9 +179,10 @@ pub struct Config {
     #[arg(long, env = "REGISTRATIONS_PER_HOUR", default_value_t = 20)]
     pub registrations_per_hour: u32,
 
-    /// Take the client address from `Forwarded` / `X-Forwarded-For`: set it
-    /// only behind a proxy that sets them (traefik does), never when
-    /// clients reach Rookery directly, or they choose their address.
+    /// Take the client address from the last `X-Forwarded-For` hop (the
+    /// one the proxy appended): set it only behind a proxy that appends it
+    /// (traefik does), never when clients reach Rookery directly, or they
+    /// choose their address.
     #[arg(long, env = "TRUST_FORWARDED", default_value_t = false)]
     pub trust_forwarded: bool,
 

@@ -241,23 +241,22 @@ impl Registry {
 
     /// Closes `user`'s local connections opened before `before` (all, if
     /// `None`).
-    /// Closes this replica's connections opened with `login` of `user`.
-    fn end_login(&self, user: &str, login: &str) {
-        for session in self.users.get(user).into_iter().flatten() {
-            if let Some(entry) = self.sessions.get(session) {
-                if entry.login.as_deref() == Some(login) {
-                    entry.evict.do_send(Evict::LoggedOut);
-                }
-            }
-        }
+    fn evict_user(&self, user: &str, reason: Evict, before: Option<Millis>) {
+        self.evict_where(user, reason, |entry| {
+            before.is_none_or(|at| entry.connected_at < at)
+        });
     }
 
-    fn evict_user(&self, user: &str, reason: Evict, before: Option<Millis>) {
+    /// Closes this replica's connections opened with `login` of `user`.
+    fn end_login(&self, user: &str, login: &str) {
+        self.evict_where(user, Evict::LoggedOut, |entry| {
+            entry.login.as_deref() == Some(login)
+        });
+    }
+
+    fn evict_where(&self, user: &str, reason: Evict, chosen: impl Fn(&SessionEntry) -> bool) {
         for session in self.users.get(user).into_iter().flatten() {
-            let Some(entry) = self.sessions.get(session) else {
-                continue;
-            };
-            if before.is_none_or(|at| entry.connected_at < at) {
+            if let Some(entry) = self.sessions.get(session).filter(|entry| chosen(entry)) {
                 entry.evict.do_send(reason);
             }
         }

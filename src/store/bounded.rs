@@ -36,16 +36,27 @@ impl Bounded {
         Self { inner, timeout }
     }
 
-    /// Runs `op` (named `name` in the error counts) within the bound.
+    /// Runs `op` (named `name` in the error counts) within the bound; a
+    /// timeout is "unavailable".
     async fn within<T>(
         &self,
         name: &str,
         op: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        self.bounded(name, op, StoreError::Unavailable).await
+    }
+
+    /// Runs `op` within the bound; a timeout becomes `timed_out(why)`.
+    async fn bounded<T>(
+        &self,
+        name: &str,
+        op: impl Future<Output = StoreResult<T>>,
+        timed_out: fn(String) -> StoreError,
+    ) -> StoreResult<T> {
         let result = tokio::time::timeout(self.timeout, op)
             .await
             .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
+                Err(timed_out(format!(
                     "no answer from the database within {:?}",
                     self.timeout
                 )))
@@ -107,18 +118,13 @@ impl Store for Bounded {
         batch: Vec<NewMessage>,
         ts: Millis,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let result =
-            match tokio::time::timeout(self.timeout, self.inner.append(room, batch, ts)).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Uncertain(format!(
-                    "no answer from the database within {:?}",
-                    self.timeout
-                ))),
-            };
-        if result.is_err() {
-            crate::metrics::get().store_errors.inc("append");
-        }
-        result
+        // A write that timed out may still be applied later.
+        self.bounded(
+            "append",
+            self.inner.append(room, batch, ts),
+            StoreError::Uncertain,
+        )
+        .await
     }
 
     async fn history(

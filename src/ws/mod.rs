@@ -45,12 +45,12 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body("storage is unavailable, try again"));
         }
     };
-    // A name in ADMIN_USERS is an admin only if its account is the
-    // operator's (`rookery create-user`) or the auth webhook vouched for
-    // it: anyone could otherwise register the name and watch everyone.
     if !crate::http::auth::may_act_for(&session, &account) {
         return Ok(HttpResponse::Unauthorized().body("log in again"));
     }
+    // A name in ADMIN_USERS is an admin only if its account is the
+    // operator's (`rookery create-user`) or the auth webhook vouched for
+    // it: anyone could otherwise register the name and watch everyone.
     let admin =
         state.config.admin_users.contains(&user) && (account.operator || state.hooks.has_auth());
     let address = crate::http::client_address(&req, state.config.trust_forwarded);

@@ -132,21 +132,11 @@ impl SqliteStore {
                  DROP TABLE messages_by_room;",
             )?;
         }
-        let has_ref: bool = writer.query_row(
-            "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'client_ref'",
-            [],
-            |row| row.get::<_, i64>(0).map(|count| count > 0),
-        )?;
-        if !has_ref {
+        if !has_column(&writer, "messages", "client_ref")? {
             // Version 3 kept no refs.
             writer.execute_batch("ALTER TABLE messages ADD COLUMN client_ref TEXT;")?;
         }
-        let has_operator: bool = writer.query_row(
-            "SELECT count(*) FROM pragma_table_info('users') WHERE name = 'operator'",
-            [],
-            |row| row.get::<_, i64>(0).map(|count| count > 0),
-        )?;
-        if !has_operator {
+        if !has_column(&writer, "users", "operator")? {
             // Version 4 told no operator's account from a registered one.
             writer.execute_batch(
                 "ALTER TABLE users ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;",
@@ -713,6 +703,15 @@ impl Store for SqliteStore {
 
 /// For each message of `batch`, its original if it is a retry of one that
 /// is stored (among the room's newest [`RETRY_SCAN`]) or earlier in the batch.
+/// Whether `table` has `column` (an older schema may lack it).
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |row| row.get::<_, i64>(0).map(|count| count > 0),
+    )
+}
+
 fn retried(
     conn: &Connection,
     room: &str,
