@@ -224,9 +224,16 @@ struct Record {
     /// client has a hole after it until a resume from there succeeds.
     holes: HashMap<String, u64>,
     connections: usize,
+    /// What each connection did (replica, resume, `joined`, live range),
+    /// timed: printed around a hole so its cause can be read.
+    trail: Vec<(Instant, String)>,
 }
 
 impl Record {
+    fn log(&mut self, event: String) {
+        self.trail.push((Instant::now(), event));
+    }
+
     /// Where to resume `room` from: the start of a hole, or the newest seq.
     fn resume_from(&self, room: &str) -> u64 {
         self.holes
@@ -302,8 +309,12 @@ async fn client(
                 .iter()
                 .map(|room| (room.clone(), json!(record.resume_from(room))))
                 .collect();
-            json!({"type": "resume", "rooms": rooms})
+            let resume = json!({"type": "resume", "rooms": rooms});
+            record.log(format!("connected to replica {replica}, {resume}"));
+            resume
         };
+        // Per room: the first and last seq that arrived live, and how many.
+        let mut live: HashMap<String, (u64, u64, usize)> = HashMap::new();
         if socket
             .send(Message::Text(resume.to_string().into()))
             .await
@@ -346,7 +357,16 @@ async fn client(
                             } else {
                                 record.holes.remove(&room);
                             }
-                            for message in frame["history"].as_array().unwrap() {
+                            let history = frame["history"].as_array().unwrap();
+                            let seq_at = |n: Option<&Value>| n.and_then(|m| m["seq"].as_u64());
+                            record.log(format!(
+                                "joined {room}, recovered {}, history {:?}..{:?} ({} messages)",
+                                frame["recovered"],
+                                seq_at(history.first()),
+                                seq_at(history.last()),
+                                history.len()
+                            ));
+                            for message in history {
                                 if !known.contains(&message["seq"].as_u64().unwrap()) {
                                     note(&mut record, &room, message, replica, refill);
                                 }
@@ -354,6 +374,10 @@ async fn client(
                         }
                         Some("message") if !frame["seq"].is_null() => {
                             let room = frame["room"].as_str().unwrap().to_owned();
+                            let seq = frame["seq"].as_u64().unwrap();
+                            let range = live.entry(room.clone()).or_insert((seq, seq, 0));
+                            range.1 = seq;
+                            range.2 += 1;
                             note(&mut record, &room, &frame, replica, false);
                         }
                         Some("ack") => {
@@ -375,7 +399,10 @@ async fn client(
                                 None => assert_eq!(code, "store_unavailable", "{name}: {frame}"),
                             }
                         }
-                        Some("reconnect") => draining = true,
+                        Some("reconnect") => {
+                            record.log("asked to reconnect (drain)".to_owned());
+                            draining = true;
+                        }
                         _ => {}
                     }
                 }
@@ -412,6 +439,7 @@ async fn client(
                             .collect();
                         json!({"type": "resume", "rooms": rooms})
                     };
+                    record.lock().unwrap().log(format!("asked again, {resume}"));
                     if socket.send(Message::Text(resume.to_string().into())).await.is_err() {
                         break;
                     }
@@ -421,6 +449,11 @@ async fn client(
             }
         }
         let mut record = record.lock().unwrap();
+        let mut live: Vec<_> = live.into_iter().collect();
+        live.sort();
+        record.log(format!(
+            "left replica {replica}; live (room, (first, last, count)): {live:?}"
+        ));
         for sent in record.sent.values_mut() {
             if sent.outcome == Outcome::Waiting {
                 sent.outcome = Outcome::Unanswered;
@@ -615,11 +648,15 @@ fn check(
                 for seq in messages.keys().filter(|seq| !got.contains(seq)) {
                     verdict.holes += 1;
                     if verdict.hole_samples.len() < 10 {
-                        verdict.hole_samples.push(format!(
+                        let mut sample = format!(
                             "{} missed {room} seq {seq} (newest {newest}, got {} in all)",
                             record.name,
                             got.len()
-                        ));
+                        );
+                        if verdict.hole_samples.len() < 3 {
+                            sample.push_str(&explain_hole(records, record, room, *seq, windows));
+                        }
+                        verdict.hole_samples.push(sample);
                     }
                 }
             }
@@ -674,6 +711,77 @@ fn check(
         }
     }
     verdict
+}
+
+/// Around a hole: when the other clients got the seq, the faults, what the
+/// client got either side of it, and its own trail (connections, resumes,
+/// `joined` answers, live ranges) within 15 s of it.
+fn explain_hole(
+    records: &[Record],
+    record: &Record,
+    room: &str,
+    seq: u64,
+    windows: &[Window],
+) -> String {
+    let origin = records
+        .iter()
+        .flat_map(|r| r.trail.first().map(|(at, _)| *at))
+        .min()
+        .unwrap_or_else(Instant::now);
+    let t = |at: Instant| format!("{:.2}s", at.saturating_duration_since(origin).as_secs_f64());
+    let arrivals: Vec<(Instant, &str, usize, bool)> = records
+        .iter()
+        .flat_map(|r| {
+            r.seen
+                .get(room)
+                .into_iter()
+                .flatten()
+                .filter(|s| s.seq == seq)
+                .map(|s| (s.at, r.name.as_str(), s.replica, s.refill))
+        })
+        .collect();
+    let Some(first) = arrivals.iter().map(|a| a.0).min() else {
+        return "; nobody got it".to_owned();
+    };
+    let mut text = format!(
+        "\n  others got it from {} to {} ({} arrivals; by replica: {:?})",
+        t(first),
+        t(arrivals.iter().map(|a| a.0).max().unwrap()),
+        arrivals.len(),
+        (0..REPLICAS)
+            .map(|n| arrivals.iter().filter(|a| a.2 == n).count())
+            .collect::<Vec<_>>()
+    );
+    for window in windows {
+        text.push_str(&format!(
+            "\n  fault {} on {:?}: {}..{}",
+            window.fault.name(),
+            window.replica,
+            t(window.start),
+            t(window.healed)
+        ));
+    }
+    let seen = record.seen.get(room).map(Vec::as_slice).unwrap_or(&[]);
+    let before = seen.iter().filter(|s| s.seq < seq).max_by_key(|s| s.seq);
+    let after = seen.iter().filter(|s| s.seq > seq).min_by_key(|s| s.seq);
+    for (side, delivery) in [("below", before), ("above", after)] {
+        if let Some(d) = delivery {
+            text.push_str(&format!(
+                "\n  nearest {side}: seq {} at {} from replica {}{}",
+                d.seq,
+                t(d.at),
+                d.replica,
+                if d.refill { " (refill)" } else { "" }
+            ));
+        }
+    }
+    let near = Duration::from_secs(15);
+    for (at, event) in &record.trail {
+        if *at + near >= first && *at <= first + near {
+            text.push_str(&format!("\n  {} {event}", t(*at)));
+        }
+    }
+    text
 }
 
 /// `(room, seq)` pairs the `messages` collection holds more than once,
