@@ -203,6 +203,52 @@ pub struct Config {
     /// arrive; past it the request ends with an error and frees its connection.
     #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 20)]
     pub body_timeout_secs: u64,
+
+    /// Keys a backend presents to the server API (`/api/v1`, as
+    /// `Authorization: Bearer KEY`), comma-separated, each 16 to 256
+    /// printable ASCII characters. Unset: the API is not served (404).
+    #[arg(long, env = "API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<ApiKey>,
+
+    /// Server API requests per second per key (0: no limit); past it, 429.
+    /// A broadcast counts once per room.
+    #[arg(long, env = "API_RATE_LIMIT", default_value_t = 1000)]
+    pub api_rate_limit: u32,
+}
+
+/// A server API key; never printed (its `Debug` is redacted).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(redacted)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = String;
+
+    fn from_str(key: &str) -> Result<Self, String> {
+        let key = key.trim();
+        // `API_KEYS=` (set but empty, as compose files pass it) is no key.
+        if key.is_empty() {
+            return Ok(Self(String::new()));
+        }
+        if !(16..=256).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "an API key needs 16 to 256 printable ASCII characters without spaces (one has {})",
+                key.len()
+            ));
+        }
+        Ok(Self(key.to_owned()))
+    }
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -275,11 +321,21 @@ impl Config {
         config.scalable = false;
         config.adapter = None;
         config.metrics_addr = None;
+        config.api_keys = Vec::new();
         // Tests register and log in many users from one address.
         config.login_attempts_per_minute = 0;
         config.login_failures_per_minute = 0;
         config.registrations_per_hour = 0;
         config
+    }
+
+    /// The server API's keys; none means the API is off.
+    pub fn api_keys(&self) -> Vec<ApiKey> {
+        self.api_keys
+            .iter()
+            .filter(|key| !key.0.is_empty())
+            .cloned()
+            .collect()
     }
 
     /// The broker this replica joins the cluster through; `None` for a

@@ -25,9 +25,13 @@ async fn main() -> anyhow::Result<()> {
     // Scripts and tests started with PORT=0 read the chosen port from here;
     // as a log line in JSON mode, so every line of the output is JSON.
     let url = format!("http://{}", running.addr);
+    let metrics = running
+        .metrics_addr
+        .map(|addr| format!(", metrics on http://{addr}/metrics"))
+        .unwrap_or_default();
     match format {
-        rookery::config::LogFormat::Text => println!("listening on {url}"),
-        rookery::config::LogFormat::Json => tracing::info!(%url, "listening on {url}"),
+        rookery::config::LogFormat::Text => println!("listening on {url}{metrics}"),
+        rookery::config::LogFormat::Json => tracing::info!(%url, "listening on {url}{metrics}"),
     }
     let stopper = running.stopper();
     actix_web::rt::spawn(async move {

@@ -357,6 +357,10 @@ impl Replica {
                 config.ws_per_address,
             ),
         });
+        let api = http::api::Api::new(&config.api_keys(), config.api_rate_limit).map(web::Data::new);
+        if api.is_some() {
+            tracing::info!("server API on at /api/v1");
+        }
         let connections = http::admission::Connections::default();
         let max_connections = config.max_connections;
         let body_timeout = StdDuration::from_secs(config.body_timeout_secs.max(1));
@@ -373,6 +377,7 @@ impl Replica {
                     .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
                     .build();
             let upload_dir = upload_dir.clone();
+            let api = api.clone();
             App::new()
                 .app_data(state.clone())
                 .wrap_fn(move |mut request, service| {
@@ -387,6 +392,7 @@ impl Replica {
                 .wrap(middleware::Compress::default())
                 .wrap(middleware::Logger::new("%r %s %b %Dms").exclude("/healthz"))
                 .configure(http::health_routes)
+                .configure(move |cfg| http::api::routes(cfg, api))
                 .service(
                     web::scope("")
                         .wrap(session_middleware)

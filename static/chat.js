@@ -657,6 +657,15 @@
           entry.li.querySelector(".meta").textContent = "not sent: disconnected";
         }
         pending.clear();
+        // Closed by the application's backend: coming back is allowed,
+        // after a pause (it may refuse reconnects for a while).
+        if (event.reason === "disconnected") {
+          $("status").textContent = "disconnected by the server, reconnecting…";
+          backoff = Math.max(backoff, 5000);
+          setTimeout(connect, backoff);
+          backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+          return;
+        }
         // Refused: reconnecting would be refused again (or take the session
         // back from the newer tab).
         $("status").textContent =

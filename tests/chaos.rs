@@ -12,7 +12,8 @@
 //! `CHAOS_LANE` (`short` or `long`), `CHAOS_BROKERS` (comma-separated, default
 //! all), `CHAOS_REPORT` (a file the result tables are appended to),
 //! `CHAOS_FAULTS` (comma-separated, e.g. `kill_broker,cut_link`: only these),
-//! `CHAOS_LOGS` (set: print the replicas' logs at the end).
+//! `CHAOS_LOGS` (set: print the replicas' logs at the end), `CHAOS_RUST_LOG`
+//! (the replicas' log filter, e.g. `info,rookery::chat::room=debug`).
 
 mod common;
 
@@ -743,8 +744,9 @@ fn explain_hole(
     let Some(first) = arrivals.iter().map(|a| a.0).min() else {
         return "; nobody got it".to_owned();
     };
+    let origin_utc = time::OffsetDateTime::now_utc() - origin.elapsed();
     let mut text = format!(
-        "\n  others got it from {} to {} ({} arrivals; by replica: {:?})",
+        "\n  (0.00s is {origin_utc} UTC)\n  others got it from {} to {} ({} arrivals; by replica: {:?})",
         t(first),
         t(arrivals.iter().map(|a| a.0).max().unwrap()),
         arrivals.len(),
@@ -881,6 +883,9 @@ async fn chaos(kind: BrokerKind) {
         let link = Link::start(broker_addr).await;
         let mut env = broker.replica_env_on(link.port);
         env.push(("MONGO_URL", database_url.clone()));
+        if let Ok(filter) = std::env::var("CHAOS_RUST_LOG") {
+            env.push(("RUST_LOG", filter));
+        }
         links.push(link);
         envs.push(env);
     }

@@ -46,11 +46,16 @@ pub struct SetAvatar(pub Option<String>);
 
 /// Closes a connection with close code 1008 and a reason the client acts
 /// on instead of reconnecting as usual.
-#[derive(Message, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Message, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "()")]
+#[serde(rename_all = "snake_case")]
 pub enum Evict {
-    /// The validity webhook reported the user invalid: do not reconnect.
+    /// The validity webhook reported the user invalid, or a backend
+    /// revoked them (`/api/v1`): do not reconnect.
     Revoked,
+    /// A backend disconnected the user: reconnecting is allowed (after a
+    /// pause; a backend may refuse reconnects for a while).
+    Disconnected,
     /// `SINGLE_SESSION`: the user connected elsewhere.
     Replaced,
     /// The login this connection was opened with logged out (on any
@@ -63,6 +68,7 @@ impl Evict {
     pub fn reason(self) -> &'static str {
         match self {
             Self::Revoked => "revoked",
+            Self::Disconnected => "disconnected",
             Self::Replaced => "replaced",
             Self::LoggedOut => "logged_out",
         }

@@ -100,6 +100,21 @@ pub enum ClusterEvent {
     /// For admin users, on [`ADMIN_CHANNEL`]: a connection of `user` opened
     /// or closed on the sending replica.
     UserActivity { user: String, connected: bool },
+    /// A backend asks for `user`'s connections, on the user's channel (so
+    /// only replicas with one hear it); they answer on the asker's
+    /// [`node_channel`] with [`ClusterEvent::Connections`].
+    ConnectionsAsked { user: String, query: u64 },
+    Connections {
+        query: u64,
+        connections: Vec<crate::chat::registry::Connection>,
+    },
+    /// A backend closed `user`'s connections, on [`REPLICAS_CHANNEL`]:
+    /// every replica closes its own and refuses new ones until `until`.
+    UserDisconnected {
+        user: String,
+        reason: crate::chat::Evict,
+        until: Millis,
+    },
 }
 
 impl ClusterEvent {
@@ -112,9 +127,12 @@ impl ClusterEvent {
             | Self::Fast { room, .. }
             | Self::Read { room, .. }
             | Self::Delivered { room, .. } => Some(room),
-            Self::SessionOpened { .. } | Self::LoginEnded { .. } | Self::UserActivity { .. } => {
-                None
-            }
+            Self::SessionOpened { .. }
+            | Self::LoginEnded { .. }
+            | Self::UserActivity { .. }
+            | Self::ConnectionsAsked { .. }
+            | Self::Connections { .. }
+            | Self::UserDisconnected { .. } => None,
         }
     }
 }
@@ -128,6 +146,14 @@ pub const ADMIN_CHANNEL: &str = "rookery.admin";
 struct Envelope {
     node: String,
     event: ClusterEvent,
+}
+
+/// What every replica holds: events for the whole cluster.
+pub const REPLICAS_CHANNEL: &str = "rookery.replicas";
+
+/// One replica's own channel: answers to its questions.
+pub fn node_channel(node: &str) -> String {
+    format!("rookery.node.{node}")
 }
 
 pub fn room_channel(room: &str) -> String {

@@ -1,6 +1,7 @@
 //! HTTP: pages, login, uploads, health, and the route table.
 
 pub mod admission;
+pub mod api;
 pub mod auth;
 pub mod avatar;
 pub mod health;

@@ -530,7 +530,8 @@ pub fn check_text(text: &str, reference: Option<&Ref>) -> Result<(), Rejected> {
     Ok(())
 }
 
-fn rfc3339(ts: Millis) -> String {
+/// A store time as the wire shows it: RFC 3339, UTC, milliseconds.
+pub fn rfc3339(ts: Millis) -> String {
     let nanos = i128::from(ts) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()

@@ -27,7 +27,16 @@ impl RateLimiter {
         self.allow_at(Instant::now())
     }
 
+    /// Takes `n` tokens at once (an API broadcast to `n` rooms), or none.
+    pub fn allow_many(&mut self, n: u32) -> bool {
+        self.take_at(Instant::now(), f64::from(n.max(1)))
+    }
+
     fn allow_at(&mut self, now: Instant) -> bool {
+        self.take_at(now, 1.0)
+    }
+
+    fn take_at(&mut self, now: Instant, n: f64) -> bool {
         if self.per_second == 0.0 {
             return true;
         }
@@ -36,8 +45,8 @@ impl RateLimiter {
             .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled_at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
@@ -58,6 +67,16 @@ mod tests {
         assert_eq!(allowed, 5);
         assert!(!limiter.allow_at(start + Duration::from_millis(50)));
         assert!(limiter.allow_at(start + Duration::from_millis(160)));
+    }
+
+    #[test]
+    fn many_tokens_are_taken_together_or_not_at_all() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(10, 10);
+        assert!(limiter.take_at(start, 8.0));
+        assert!(!limiter.take_at(start, 3.0), "2 left: none taken");
+        assert!(limiter.take_at(start, 2.0));
+        assert!(!limiter.allow_at(start));
     }
 
     #[test]

@@ -431,7 +431,7 @@ impl WsSession {
 
     fn post(&self, text: String, options: MessageOptions, ctx: &mut Context<Self>) -> room::Post {
         room::Post {
-            session: self.id,
+            session: Some(self.id),
             user: self.user.clone(),
             avatar: self.avatar.clone(),
             text,
@@ -439,7 +439,7 @@ impl WsSession {
             delivery: options.delivery,
             confirm: options.confirm,
             retry: options.retry,
-            reply: ctx.address().recipient(),
+            reply: room::Reply::Socket(ctx.address().recipient()),
         }
     }
 

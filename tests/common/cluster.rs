@@ -314,11 +314,12 @@ impl Replica {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("rookery.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_rookery"));
         command
             .env_clear()
-            .env("METRICS_ADDR", metrics_addr.to_string())
+            // Port 0: the replica prints the one it bound (a port picked
+            // here could be taken by the time it binds).
+            .env("METRICS_ADDR", "127.0.0.1:0")
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info,actix_web::middleware::logger=warn")
             .env("HOST", "127.0.0.1")
@@ -337,16 +338,22 @@ impl Replica {
         }
         let child = spawn_logged(&mut command, log).expect("the rookery binary starts");
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
+        let (addr, metrics_addr): (SocketAddr, SocketAddr) = loop {
             let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
             // A text line, or the message of a JSON one.
-            const MARK: &str = "listening on http://";
-            if let Some(at) = printed.find(MARK) {
-                let rest = &printed[at + MARK.len()..];
+            let after = |mark: &str| {
+                let at = printed.find(mark)?;
+                let rest = &printed[at + mark.len()..];
                 let end = rest
-                    .find(|c: char| c == '"' || c.is_whitespace())
+                    .find(|c: char| matches!(c, '"' | '/' | ',') || c.is_whitespace())
                     .unwrap_or(rest.len());
-                break rest[..end].parse().unwrap();
+                Some(rest[..end].parse().unwrap())
+            };
+            if let (Some(addr), Some(metrics)) = (
+                after("listening on http://"),
+                after("metrics on http://"),
+            ) {
+                break (addr, metrics);
             }
             assert!(
                 Instant::now() < deadline,

@@ -2,10 +2,12 @@
 
 use actix::prelude::*;
 
+use tokio::sync::oneshot;
+
 use crate::chat::{Deliver, SessionId};
 use crate::cluster::ClusterEvent;
-use crate::store::Delivery;
-use crate::ws::protocol::{self, Ref};
+use crate::store::{Delivery, Millis, StoredMessage};
+use crate::ws::protocol::{self, Ref, Rejected, ServerFrame};
 
 /// A connection becomes a member of the room. With `announce` it receives
 /// `joined` (history and who is online); without, it only starts receiving
@@ -41,11 +43,14 @@ pub struct Leave {
     pub session: SessionId,
 }
 
-/// A member posts a message; its author gets `ack` once it is stored.
+/// A member (or a backend, through `/api/v1`) posts a message; its author
+/// gets `ack` once it is stored.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Post {
-    pub session: SessionId,
+    /// The member's connection; `None` for a backend's post, which the
+    /// registry vouches for (it checked the sender and the room).
+    pub session: Option<SessionId>,
     pub user: String,
     pub avatar: Option<String>,
     pub text: String,
@@ -57,8 +62,69 @@ pub struct Post {
     /// the earlier one if it has it (see [`crate::store::NewMessage::retry`]).
     pub retry: bool,
     /// Where the `ack` or `error` goes.
-    pub reply: Recipient<Deliver>,
+    pub reply: Reply,
 }
+
+/// Where the answer to a [`Post`] goes.
+pub enum Reply {
+    /// A member's connection: an `ack` or `error` frame with the post's `ref`.
+    Socket(Recipient<Deliver>),
+    /// A backend's request, waiting for the outcome itself.
+    Api(oneshot::Sender<Outcome>),
+}
+
+/// How a backend's post ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Stored { seq: u64, id: String, ts: Millis },
+    /// A `fast` post: fanned out to the members, stored in the background.
+    Sent { id: String },
+    Refused(Rejected),
+}
+
+impl Reply {
+    pub(super) fn refuse(self, rejected: Rejected) {
+        match self {
+            Self::Socket(socket) => socket.do_send(Deliver(rejected.encode())),
+            Self::Api(answer) => {
+                let _ = answer.send(Outcome::Refused(rejected));
+            }
+        }
+    }
+
+    pub(super) fn ack(self, reference: Option<&Ref>, message: &StoredMessage) {
+        match self {
+            Self::Socket(socket) => {
+                let ack = ServerFrame::Ack {
+                    reference,
+                    room: &message.room,
+                    seq: message.seq,
+                }
+                .encode();
+                socket.do_send(Deliver(ack));
+            }
+            Self::Api(answer) => {
+                let _ = answer.send(Outcome::Stored {
+                    seq: message.seq,
+                    id: message.id.clone(),
+                    ts: message.ts,
+                });
+            }
+        }
+    }
+
+    /// A `fast` post went out: a backend hears so, a connection nothing.
+    pub(super) fn sent(self, id: &str) {
+        if let Self::Api(answer) = self {
+            let _ = answer.send(Outcome::Sent { id: id.to_owned() });
+        }
+    }
+}
+
+/// Who is online in the room, on every replica, sorted.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct Online;
 
 /// A member read the room up to `seq`.
 #[derive(Message)]

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-pub use messages::{Activate, Confirmed, FromCluster, Join, Leave, Post, Read, Shutdown, Typing};
+pub use messages::{
+    Activate, Confirmed, FromCluster, Join, Leave, Online, Outcome, Post, Read, Reply, Shutdown, Typing,
+};
 use presence::Presence;
 use sequencer::{Fill, Sequencer, MAX_FILL};
 
@@ -127,8 +129,9 @@ impl Member {
     }
 }
 
-/// Where a stored message's `ack` goes: the author's `ref` and connection.
-type Receipt = (Option<Ref>, Recipient<Deliver>);
+/// Where a stored message's `ack` goes: the author's `ref` and connection
+/// (or request).
+type Receipt = (Option<Ref>, Reply);
 
 /// A post waiting for the store.
 /// A post being stored, as the room must answer it.
@@ -282,6 +285,9 @@ impl Room {
     }
 
     fn deliver_all(&mut self, ready: Vec<StoredMessage>, ctx: &mut Context<Self>) {
+        if let (Some(first), Some(last)) = (ready.first(), ready.last()) {
+            tracing::debug!(room = %self.name, first = first.seq, last = last.seq, members = self.members.len(), "delivering");
+        }
         let mut reached: HashMap<String, Vec<u64>> = HashMap::new();
         for message in &ready {
             for (recipient, seqs) in self.deliver(message) {
@@ -541,12 +547,11 @@ impl Room {
                         let Some((reference, reply)) = waiting.receipt else {
                             continue;
                         };
-                        let frame = if waiting.retry {
+                        reply.refuse(if waiting.retry {
                             Rejected::new(ErrorCode::StoreUncertain, RETRY_NOT_CHECKED, reference)
                         } else {
                             Rejected::new(code, text, reference)
-                        };
-                        reply.do_send(Deliver(frame.encode()));
+                        });
                     }
                 }
             }
@@ -589,13 +594,7 @@ impl Room {
             metrics
                 .ack_seconds
                 .observe(waiting.accepted.elapsed().as_secs_f64());
-            let ack = ServerFrame::Ack {
-                reference: reference.as_ref(),
-                room: &self.name,
-                seq: message.seq,
-            }
-            .encode();
-            reply.do_send(Deliver(ack));
+            reply.ack(reference.as_ref(), message);
         }
         // Other replicas get only what is new: a repeated original could
         // start a room there at an old seq; they have it, or fill it in
@@ -619,14 +618,14 @@ impl Room {
 
     /// A fast message goes to everyone here and on other replicas at once,
     /// before it is stored.
-    fn fan_out_fast(&self, post: &Post, id: &str) {
+    fn fan_out_fast(&self, user: &str, text: &str, avatar: &Option<String>, id: &str) {
         let message = StoredMessage {
             room: self.name.clone(),
             seq: 0,
-            from: post.user.clone(),
-            text: post.text.clone(),
+            from: user.to_owned(),
+            text: text.to_owned(),
             ts: now_millis(),
-            avatar: post.avatar.clone(),
+            avatar: avatar.clone(),
             id: id.to_owned(),
             fast: true,
         };
@@ -700,6 +699,7 @@ impl Handler<Join> for Room {
         // Messages stored elsewhere but not yet delivered here come later,
         // by delivery; the history stops where delivery stands.
         let before = self.sequencer.delivered().map(|delivered| delivered + 1);
+        tracing::debug!(room = %self.name, session = join.session, since = ?join.since, ?before, "join: reading history");
         let read = async move {
             let history = store.history(&room, before, limit).await;
             // Read positions are a nicety: a failure leaves them out.
@@ -755,6 +755,14 @@ impl Handler<Join> for Room {
                 held: None,
             });
             member.seen_up_to = member.seen_up_to.max(seen_up_to);
+            tracing::debug!(
+                room = %this.name,
+                session = join.session,
+                history = ?history.first().zip(history.last()).map(|(a, b)| (a.seq, b.seq)),
+                delivered,
+                seen_up_to = member.seen_up_to,
+                "join: answered"
+            );
             let socket = member.socket.clone();
             // Held messages were delivered here already, so this `joined`
             // carries them: they reach the connection now.
@@ -815,18 +823,27 @@ impl Handler<Post> for Room {
     type Result = ();
 
     fn handle(&mut self, post: Post, ctx: &mut Self::Context) {
-        if !self.members.contains_key(&post.session) {
-            let frame = Rejected::new(
+        let Post {
+            session,
+            user,
+            avatar,
+            text,
+            reference,
+            delivery,
+            confirm,
+            retry,
+            reply,
+        } = post;
+        if session.is_some_and(|session| !self.members.contains_key(&session)) {
+            reply.refuse(Rejected::new(
                 ErrorCode::NotJoined,
                 format!("join {} before posting to it", self.name),
-                post.reference,
-            )
-            .encode();
-            post.reply.do_send(Deliver(frame));
+                reference,
+            ));
             return;
         }
-        let fast = post.delivery == protocol::Delivery::Fast;
-        let permit = self.backlog.admit(post.text.len());
+        let fast = delivery == protocol::Delivery::Fast;
+        let permit = self.backlog.admit(text.len());
         if permit.is_some() {
             metrics::get().messages_accepted.inc(match fast {
                 true => metrics::mode::FAST,
@@ -834,53 +851,67 @@ impl Handler<Post> for Room {
             });
         }
         let id = new_message_id();
-        if fast {
-            self.fan_out_fast(&post, &id);
-        }
+        let reply = if fast {
+            self.fan_out_fast(&user, &text, &avatar, &id);
+            // Nothing more is promised: the answer is that it went out.
+            reply.sent(&id);
+            None
+        } else {
+            Some(reply)
+        };
         let Some(permit) = permit else {
-            if fast {
-                tracing::warn!(room = %self.name, "store backlog full; a fast message stays out of history");
-            } else if post.retry {
-                let frame =
-                    Rejected::new(ErrorCode::StoreUncertain, RETRY_NOT_CHECKED, post.reference);
-                post.reply.do_send(Deliver(frame.encode()));
-            } else {
-                let frame = Rejected::new(
+            match reply {
+                None => {
+                    tracing::warn!(room = %self.name, "store backlog full; a fast message stays out of history");
+                }
+                Some(reply) if retry => reply.refuse(Rejected::new(
+                    ErrorCode::StoreUncertain,
+                    RETRY_NOT_CHECKED,
+                    reference,
+                )),
+                Some(reply) => reply.refuse(Rejected::new(
                     ErrorCode::Overloaded,
                     "the server is storing too many messages; this one was not stored, send it again shortly",
-                    post.reference,
-                )
-                .encode();
-                post.reply.do_send(Deliver(frame));
+                    reference,
+                )),
             }
             return;
         };
         // Fast messages are not kept for an offline recipient: they promise
         // nothing beyond the live fan-out.
         let to = (!fast)
-            .then(|| self.recipient(&post.user).map(str::to_owned))
+            .then(|| self.recipient(&user).map(str::to_owned))
             .flatten();
-        let confirm = (post.confirm && to.is_some()).then(|| {
-            serde_json::to_string(&post.reference.clone().unwrap_or_default())
+        let confirm = (confirm && to.is_some()).then(|| {
+            serde_json::to_string(&reference.clone().unwrap_or_default())
                 .expect("JSON values serialize")
         });
         self.pending.push(Queued {
             accepted: Instant::now(),
             message: NewMessage {
                 id,
-                from: post.user,
-                text: post.text,
+                from: user,
+                text,
                 to,
                 confirm,
-                reference: post.reference.as_ref().map(ToString::to_string),
+                reference: reference.as_ref().map(ToString::to_string),
                 // A fast message has no ack to repeat.
-                retry: post.retry && !fast,
+                retry: retry && !fast,
             },
-            avatar: post.avatar,
-            receipt: (!fast).then_some((post.reference, post.reply)),
+            avatar,
+            receipt: reply.map(|reply| (reference, reply)),
             permit,
         });
         self.flush(ctx);
+    }
+}
+
+/// Who is online in the room, on every replica (for `/api/v1`).
+impl Handler<Online> for Room {
+    type Result = MessageResult<Online>;
+
+    fn handle(&mut self, _: Online, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.presence.online().to_vec())
     }
 }
 
@@ -953,7 +984,10 @@ impl Handler<FromCluster> for Room {
             ClusterEvent::Delivered { deliveries, .. } => self.confirm(deliveries, false),
             ClusterEvent::SessionOpened { .. }
             | ClusterEvent::LoginEnded { .. }
-            | ClusterEvent::UserActivity { .. } => {}
+            | ClusterEvent::UserActivity { .. }
+            | ClusterEvent::ConnectionsAsked { .. }
+            | ClusterEvent::Connections { .. }
+            | ClusterEvent::UserDisconnected { .. } => {}
             ClusterEvent::Typing { user, active, .. } => {
                 let frame = ServerFrame::Typing {
                     room: &self.name,

@@ -4,6 +4,12 @@
 //! the registry knows it is empty, and a join can never reach a room that is
 //! shutting down: the next join simply starts a fresh room actor.
 
+mod backend;
+
+pub use backend::{
+    AskConnections, Connection, DisconnectUser, Publish, Watch, QUERY_WAIT, ROOM_LINGER,
+};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +19,10 @@ use actix::prelude::*;
 use super::names::{direct_participants, direct_room};
 use super::room::{self, Room};
 use super::{Deliver, Drain, Evict, SessionId, SetAvatar};
-use crate::cluster::{user_channel, ClusterEvent, ClusterHandle, Remote, Resync, ADMIN_CHANNEL};
+use crate::cluster::{
+    node_channel, user_channel, ClusterEvent, ClusterHandle, Remote, Resync, ADMIN_CHANNEL,
+    REPLICAS_CHANNEL,
+};
 use crate::hooks::{ConnectionEvent, Hooks};
 use crate::store::backlog::Backlog;
 use crate::store::{now_millis, Delivery, Millis, Store};
@@ -170,9 +179,15 @@ pub struct Registry {
     policies: Policies,
     /// Local admin connections.
     admin_sessions: HashSet<SessionId>,
-    /// Users the validity hook revoked, and when: reconnecting before the
-    /// next check does not bring them back.
-    revoked: HashMap<String, Instant>,
+    /// Users whose new connections are closed at once, until when, and
+    /// why: revoked by the validity hook (until its next check), or
+    /// disconnected by a backend for a while.
+    refused: HashMap<String, (Evict, Instant)>,
+    /// Rooms a backend used lately (see [`ROOM_LINGER`]), and when.
+    watched: HashMap<String, Instant>,
+    /// Backends' questions to the other replicas, waiting for answers.
+    queries: HashMap<u64, backend::Query>,
+    next_query: u64,
 }
 
 impl Registry {
@@ -198,7 +213,10 @@ impl Registry {
             draining: None,
             policies,
             admin_sessions: HashSet::new(),
-            revoked: HashMap::new(),
+            refused: HashMap::new(),
+            watched: HashMap::new(),
+            queries: HashMap::new(),
+            next_query: 0,
         }
     }
 
@@ -274,11 +292,9 @@ impl Registry {
         ctx.spawn(ask.into_actor(self).map(|result, this, _ctx| match result {
             Ok(invalid) => {
                 let every = this.policies.hooks.validity_interval().unwrap_or_default();
-                this.revoked.retain(|_, since| since.elapsed() < every);
                 for user in invalid {
                     tracing::info!(%user, "validity webhook revoked a user; disconnecting");
-                    this.evict_user(&user, Evict::Revoked, None);
-                    this.revoked.insert(user, Instant::now());
+                    this.refuse(user, Evict::Revoked, every);
                 }
             }
             Err(err) => {
@@ -286,6 +302,16 @@ impl Registry {
                 tracing::warn!(error = %err, "validity webhook failed; nobody disconnected");
             }
         }));
+    }
+
+    /// Closes `user`'s connections here and refuses new ones for `period`.
+    fn refuse(&mut self, user: String, reason: Evict, period: Duration) {
+        self.evict_user(&user, reason, None);
+        let now = Instant::now();
+        self.refused.retain(|_, (_, until)| *until > now);
+        if !period.is_zero() {
+            self.refused.insert(user, (reason, now + period));
+        }
     }
 
     /// The running room, started if needed. A new direct room gets every
@@ -361,8 +387,14 @@ impl Registry {
             return;
         }
         entry.addr.do_send(room::Leave { session });
-        if entry.members.is_empty() {
-            let entry = self.rooms.remove(room).expect("entry was just used");
+        if entry.members.is_empty() && !self.watched.contains_key(room) {
+            self.retire(room);
+        }
+    }
+
+    /// Stops a room nobody here is in; it stores what it holds first.
+    fn retire(&mut self, room: &str) {
+        if let Some(entry) = self.rooms.remove(room) {
             entry.addr.do_send(room::Shutdown);
             self.retiring.retain(Addr::connected);
             self.retiring.push(entry.addr);
@@ -386,6 +418,12 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.cluster
             .attach(ctx.address().recipient(), ctx.address().recipient());
+        if self.cluster.is_clustered() {
+            self.cluster
+                .subscribe(node_channel(&self.policies.node), None);
+            self.cluster.subscribe(REPLICAS_CHANNEL.to_owned(), None);
+        }
+        ctx.run_interval(backend::SWEEP, |this, _ctx| this.sweep_watched());
         if let Some(every) = self.policies.hooks.validity_interval() {
             ctx.run_interval(every, |this, ctx| this.check_validity(ctx));
         }
@@ -400,13 +438,10 @@ impl Handler<Connect> for Registry {
             // Upgraded just before the drain began.
             connect.drain.do_send(Drain { close_after });
         }
-        let every = self.policies.hooks.validity_interval().unwrap_or_default();
-        if self
-            .revoked
-            .get(&connect.user)
-            .is_some_and(|since| since.elapsed() < every)
-        {
-            connect.evict.do_send(Evict::Revoked);
+        if let Some((reason, until)) = self.refused.get(&connect.user) {
+            if *until > Instant::now() {
+                connect.evict.do_send(*reason);
+            }
         }
         let connected_at = now_millis();
         if self.policies.single_session {
@@ -593,6 +628,16 @@ impl Handler<Remote> for Registry {
             ClusterEvent::LoginEnded { user, login } => return self.end_login(user, login),
             ClusterEvent::UserActivity { user, connected } => {
                 return self.push_to_admins(user, &remote.node, *connected);
+            }
+            ClusterEvent::ConnectionsAsked { user, query } => {
+                return self.answer_connections(user, *query, &remote.node);
+            }
+            ClusterEvent::Connections { query, connections } => {
+                return self.collect_connections(*query, connections);
+            }
+            ClusterEvent::UserDisconnected { user, reason, until } => {
+                let period = Duration::from_millis(until.saturating_sub(now_millis()).max(0) as u64);
+                return self.refuse(user.clone(), *reason, period);
             }
             _ => {}
         }

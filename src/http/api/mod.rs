@@ -1,0 +1,342 @@
+//! The server API, `/api/v1`: what a backend does over HTTP, with the
+//! guarantees a user's message has. A publish goes through the room like a
+//! member's post (stored, given its `seq`, fanned out here and published to
+//! the other replicas), and the HTTP response is its `ack`.
+//!
+//! Only for holders of one of `API_KEYS` (`Authorization: Bearer KEY`,
+//! compared in constant time); with no key configured nothing here is
+//! routed (404), so the API is never open by accident. Outside the session
+//! middleware and the same-site check: a backend has no cookie, and a key
+//! is not something a browser sends by itself.
+//!
+//! - [`messages`]: publish to a room, a direct message, a broadcast;
+//! - [`rooms`]: presence on every replica, history by `seq`;
+//! - [`users`]: a user's connections across the cluster, disconnect;
+//! - [`openapi`]: the OpenAPI document, generated from these handlers.
+
+pub mod messages;
+pub mod openapi;
+pub mod rooms;
+pub mod users;
+
+use std::future::{ready, Ready};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use blake2::{Blake2b512, Digest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+
+use crate::config::ApiKey;
+use crate::store::StoreError;
+use crate::ws::protocol::{ErrorCode, Rejected};
+use crate::ws::rate_limit::RateLimiter;
+
+/// Longest request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 100;
+/// How long a request waits for its message to be stored: the store's own
+/// bound (5 s) for the batch ahead and for this one, and some slack.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The configured keys (as digests, so comparing them takes the same time
+/// whatever their length) and each key's rate.
+pub struct Api {
+    keys: Vec<[u8; 64]>,
+    limiters: Vec<Mutex<RateLimiter>>,
+}
+
+impl Api {
+    /// `None` without keys: the API is off.
+    pub fn new(keys: &[ApiKey], per_second: u32) -> Option<Self> {
+        if keys.is_empty() {
+            return None;
+        }
+        Some(Self {
+            keys: keys.iter().map(|key| digest(key.as_bytes())).collect(),
+            limiters: keys
+                .iter()
+                .map(|_| Mutex::new(RateLimiter::new(per_second, per_second.max(1))))
+                .collect(),
+        })
+    }
+
+    /// Which key `presented` is. Every key is compared, in constant time,
+    /// so the time taken tells nothing about any of them.
+    fn key_of(&self, presented: &[u8]) -> Option<usize> {
+        let presented = digest(presented);
+        let mut found = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            if bool::from(key.ct_eq(&presented)) {
+                found = found.or(Some(index));
+            }
+        }
+        found
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 64] {
+    Blake2b512::digest(bytes).into()
+}
+
+/// Routes the API under `/api/v1` if it is on.
+pub fn routes(cfg: &mut web::ServiceConfig, api: Option<web::Data<Api>>) {
+    let Some(api) = api else {
+        return;
+    };
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(api)
+            .app_data(web::PathConfig::default().error_handler(|err, _| {
+                ApiError::bad_request(format!("bad path: {err}")).into()
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::bad_request(format!("bad query: {err}")).into()
+            }))
+            .route("/openapi.json", web::get().to(openapi::document))
+            .route(
+                "/rooms/{room}/messages",
+                web::post().to(messages::publish),
+            )
+            .route("/rooms/{room}/messages", web::get().to(rooms::history))
+            .route("/rooms/{room}/presence", web::get().to(rooms::presence))
+            .route("/users/{user}/messages", web::post().to(messages::direct))
+            .route(
+                "/users/{user}/connections",
+                web::get().to(users::connections),
+            )
+            .route(
+                "/users/{user}/disconnect",
+                web::post().to(users::disconnect),
+            )
+            .route("/broadcast", web::post().to(messages::broadcast))
+            .default_service(web::to(|| async {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+            })),
+    );
+}
+
+/// A request from a backend with a valid key, within its key's rate.
+pub struct Caller {
+    key: usize,
+}
+
+impl Caller {
+    /// Takes `n - 1` more tokens for a request doing the work of `n`.
+    fn spend(&self, api: &Api, n: usize) -> Result<(), ApiError> {
+        if n <= 1 {
+            return Ok(());
+        }
+        let mut limiter = api.limiters[self.key].lock().expect("limiter lock");
+        if limiter.allow_many((n - 1) as u32) {
+            Ok(())
+        } else {
+            Err(ApiError::rate_limited())
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let api = req
+        .app_data::<web::Data<Api>>()
+        .expect("the API scope carries its keys");
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(key) = presented.and_then(|presented| api.key_of(presented.as_bytes())) else {
+        // Which key was tried is never logged: it may be a real one, typed
+        // into the wrong place.
+        tracing::info!(
+            address = %super::client_address(req, false),
+            path = %req.path(),
+            with_key = presented.is_some(),
+            "refused an API request without a valid key"
+        );
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a valid API key as `Authorization: Bearer KEY`",
+        ));
+    };
+    let allowed = api.limiters[key].lock().expect("limiter lock").allow();
+    if !allowed {
+        return Err(ApiError::rate_limited());
+    }
+    Ok(Caller { key })
+}
+
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`]: a repeated key or a
+/// field the operation does not know is refused, not guessed at.
+pub async fn read_json<T: DeserializeOwned>(mut payload: web::Payload) -> Result<T, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| ApiError::bad_request(format!("reading the body: {err}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body may have at most {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    let value = crate::ws::json::parse(text)
+        .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
+    serde_json::from_value(value).map_err(|err| ApiError::bad_request(err.to_string()))
+}
+
+/// The `Idempotency-Key` header: a publish repeated with the same key (and
+/// the same sender and text) is stored once and answered with the first's
+/// `seq`.
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key)
+            if !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY_BYTES
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} printable ASCII characters"
+        ))),
+    }
+}
+
+/// An error as the API answers it: `{"error": {"code", "message"}}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `bad_request`, `unauthorized`, `rate_limited`,
+    /// `unknown_room`, `unknown_user`, `invalid_room`, `empty_text`,
+    /// `text_too_long`, `store_unavailable`, `store_uncertain`, `overloaded`…
+    #[schema(example = "unknown_user")]
+    pub code: String,
+    /// For people: what was wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn rate_limited() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "over this key's request rate (API_RATE_LIMIT); retry shortly",
+        )
+    }
+
+    pub fn unknown_user(user: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_user",
+            format!("there is no user {user:?}"),
+        )
+    }
+
+    pub fn store(err: StoreError) -> Self {
+        tracing::warn!(error = %err, "the store failed an API request");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "storage is unavailable right now; retry shortly",
+        )
+    }
+
+    /// What a room refused, as HTTP.
+    pub fn refused(rejected: Rejected) -> Self {
+        let status = match rejected.code {
+            ErrorCode::UnknownUser => StatusCode::NOT_FOUND,
+            ErrorCode::StoreUnavailable | ErrorCode::StoreUncertain | ErrorCode::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::NotJoined => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, rejected.code.as_str(), rejected.message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+            },
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        response.json(self.body())
+    }
+}
+
+impl actix_web::Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        self.error_response()
+    }
+}

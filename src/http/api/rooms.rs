@@ -1,0 +1,193 @@
+//! A room as a backend reads it: who is online, and its history.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, Caller};
+use crate::chat::names::{direct_participants, is_valid_public_room};
+use crate::chat::registry::{Watch, QUERY_WAIT};
+use crate::chat::room::Online;
+use crate::http::AppState;
+use crate::store::StoredMessage;
+use crate::ws::protocol::{rfc3339, ErrorCode, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
+
+/// Who is online in a room, on every replica.
+#[derive(Serialize, ToSchema)]
+pub struct Presence {
+    pub room: String,
+    /// Users with a connection in the room, sorted.
+    pub online: Vec<String>,
+}
+
+/// A page of a room's messages, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct History {
+    pub room: String,
+    pub messages: Vec<Message>,
+    /// More messages lie beyond this page in the direction asked.
+    pub more: bool,
+}
+
+/// A stored message, as clients see it.
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    pub room: String,
+    pub seq: u64,
+    pub id: String,
+    pub from: String,
+    pub avatar: Option<String>,
+    pub text: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub ts: String,
+}
+
+impl From<StoredMessage> for Message {
+    fn from(message: StoredMessage) -> Self {
+        Self {
+            ts: rfc3339(message.ts),
+            room: message.room,
+            seq: message.seq,
+            id: message.id,
+            from: message.from,
+            avatar: message.avatar,
+            text: message.text,
+        }
+    }
+}
+
+/// Which page: the newest (neither), the one before `before`, or the one
+/// after `after`.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Messages with a lower `seq`, newest of them.
+    pub before: Option<u64>,
+    /// Messages with a higher `seq`, oldest of them (catching up).
+    pub after: Option<u64>,
+    /// 1 to 100; 50 by default.
+    pub limit: Option<u32>,
+}
+
+fn check_room(room: &str) -> Result<(), ApiError> {
+    if is_valid_public_room(room) || direct_participants(room).is_some() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidRoom.as_str(),
+        format!("{room:?} is neither a public room nor a direct one (@a:b)"),
+    ))
+}
+
+/// Who is online in a room.
+///
+/// Every replica's members, as this replica's copy of the room knows them
+/// (replicas repeat their part every few seconds). A room not running
+/// here is started to ask; it stays a minute for the next question.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rooms/{room}/presence",
+    tag = "rooms",
+    params(("room" = String, Path, description = "A public room, or a direct one (`@a:b`)")),
+    responses(
+        (status = 200, description = "Who is online", body = Presence),
+        (status = 400, description = "Not a room name", body = super::ErrorBody),
+        (status = 401, description = "No valid key", body = super::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn presence(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = room.into_inner();
+    check_room(&room)?;
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the replica is shutting down",
+        )
+    };
+    let (addr, fresh) = state
+        .registry
+        .send(Watch { room: room.clone() })
+        .await
+        .map_err(|_| unavailable())?;
+    if fresh && state.cluster.is_clustered() {
+        // Just started: the other replicas are answering its first
+        // presence announcement.
+        tokio::time::sleep(QUERY_WAIT).await;
+    }
+    let online = addr.send(Online).await.map_err(|_| unavailable())?;
+    Ok(HttpResponse::Ok().json(Presence { room, online }))
+}
+
+/// A room's messages, paged by `seq`.
+///
+/// From the store, so every replica answers alike. A room that has never
+/// had a message is unknown (404).
+#[utoipa::path(
+    get,
+    path = "/api/v1/rooms/{room}/messages",
+    tag = "rooms",
+    params(("room" = String, Path, description = "A public room, or a direct one (`@a:b`)"), Page),
+    responses(
+        (status = 200, description = "A page of messages, oldest first", body = History),
+        (status = 400, description = "Bad room or page", body = super::ErrorBody),
+        (status = 401, description = "No valid key", body = super::ErrorBody),
+        (status = 404, description = "No such room", body = super::ErrorBody),
+        (status = 503, description = "Storage unavailable", body = super::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn history(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let room = room.into_inner();
+    check_room(&room)?;
+    let limit = page.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit is 1 to {MAX_HISTORY_LIMIT}"
+        )));
+    }
+    // One more than asked tells whether there is more.
+    let (read, newest_first) = match (page.before, page.after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give `before` or `after`, not both"))
+        }
+        (before, None) => (state.store.history(&room, before, limit + 1).await, true),
+        (None, Some(after)) => (state.store.after(&room, after, limit + 1).await, false),
+    };
+    let mut messages = read.map_err(ApiError::store)?;
+    let more = messages.len() > limit as usize;
+    if more {
+        // `history` answers oldest first: the extra one is the oldest.
+        if newest_first {
+            messages.remove(0);
+        } else {
+            messages.pop();
+        }
+    }
+    if messages.is_empty() && page.before.is_none() && page.after.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_room",
+            format!("{room:?} has no messages"),
+        ));
+    }
+    let messages = messages.into_iter().map(Message::from).collect();
+    Ok(HttpResponse::Ok().json(History {
+        room,
+        messages,
+        more,
+    }))
+}

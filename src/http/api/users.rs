@@ -1,0 +1,179 @@
+//! A user as a backend sees them: their connections across the cluster,
+//! and closing them.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use utoipa::ToSchema;
+
+use super::{read_json, ApiError, Caller};
+use crate::chat::names::is_valid_user_name;
+use crate::chat::registry::{AskConnections, DisconnectUser};
+use crate::chat::Evict;
+use crate::http::AppState;
+use crate::store::now_millis;
+use crate::ws::protocol::rfc3339;
+
+/// Longest refusal of reconnects: a day (a ban belongs in the application).
+pub const MAX_REFUSE_SECONDS: u64 = 24 * 60 * 60;
+
+/// A user's open connections, on every replica.
+#[derive(Serialize, ToSchema)]
+pub struct Connections {
+    pub user: String,
+    pub connections: Vec<Connection>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Connection {
+    /// The replica holding it (its `NODE_ID`).
+    pub node: String,
+    /// RFC 3339, UTC.
+    pub connected_at: String,
+    /// The rooms it is in, sorted.
+    pub rooms: Vec<String>,
+}
+
+/// How to close a user's connections.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectRequest {
+    /// The close reason the clients get: `disconnected` (they may come
+    /// back) or `revoked` (they should not; the browser page stops).
+    #[serde(default)]
+    pub reason: Reason,
+    /// Refuse new connections of the user for this many seconds (0 to
+    /// 86400; 0 by default): each is closed at once with the same reason.
+    #[serde(default)]
+    pub refuse_seconds: u64,
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    #[default]
+    Disconnected,
+    Revoked,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Disconnected {
+    pub user: String,
+    pub reason: Reason,
+    /// Until when new connections are refused (RFC 3339), if they are.
+    pub refused_until: Option<String>,
+}
+
+async fn known_user(state: &AppState, user: &str) -> Result<(), ApiError> {
+    if !is_valid_user_name(user) {
+        return Err(ApiError::unknown_user(user));
+    }
+    match state.store.find_user(user).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ApiError::unknown_user(user)),
+        Err(err) => Err(ApiError::store(err)),
+    }
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the replica is shutting down",
+    )
+}
+
+/// A user's connections across the cluster.
+///
+/// This replica's at once, the others' as they answer within 300 ms (a
+/// replica cut off from the broker is missing from the list).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user}/connections",
+    tag = "users",
+    params(("user" = String, Path, description = "A user")),
+    responses(
+        (status = 200, description = "Open connections, by replica", body = Connections),
+        (status = 401, description = "No valid key", body = super::ErrorBody),
+        (status = 404, description = "No such user", body = super::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn connections(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = user.into_inner();
+    known_user(&state, &user).await?;
+    let (answer, answered) = oneshot::channel();
+    state.registry.do_send(AskConnections {
+        user: user.clone(),
+        answer,
+    });
+    let found = answered.await.map_err(|_| unavailable())?;
+    let connections = found
+        .into_iter()
+        .map(|connection| Connection {
+            node: connection.node,
+            connected_at: rfc3339(connection.connected_at),
+            rooms: connection.rooms,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Connections { user, connections }))
+}
+
+/// Close a user's connections on every replica.
+///
+/// Each gets close code 1008 with the reason; with `refuse_seconds`, new
+/// connections of the user are closed the same way until then, on every
+/// replica running now (a replica started meanwhile does not know).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user}/disconnect",
+    tag = "users",
+    params(("user" = String, Path, description = "A user")),
+    request_body = DisconnectRequest,
+    responses(
+        (status = 200, description = "Closing", body = Disconnected),
+        (status = 400, description = "Bad input", body = super::ErrorBody),
+        (status = 401, description = "No valid key", body = super::ErrorBody),
+        (status = 404, description = "No such user", body = super::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn disconnect(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    user: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let user = user.into_inner();
+    let request: DisconnectRequest = read_json(body).await?;
+    if request.refuse_seconds > MAX_REFUSE_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "refuse_seconds is 0 to {MAX_REFUSE_SECONDS}"
+        )));
+    }
+    known_user(&state, &user).await?;
+    let refuse_for = Duration::from_secs(request.refuse_seconds);
+    state.registry.do_send(DisconnectUser {
+        user: user.clone(),
+        reason: match request.reason {
+            Reason::Disconnected => Evict::Disconnected,
+            Reason::Revoked => Evict::Revoked,
+        },
+        refuse_for,
+    });
+    tracing::info!(%user, seconds = request.refuse_seconds, "a backend disconnected a user");
+    let refused_until = (!refuse_for.is_zero())
+        .then(|| rfc3339(now_millis() + refuse_for.as_millis() as crate::store::Millis));
+    Ok(HttpResponse::Ok().json(Disconnected {
+        user,
+        reason: request.reason,
+        refused_until,
+    }))
+}
