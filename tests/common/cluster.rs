@@ -349,10 +349,9 @@ impl Replica {
                     .unwrap_or(rest.len());
                 Some(rest[..end].parse().unwrap())
             };
-            if let (Some(addr), Some(metrics)) = (
-                after("listening on http://"),
-                after("metrics on http://"),
-            ) {
+            if let (Some(addr), Some(metrics)) =
+                (after("listening on http://"), after("metrics on http://"))
+            {
                 break (addr, metrics);
             }
             assert!(

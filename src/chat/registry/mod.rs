@@ -635,8 +635,13 @@ impl Handler<Remote> for Registry {
             ClusterEvent::Connections { query, connections } => {
                 return self.collect_connections(*query, connections);
             }
-            ClusterEvent::UserDisconnected { user, reason, until } => {
-                let period = Duration::from_millis(until.saturating_sub(now_millis()).max(0) as u64);
+            ClusterEvent::UserDisconnected {
+                user,
+                reason,
+                until,
+            } => {
+                let period =
+                    Duration::from_millis(until.saturating_sub(now_millis()).max(0) as u64);
                 return self.refuse(user.clone(), *reason, period);
             }
             _ => {}

@@ -76,9 +76,15 @@ pub enum Reply {
 /// How a backend's post ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Stored { seq: u64, id: String, ts: Millis },
+    Stored {
+        seq: u64,
+        id: String,
+        ts: Millis,
+    },
     /// A `fast` post: fanned out to the members, stored in the background.
-    Sent { id: String },
+    Sent {
+        id: String,
+    },
     Refused(Rejected),
 }
 

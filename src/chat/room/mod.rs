@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 pub use messages::{
-    Activate, Confirmed, FromCluster, Join, Leave, Online, Outcome, Post, Read, Reply, Shutdown, Typing,
+    Activate, Confirmed, FromCluster, Join, Leave, Online, Outcome, Post, Read, Reply, Shutdown,
+    Typing,
 };
 use presence::Presence;
 use sequencer::{Fill, Sequencer, MAX_FILL};
@@ -725,72 +726,115 @@ impl Handler<Join> for Room {
                 }
             };
             let newest = history.last().map_or(0, |m| m.seq);
-            // Without a read there is no newest to start from: starting at
-            // 0 would replay the room's whole history as new messages.
-            let delivered = if complete {
-                this.sequencer.start_at(newest)
-            } else {
-                this.sequencer.delivered().unwrap_or(0)
+            let delivered = match complete {
+                true => this.sequencer.start_at(newest),
+                false => this.sequencer.delivered().unwrap_or(0),
             };
-            let mut seen_up_to = delivered;
-            let mut recovered = None;
-            if let Some(since) = join.since {
-                // A client ahead of this replica (it came from one further
-                // on) already has what this one has yet to deliver.
-                history.retain(|m| m.seq > since);
-                let replayed_from = history.first().map_or(delivered + 1, |m| m.seq);
-                let whole = replayed_from <= since + 1;
-                recovered = Some(complete && whole);
-                metrics::get().resumes.inc(match (complete, whole) {
-                    (false, _) => metrics::resume::FAILED,
-                    (true, false) => metrics::resume::CUT,
-                    (true, true) => metrics::resume::RECOVERED,
-                });
-                seen_up_to = seen_up_to.max(since);
+            if !complete || newest >= delivered {
+                return this.answer_join(join, history, reads, complete, ctx);
             }
-            let member = this.members.entry(join.session).or_insert(Member {
-                user: join.user,
-                socket: join.socket,
-                seen_up_to,
-                held: None,
-            });
-            member.seen_up_to = member.seen_up_to.max(seen_up_to);
-            tracing::debug!(
-                room = %this.name,
-                session = join.session,
-                history = ?history.first().zip(history.last()).map(|(a, b)| (a.seq, b.seq)),
-                delivered,
-                seen_up_to = member.seen_up_to,
-                "join: answered"
-            );
-            let socket = member.socket.clone();
-            // Held messages were delivered here already, so this `joined`
-            // carries them: they reach the connection now.
-            let reached: Vec<u64> = member
-                .held
-                .take()
-                .into_iter()
-                .flatten()
-                .filter_map(|(_, ours)| ours)
-                .collect();
-            let user = member.user.clone();
-            this.members_changed(ctx);
-            let joined = ServerFrame::Joined {
-                room: &this.name,
-                history: history.iter().map(WireMessage::from).collect(),
-                online: this.presence.online(),
-                read: reads
-                    .iter()
-                    .map(|(user, seq)| ReadPosition { user, seq: *seq })
-                    .collect(),
-                recovered,
-            }
-            .encode();
-            socket.do_send(Deliver(joined));
-            if !reached.is_empty() {
-                this.mark_delivered(user, reached, ctx);
-            }
+            // The page ends below what this room has delivered: the member
+            // would never see the messages between. Seen under chaos with a
+            // database that answered from before a write it had acked; the
+            // rest is read once more, and if that falls short too the
+            // answer says so (`recovered:false`) instead of leaving a hole.
+            tracing::warn!(room = %this.name, newest, delivered, "history ended before delivery; reading the rest");
+            let (store, room) = (this.store.clone(), this.name.clone());
+            let missing = (delivered - newest).min(u64::from(MAX_REPLAY)) as u32;
+            let rest = async move { store.after(&room, newest, missing).await };
+            ctx.wait(rest.into_actor(this).map(move |rest, this, ctx| {
+                let complete = match rest {
+                    Ok(rest) => {
+                        history.extend(rest);
+                        true
+                    }
+                    Err(err) => {
+                        tracing::warn!(room = %this.name, error = %err, "could not read the rest of a join's history");
+                        false
+                    }
+                };
+                this.answer_join(join, history, reads, complete, ctx);
+            }));
         }));
+    }
+}
+
+impl Room {
+    /// Makes the connection a member and sends its `joined`. `history`
+    /// holds the page read (or a replay after `since`), `complete` whether
+    /// it could be read; a page that does not reach what the room has
+    /// delivered is no full recovery.
+    fn answer_join(
+        &mut self,
+        join: Join,
+        mut history: Vec<StoredMessage>,
+        reads: Vec<(String, u64)>,
+        complete: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let delivered = self.sequencer.delivered().unwrap_or(0);
+        let mut seen_up_to = delivered;
+        let mut recovered = None;
+        if let Some(since) = join.since {
+            // A client ahead of this replica (it came from one further
+            // on) already has what this one has yet to deliver.
+            history.retain(|m| m.seq > since);
+            let replayed = history.first().zip(history.last());
+            let whole = sequencer::replay_is_whole(
+                since,
+                replayed.map(|(first, last)| (first.seq, last.seq)),
+                delivered,
+            );
+            recovered = Some(complete && whole);
+            metrics::get().resumes.inc(match (complete, whole) {
+                (false, _) => metrics::resume::FAILED,
+                (true, false) => metrics::resume::CUT,
+                (true, true) => metrics::resume::RECOVERED,
+            });
+            seen_up_to = seen_up_to.max(since);
+        }
+        let member = self.members.entry(join.session).or_insert(Member {
+            user: join.user,
+            socket: join.socket,
+            seen_up_to,
+            held: None,
+        });
+        member.seen_up_to = member.seen_up_to.max(seen_up_to);
+        tracing::debug!(
+            room = %self.name,
+            session = join.session,
+            history = ?history.first().zip(history.last()).map(|(a, b)| (a.seq, b.seq)),
+            delivered,
+            seen_up_to = member.seen_up_to,
+            "join: answered"
+        );
+        let socket = member.socket.clone();
+        // Held messages were delivered here already, so this `joined`
+        // carries them: they reach the connection now.
+        let reached: Vec<u64> = member
+            .held
+            .take()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, ours)| ours)
+            .collect();
+        let user = member.user.clone();
+        self.members_changed(ctx);
+        let joined = ServerFrame::Joined {
+            room: &self.name,
+            history: history.iter().map(WireMessage::from).collect(),
+            online: self.presence.online(),
+            read: reads
+                .iter()
+                .map(|(user, seq)| ReadPosition { user, seq: *seq })
+                .collect(),
+            recovered,
+        }
+        .encode();
+        socket.do_send(Deliver(joined));
+        if !reached.is_empty() {
+            self.mark_delivered(user, reached, ctx);
+        }
     }
 }
 

@@ -126,6 +126,20 @@ impl Sequencer {
     }
 }
 
+/// Whether a resume's replay is whole: the messages after `since` that
+/// `replayed` (its first and last `seq`) holds, up to `delivered`, the
+/// last one the room handed out already (the member gets only what comes
+/// after it). A replay cut at the replay window starts too late; one read
+/// from a store behind the room ends too early: either leaves a hole the
+/// client must be told of.
+pub fn replay_is_whole(since: u64, replayed: Option<(u64, u64)>, delivered: u64) -> bool {
+    if since >= delivered {
+        // The client has everything this replica has handed out.
+        return true;
+    }
+    replayed.is_some_and(|(first, last)| first <= since + 1 && last >= delivered)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +163,28 @@ mod tests {
 
     fn seqs(messages: &[StoredMessage]) -> Vec<u64> {
         messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn a_replay_is_whole_only_from_since_to_delivered() {
+        assert!(replay_is_whole(10, Some((11, 20)), 20));
+        assert!(replay_is_whole(20, None, 20), "nothing missed");
+        assert!(
+            replay_is_whole(25, None, 20),
+            "a client ahead of this replica"
+        );
+        assert!(
+            !replay_is_whole(10, None, 20),
+            "nothing replayed of ten missed"
+        );
+        assert!(
+            !replay_is_whole(10, Some((15, 20)), 20),
+            "cut at the replay window"
+        );
+        assert!(
+            !replay_is_whole(10, Some((11, 17)), 20),
+            "ends before delivery (a store behind the room): 18-20 would be a hole"
+        );
     }
 
     #[test]

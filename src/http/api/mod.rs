@@ -93,17 +93,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, api: Option<web::Data<Api>>) {
     cfg.service(
         web::scope("/api/v1")
             .app_data(api)
-            .app_data(web::PathConfig::default().error_handler(|err, _| {
-                ApiError::bad_request(format!("bad path: {err}")).into()
-            }))
-            .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                ApiError::bad_request(format!("bad query: {err}")).into()
-            }))
-            .route("/openapi.json", web::get().to(openapi::document))
-            .route(
-                "/rooms/{room}/messages",
-                web::post().to(messages::publish),
+            .app_data(
+                web::PathConfig::default().error_handler(|err, _| {
+                    ApiError::bad_request(format!("bad path: {err}")).into()
+                }),
             )
+            .app_data(
+                web::QueryConfig::default().error_handler(|err, _| {
+                    ApiError::bad_request(format!("bad query: {err}")).into()
+                }),
+            )
+            .route("/openapi.json", web::get().to(openapi::document))
+            .route("/rooms/{room}/messages", web::post().to(messages::publish))
             .route("/rooms/{room}/messages", web::get().to(rooms::history))
             .route("/rooms/{room}/presence", web::get().to(rooms::presence))
             .route("/users/{user}/messages", web::post().to(messages::direct))
@@ -164,8 +165,11 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let Some(key) = presented.and_then(|presented| api.key_of(presented.as_bytes())) else {
         // Which key was tried is never logged: it may be a real one, typed
         // into the wrong place.
+        let trust_forwarded = req
+            .app_data::<web::Data<super::AppState>>()
+            .is_some_and(|state| state.config.trust_forwarded);
         tracing::info!(
-            address = %super::client_address(req, false),
+            address = %super::client_address(req, trust_forwarded),
             path = %req.path(),
             with_key = presented.is_some(),
             "refused an API request without a valid key"
@@ -188,7 +192,8 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
 pub async fn read_json<T: DeserializeOwned>(mut payload: web::Payload) -> Result<T, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|err| ApiError::bad_request(format!("reading the body: {err}")))?;
+        let chunk =
+            chunk.map_err(|err| ApiError::bad_request(format!("reading the body: {err}")))?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -198,8 +203,8 @@ pub async fn read_json<T: DeserializeOwned>(mut payload: web::Payload) -> Result
         }
         body.extend_from_slice(&chunk);
     }
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
     let value = crate::ws::json::parse(text)
         .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
     serde_json::from_value(value).map_err(|err| ApiError::bad_request(err.to_string()))
