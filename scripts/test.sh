@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check Rookery has, on a fresh machine: installs what is missing
 # (apt-get, pip, npm), starts the servers the tests talk to on free loopback
-# ports, then formatting, lints, unit and integration tests, and the
-# headless-Chromium browser test against a real server on a free port.
-# Everything started here is stopped on exit.
+# ports, then formatting, lints, unit and integration tests, the
+# headless-Chromium browser test against a real server on a free port, a
+# benchmark smoke run, and the compose stacks on a private Docker engine
+# (scripts/stacks.sh). Everything started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -63,4 +64,8 @@ node tests/browser/run.mjs target/debug/rookery
 
 echo "==> benchmark smoke run (every scenario, both servers, a few seconds each)"
 scripts/bench.sh --smoke
+
+echo "==> compose stacks on a private Docker engine (Redis, RabbitMQ, NATS: 5 replicas behind traefik; basic)"
+# Its own budget: a stuck engine or stack fails the run instead of eating it.
+timeout --kill-after=30 "${STACKS_BUDGET:-2400}" scripts/stacks.sh
 echo "==> all checks passed"

@@ -1046,6 +1046,15 @@ async fn chaos(kind: BrokerKind) {
         println!("the database holds these (room, seq) more than once, against its unique index: {held_twice:?}");
     }
     report(kind, seed, &lane, &records, &verdict);
+    // Joins whose page ended below what the room had delivered, read again
+    // (see `Room::answer_join`), in the logs of the replicas running now.
+    let reread: usize = replicas
+        .iter()
+        .map(|replica| replica.log().matches("history ended before delivery").count())
+        .sum();
+    if reread > 0 {
+        println!("{reread} joins read the rest of a page that ended below delivery");
+    }
     if !verdict.clean() || std::env::var_os("CHAOS_LOGS").is_some() {
         for (n, replica) in replicas.iter().enumerate() {
             eprintln!("--- node{n} log ---\n{}", replica.log());

@@ -346,6 +346,10 @@ impl Fanout {
             (0..steps).map(|_| histogram()).collect(),
         ));
         let step_acks = acks.clone();
+        // Publishes the API did not store (429, 503, a failed request).
+        let refused: Arc<Vec<std::sync::atomic::AtomicU64>> =
+            Arc::new((0..steps).map(|_| Default::default()).collect());
+        let step_refused = refused.clone();
         let speaking = tokio::spawn(async move {
             let mut sent = vec![0u64; rates.len()];
             let mut publishing = JoinSet::new();
@@ -363,12 +367,14 @@ impl Fanout {
                         // Each publish on its own: the API's answer (the
                         // ack) comes once stored, and many are in flight.
                         let (http, target, key) = (http.clone(), target.clone(), key.clone());
-                        let acks = step_acks.clone();
+                        let (acks, refused) = (step_acks.clone(), step_refused.clone());
                         publishing.spawn(async move {
-                            if let Some(took) =
-                                publish(&http, &target, &key, "fanout", stamped_text(size)).await
+                            match publish(&http, &target, &key, "fanout", stamped_text(size)).await
                             {
-                                record(&mut acks.lock().unwrap()[index], took);
+                                Some(took) => record(&mut acks.lock().unwrap()[index], took),
+                                None => {
+                                    refused[index].fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         });
                     } else if speak
@@ -426,7 +432,9 @@ impl Fanout {
             .zip(merged)
             .zip(sent)
             .zip(acks)
-            .map(|(((rate, histogram), sent), acked)| {
+            .zip(refused.iter().map(|n| n.load(Ordering::Relaxed)))
+            .map(|((((rate, histogram), sent), acked), refused)| {
+                let sent = sent - refused;
                 let mut row = Row::new(
                     if self.api_key.is_some() {
                         "fanout-api"
@@ -443,6 +451,7 @@ impl Fanout {
                 row.missing = (sent * self.members as u64).saturating_sub(histogram.len());
                 row.delivery = Latency::of(&histogram);
                 row.ack = Latency::of(&acked);
+                row.refused = refused;
                 row
             })
             .collect())

@@ -87,6 +87,8 @@ pub struct Client {
     pub http: reqwest::Client,
     pub jar: Arc<Jar>,
     pub base: String,
+    /// The `Host` every request names, behind a proxy routing by host.
+    pub host: Option<String>,
 }
 
 impl Client {
@@ -106,7 +108,33 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        Self { http, jar, base }
+        Self {
+            http,
+            jar,
+            base,
+            host: None,
+        }
+    }
+
+    /// A client of the proxy at `base` that routes `host` (traefik in
+    /// front of a compose stack), with its own cookies (and so its own
+    /// sticky replica).
+    pub fn via_proxy(base: String, host: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::HOST, host.parse().unwrap());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            http,
+            jar,
+            base,
+            host: Some(host.to_owned()),
+        }
     }
 
     /// A new client, logged in (registered) as `name`.
@@ -171,6 +199,9 @@ impl Client {
             request
                 .headers_mut()
                 .insert("cookie", cookie.parse().unwrap());
+        }
+        if let Some(host) = &self.host {
+            request.headers_mut().insert("host", host.parse().unwrap());
         }
         let (stream, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Ws {

@@ -32,6 +32,9 @@ pub const QUERY_WAIT: Duration = Duration::from_millis(300);
 /// Questions waiting at once, at most; past it the oldest is answered with
 /// what it has.
 const MAX_QUERIES: usize = 1024;
+/// Rooms kept for backends at once, at most (each holds a broker
+/// subscription); past it the least recently used one goes.
+const MAX_WATCHED: usize = 1024;
 
 /// A backend posts to `room`: the registry starts it if needed and hands
 /// it `post` (whose `session` is `None`). The sender and the room were
@@ -89,10 +92,32 @@ pub(super) struct Query {
 impl Registry {
     /// The running room, started if needed, kept for [`ROOM_LINGER`].
     fn watch(&mut self, room: &str) -> (Addr<Room>, bool) {
+        if !self.watched.contains_key(room) && self.watched.len() >= MAX_WATCHED {
+            let oldest = self
+                .watched
+                .iter()
+                .min_by_key(|(_, used)| **used)
+                .map(|(room, _)| room.clone());
+            if let Some(oldest) = oldest {
+                self.unwatch(&oldest);
+            }
+        }
         let fresh = !self.rooms.contains_key(room);
         let addr = self.ensure_room(room);
         self.watched.insert(room.to_owned(), Instant::now());
         (addr, fresh)
+    }
+
+    /// No backend keeps `room` any more: it goes if nobody here is in it.
+    fn unwatch(&mut self, room: &str) {
+        self.watched.remove(room);
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|entry| entry.members.is_empty())
+        {
+            self.retire(room);
+        }
     }
 
     /// Retires the rooms no backend used for [`ROOM_LINGER`] that have no
@@ -105,14 +130,7 @@ impl Registry {
             .map(|(room, _)| room.clone())
             .collect();
         for room in stale {
-            self.watched.remove(&room);
-            if self
-                .rooms
-                .get(&room)
-                .is_some_and(|entry| entry.members.is_empty())
-            {
-                self.retire(&room);
-            }
+            self.unwatch(&room);
         }
     }
 
