@@ -25,7 +25,7 @@ debian_mirror() {
     cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}'
     cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
       | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }'
-  } | grep -v -- '-security' | head -n1
+  } | awk '!/-security/ && !found { print; found = 1 }'
 }
 
 install_docker() {
@@ -44,7 +44,8 @@ install_docker() {
   mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/parts"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" >"$apt/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/parts"
-    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "Debug::NoLocking=1")
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "Debug::NoLocking=1"
+    -o "APT::Sandbox::User=root")
   apt-get "${opts[@]}" update -qq
   (cd "$apt" && apt-get "${opts[@]}" download docker-compose >/dev/null)
   dpkg -x "$apt"/docker-compose_*.deb "$apt/x"
@@ -176,14 +177,20 @@ ENTRYPOINT ["prometheus"]
 EOF
   build_image prom/prometheus:v3.5.0 "$dir/prometheus"
 
-  # SecantusDB's virtualenv, at the path its scripts name (same Python).
+  # SecantusDB's virtualenv, at the path its scripts name, on the image's
+  # Python (the same minor version as the one it was made with).
   mkdir -p "$dir/mongo"
   tar -C / -cf "$dir/mongo/secantus.tar" "${TOOLS#/}/secantus"
   cat >"$dir/mongo/Dockerfile" <<EOF
 FROM rookery-standins:base
 ADD secantus.tar /
-RUN mkdir -p /data/db
-ENTRYPOINT ["$TOOLS/secantus/bin/secantusd-py", "--host", "0.0.0.0", "--port", "27017", "--storage-path", "/data/db"]
+RUN ln -sf /usr/bin/python3 "$TOOLS/secantus/bin/python3" \\
+ && sed -i 's|^home = .*|home = /usr/bin|' "$TOOLS/secantus/pyvenv.cfg" \\
+ && "$TOOLS/secantus/bin/python3" -c 'import secantus' \\
+ && mkdir -p /data/db
+# Standalone: as a replica set it would advertise 0.0.0.0, which other
+# containers cannot reach.
+ENTRYPOINT ["$TOOLS/secantus/bin/secantusd-py", "--standalone", "--host", "0.0.0.0", "--port", "27017", "--storage-path", "/data/db"]
 EOF
   build_image rookery-mongo:test "$dir/mongo"
 

@@ -8,7 +8,8 @@
 //!
 //! - [`config`]: flags and environment variables.
 //! - [`http`]: the route table, server-rendered pages (askama templates in
-//!   `templates/`, assets in `static/`), login, avatar uploads, health.
+//!   `templates/`, assets in `static/`), login, avatar uploads, health, and
+//!   [`http::api`], the server API for backends (`/api/v1`).
 //! - [`ws`]: the WebSocket endpoint. [`ws::protocol`] is the whole wire
 //!   protocol in one file; [`ws::session`] is the actor behind each
 //!   connection (heartbeat, rate limit, ordered outbox).
@@ -16,7 +17,9 @@
 //!   out a room's messages) over plain parts with their own unit tests
 //!   ([`chat::room::sequencer`]: `seq` order, exactly once, gap fills;
 //!   [`chat::room::presence`]: who is online), and the
-//!   [`chat::registry::Registry`] that starts, joins and retires rooms.
+//!   [`chat::registry::Registry`] that starts, joins and retires rooms (and
+//!   answers the server API: rooms without members here, a user's
+//!   connections on every replica, disconnects).
 //! - [`cluster`]: what crosses replicas. The [`cluster::Cluster`] actor
 //!   keeps per-room and per-user subscriptions and hands remote events to
 //!   the registry; a driver task owns the broker connection (reconnect,

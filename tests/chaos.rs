@@ -1050,7 +1050,12 @@ async fn chaos(kind: BrokerKind) {
     // (see `Room::answer_join`), in the logs of the replicas running now.
     let reread: usize = replicas
         .iter()
-        .map(|replica| replica.log().matches("history ended before delivery").count())
+        .map(|replica| {
+            replica
+                .log()
+                .matches("history ended before delivery")
+                .count()
+        })
         .sum();
     if reread > 0 {
         println!("{reread} joins read the rest of a page that ended below delivery");

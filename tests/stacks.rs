@@ -59,7 +59,12 @@ fn app_containers(project: &str) -> BTreeMap<String, String> {
 /// The replica this client's cookie pins it to (its node id); `None` while
 /// traefik has no live replica for it.
 async fn node_of(client: &Client) -> Option<String> {
-    let response = client.http.get(format!("{}/healthz", client.base)).send().await.ok()?;
+    let response = client
+        .http
+        .get(format!("{}/healthz", client.base))
+        .send()
+        .await
+        .ok()?;
     let health: Value = response.json().await.ok()?;
     health["node"].as_str().map(str::to_owned)
 }
@@ -91,7 +96,7 @@ impl User {
     /// Reads frames for `wait`, noting room messages.
     async fn read_for(&mut self, wait: Duration) {
         let until = tokio::time::Instant::now() + wait;
-        while let Ok(frame) = tokio::time::timeout_at(until, self.ws.recv()).await {
+        while let Some(frame) = self.ws.next_before(until).await {
             if frame["type"] == "message" && frame["room"] == ROOM {
                 self.seen.push(frame["seq"].as_u64().unwrap());
             }
@@ -119,7 +124,11 @@ async fn five_replicas_behind_traefik_chat_as_one() {
         let client = Client::via_proxy(base.clone(), HOST);
         client.login(&name).await;
         let node = node_of(&client).await.expect("a replica answers");
-        assert_eq!(node_of(&client).await.as_ref(), Some(&node), "{name} stays on its replica");
+        assert_eq!(
+            node_of(&client).await.as_ref(),
+            Some(&node),
+            "{name} stays on its replica"
+        );
         let mut ws = client.ws().await;
         ws.join(ROOM).await;
         users.push(User {
@@ -130,7 +139,7 @@ async fn five_replicas_behind_traefik_chat_as_one() {
             seen: Vec::new(),
         });
     }
-    let nodes: BTreeSet<&str> = users.iter().map(|u| u.node.as_str()).collect();
+    let nodes: BTreeSet<String> = users.iter().map(|u| u.node.clone()).collect();
     assert_eq!(nodes.len(), replicas, "clients on every replica: {nodes:?}");
     println!("stage login: {:.1} s", started.elapsed().as_secs_f64());
 
@@ -152,7 +161,11 @@ async fn five_replicas_behind_traefik_chat_as_one() {
         for user in &mut users {
             let seq = user
                 .ws
-                .say(ROOM, &format!("{} {round}", user.name), &format!("r{round}"))
+                .say(
+                    ROOM,
+                    &format!("{} {round}", user.name),
+                    &format!("r{round}"),
+                )
                 .await;
             acked.push(seq);
         }
@@ -161,15 +174,25 @@ async fn five_replicas_behind_traefik_chat_as_one() {
     for user in &mut users {
         let got = user.ws.messages(acked.len()).await;
         let seqs: Vec<u64> = got.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-        assert_eq!(seqs, acked, "{} got every message once, in order", user.name);
+        assert_eq!(
+            seqs, acked,
+            "{} got every message once, in order",
+            user.name
+        );
         user.seen.extend(seqs);
     }
     // A direct message between clients on different replicas.
-    let (a, b) = (0, users.iter().position(|u| u.node != users[0].node).unwrap());
+    let (a, b) = (
+        0,
+        users.iter().position(|u| u.node != users[0].node).unwrap(),
+    );
     let to = users[b].name.clone();
     let ack = users[a].ws.direct(&to, "psst", "d1").await;
     let dm = users[b].ws.recv_type("message").await;
-    assert_eq!((dm["text"].as_str(), dm["seq"].as_u64()), (Some("psst"), ack["seq"].as_u64()));
+    assert_eq!(
+        (dm["text"].as_str(), dm["seq"].as_u64()),
+        (Some("psst"), ack["seq"].as_u64())
+    );
     println!("stage chat: {:.1} s", stage.elapsed().as_secs_f64());
 
     // An avatar uploaded through one replica is served by another.
@@ -197,7 +220,7 @@ async fn five_replicas_behind_traefik_chat_as_one() {
     // and resume with nothing lost. Messages keep coming meanwhile.
     let stage = Instant::now();
     let containers = app_containers(&project);
-    let mut by_node: Vec<&str> = nodes.iter().copied().collect();
+    let mut by_node: Vec<&str> = nodes.iter().map(String::as_str).collect();
     by_node.sort();
     let (drained, killed) = (by_node[0].to_owned(), by_node[1].to_owned());
     let steady: usize = users
@@ -209,7 +232,12 @@ async fn five_replicas_behind_traefik_chat_as_one() {
     let stopping = std::thread::spawn(move || docker(&["stop", "--time", "20", &stop_name]));
     docker(&["kill", &kill_name]);
     for n in 0..10 {
-        acked.push(users[steady].ws.say(ROOM, &format!("during {n}"), &format!("x{n}")).await);
+        acked.push(
+            users[steady]
+                .ws
+                .say(ROOM, &format!("during {n}"), &format!("x{n}"))
+                .await,
+        );
     }
     stopping.join().unwrap();
     let moved: Vec<usize> = (0..users.len())
@@ -240,7 +268,12 @@ async fn five_replicas_behind_traefik_chat_as_one() {
             .extend(history.iter().map(|m| m["seq"].as_u64().unwrap()));
     }
     for n in 0..5 {
-        acked.push(users[moved[0]].ws.say(ROOM, &format!("after {n}"), &format!("y{n}")).await);
+        acked.push(
+            users[moved[0]]
+                .ws
+                .say(ROOM, &format!("after {n}"), &format!("y{n}"))
+                .await,
+        );
     }
     acked.sort();
     let newest = *acked.last().unwrap();
@@ -253,7 +286,11 @@ async fn five_replicas_behind_traefik_chat_as_one() {
         for seq in &user.seen {
             *counts.entry(*seq).or_default() += 1;
         }
-        let twice: Vec<u64> = counts.iter().filter(|(_, n)| **n > 1).map(|(s, _)| *s).collect();
+        let twice: Vec<u64> = counts
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(s, _)| *s)
+            .collect();
         assert!(twice.is_empty(), "{} got {twice:?} twice", user.name);
         assert!(
             user.seen.windows(2).all(|pair| pair[0] < pair[1]),
@@ -287,7 +324,10 @@ async fn one_app_and_its_database() {
     ws.join(ROOM).await;
     let seq = ws.say(ROOM, "hello", "h1").await;
     let message = ws.recv_type("message").await;
-    assert_eq!((message["seq"].as_u64(), message["text"].as_str()), (Some(seq), Some("hello")));
+    assert_eq!(
+        (message["seq"].as_u64(), message["text"].as_str()),
+        (Some(seq), Some("hello"))
+    );
     // Stored in the database: a second connection's history has it.
     let mut again = client.ws().await;
     let joined = again.join(ROOM).await;

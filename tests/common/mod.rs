@@ -265,6 +265,25 @@ impl Ws {
         }
     }
 
+    /// The next JSON frame before `until`, `None` once the connection has
+    /// ended (or the time is up): for clients whose replica may die.
+    pub async fn next_before(&mut self, until: tokio::time::Instant) -> Option<Value> {
+        if let Some(frame) = self.backlog.pop_front() {
+            return Some(frame);
+        }
+        loop {
+            match tokio::time::timeout_at(until, self.stream.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(&text).ok()?;
+                    self.note(&frame);
+                    return Some(frame);
+                }
+                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => return None,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     fn note(&mut self, frame: &Value) {
         if frame["type"] == "joined" || frame["type"] == "presence" {
             if let Some(room) = frame["room"].as_str() {
