@@ -21,11 +21,13 @@ STANDIN_PACKAGES="ca-certificates,redis-server,nats-server,rabbitmq-server,prome
 
 # The mirror this machine's apt uses for Debian itself.
 debian_mirror() {
-  {
-    cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}'
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-      | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }'
-  } | awk '!/-security/ && !found { print; found = 1 }'
+  # Either format (deb822 .sources or one-line .list); missing files are fine.
+  cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+    2>/dev/null | awk '
+      /^URIs:/ { uri = $2 }
+      $1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { uri = $i; break } }
+      uri != "" && uri !~ /-security/ && !found { print uri; found = 1 }
+      { uri = "" }' || true
 }
 
 install_docker() {

@@ -13,7 +13,7 @@
 #
 # Images are built on this machine, none pulled (see scripts/docker.sh), and
 # the MongoDB service is replaced (deploy/test/compose.override.yaml).
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 source scripts/docker.sh
@@ -43,6 +43,7 @@ teardown() {
   fi
 }
 trap 'teardown; cleanup' EXIT
+trap 'echo "scripts/stacks.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 # wait_until SECONDS WHAT COMMAND...: retries COMMAND until it succeeds.
 wait_until() {

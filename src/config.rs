@@ -235,19 +235,10 @@ impl std::fmt::Debug for ApiKey {
 impl std::str::FromStr for ApiKey {
     type Err = String;
 
+    /// Never fails: clap would print a refused value, and this one is a
+    /// secret. [`Config::api_keys`] checks them.
     fn from_str(key: &str) -> Result<Self, String> {
-        let key = key.trim();
-        // `API_KEYS=` (set but empty, as compose files pass it) is no key.
-        if key.is_empty() {
-            return Ok(Self(String::new()));
-        }
-        if !(16..=256).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "an API key needs 16 to 256 printable ASCII characters without spaces (one has {})",
-                key.len()
-            ));
-        }
-        Ok(Self(key.to_owned()))
+        Ok(Self(key.trim().to_owned()))
     }
 }
 
@@ -329,13 +320,27 @@ impl Config {
         config
     }
 
-    /// The server API's keys; none means the API is off.
-    pub fn api_keys(&self) -> Vec<ApiKey> {
-        self.api_keys
+    /// The server API's keys; none means the API is off. `API_KEYS=` (set
+    /// but empty, as compose files pass it) is no key. The error names the
+    /// key by its place, never by its value.
+    pub fn api_keys(&self) -> anyhow::Result<Vec<ApiKey>> {
+        let keys: Vec<ApiKey> = self
+            .api_keys
             .iter()
             .filter(|key| !key.0.is_empty())
             .cloned()
-            .collect()
+            .collect();
+        for (place, key) in keys.iter().enumerate() {
+            anyhow::ensure!(
+                (16..=256).contains(&key.0.len()) && key.0.bytes().all(|b| b.is_ascii_graphic()),
+                "API_KEYS: key {} of {} has {} characters; a key needs 16 to 256 printable \
+                 ASCII characters without spaces",
+                place + 1,
+                keys.len(),
+                key.0.len()
+            );
+        }
+        Ok(keys)
     }
 
     /// The broker this replica joins the cluster through; `None` for a
@@ -431,6 +436,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_api_key_is_refused_without_being_repeated() {
+        let mut config = Config::parse_from(["rookery"]);
+        config.api_keys = vec![
+            "good-key-0123456789".parse().unwrap(),
+            "s3cret".parse().unwrap(),
+        ];
+        let err = config.api_keys().unwrap_err().to_string();
+        assert!(err.contains("key 2 of 2"), "{err}");
+        assert!(
+            !err.contains("s3cret") && !err.contains("good-key"),
+            "{err}"
+        );
+        config.api_keys = vec!["".parse().unwrap()];
+        assert!(config.api_keys().unwrap().is_empty(), "API_KEYS= is no key");
+    }
 
     /// Flags only: the environment of the test run (scripts/test.sh sets
     /// MONGO_URL, say) must not leak into what these tests see.

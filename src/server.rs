@@ -97,6 +97,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("creating UPLOAD_DIR {}", upload_dir.display()))?;
     let store = open_store(&config).await?;
     let broker = config.cluster()?;
+    config.api_keys()?;
     if let Some(BrokerTarget::Redis(url)) = &broker {
         // The only broker URL that can be malformed in a way worth failing for.
         RedisBroker::new(url).context("REDIS_URL")?;
@@ -357,8 +358,11 @@ impl Replica {
                 config.ws_per_address,
             ),
         });
-        let api =
-            http::api::Api::new(&config.api_keys(), config.api_rate_limit).map(web::Data::new);
+        let api = http::api::Api::new(
+            &config.api_keys().unwrap_or_default(),
+            config.api_rate_limit,
+        )
+        .map(web::Data::new);
         if api.is_some() {
             tracing::info!("server API on at /api/v1");
         }

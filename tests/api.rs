@@ -105,15 +105,20 @@ async fn a_backend_publishes_inspects_and_disconnects_across_replicas() {
     assert_eq!(intruder.get("/rooms/news/presence").await.0, 401);
     let log = cluster.replicas[0].log();
     assert!(log.contains("refused an API request"), "{log}");
-    assert!(
-        !log.contains(wrong) && !log.contains(KEY),
-        "a key in the log:\n{log}"
-    );
 
-    // Presence: both replicas' members, asked of replica 0.
+    // Presence: both replicas' members, asked of replica 0; and of a room
+    // only replica 1 runs, which replica 0 starts to ask.
     let (status, presence) = api.get("/rooms/news/presence").await;
     assert_eq!(status, 200, "{presence}");
     assert_eq!(presence["online"], json!(["alice", "bob"]));
+    alice.join("lobby").await;
+    let (status, presence) = api.get("/rooms/lobby/presence").await;
+    assert_eq!(status, 200, "{presence}");
+    assert_eq!(
+        presence["online"],
+        json!(["alice"]),
+        "replica 1's member, seen from replica 0"
+    );
 
     // Publishes from a system sender and as a user, interleaved with a
     // member's own message: one sequence, everyone sees it once, in order.
@@ -195,13 +200,75 @@ async fn a_backend_publishes_inspects_and_disconnects_across_replicas() {
     );
     assert_eq!(seqs(&bob.messages(2).await), seqs(&got));
 
+    // A broadcast: each room stores its copy with its own seq.
+    let (status, sent) = api
+        .post(
+            "/broadcast",
+            json!({"rooms": ["news", "lobby"], "system": "ops", "text": "maintenance"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let results = sent["results"].as_array().unwrap();
+    assert_eq!(
+        (results[0]["room"].as_str(), results[1]["room"].as_str()),
+        (Some("news"), Some("lobby"))
+    );
+    let mut got: Vec<(String, u64)> = alice
+        .messages(2)
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m["room"].as_str().unwrap().to_owned(),
+                m["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u64)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["room"].as_str().unwrap().to_owned(),
+                r["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        bob.messages(1).await[0]["text"],
+        "maintenance",
+        "bob is in news only"
+    );
+    let fast_with_key = api
+        .request(reqwest::Method::POST, "/rooms/news/messages")
+        .header("Idempotency-Key", "f1")
+        .json(&json!({"system": "x", "text": "fast", "fast": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        fast_with_key.status(),
+        400,
+        "a fast message cannot promise to be stored once"
+    );
+
     // History through the other replica: the same messages, paged by seq.
     let history_api = Backend::new(cluster.replicas[1].url(""));
     let (status, page) = history_api.get("/rooms/news/messages?limit=3").await;
     assert_eq!(status, 200, "{page}");
     let newest = seqs(page["messages"].as_array().unwrap());
     assert_eq!(newest.len(), 3);
-    assert_eq!(*newest.last().unwrap(), other["seq"].as_u64().unwrap());
+    assert_eq!(
+        newest,
+        [
+            first["seq"].as_u64().unwrap(),
+            other["seq"].as_u64().unwrap(),
+            results[0]["seq"].as_u64().unwrap()
+        ],
+        "the keyed pair, then the broadcast's copy"
+    );
     assert_eq!(page["more"], true);
     let (_, older) = history_api
         .get(&format!(
@@ -280,6 +347,7 @@ async fn a_backend_publishes_inspects_and_disconnects_across_replicas() {
         .await;
     assert_eq!(status, 200, "{disconnected}");
     assert!(disconnected["refused_until"].is_string());
+    assert_eq!(disconnected["everywhere"], true);
     for ws in [&mut alice, &mut alice_second] {
         ws.until_closed(Duration::from_secs(5)).await;
         assert_eq!(
@@ -299,6 +367,14 @@ async fn a_backend_publishes_inspects_and_disconnects_across_replicas() {
     assert_eq!(bob.recv_type("pong").await["type"], "pong");
     let (_, connections) = api.get("/users/alice/connections").await;
     assert_eq!(connections["connections"], json!([]));
+    // The real key, used all along, and the wrong one: in no log.
+    for replica in &cluster.replicas {
+        let log = replica.log();
+        assert!(
+            !log.contains(wrong) && !log.contains(KEY),
+            "a key in the log:\n{log}"
+        );
+    }
 }
 
 fn server_with_keys(dir: &std::path::Path, keys: &[&str], rate: u32) -> rookery::Config {
@@ -359,13 +435,28 @@ async fn keys_guard_the_api_and_it_is_off_without_them() {
     assert!(statuses.contains(&429), "{statuses:?}");
     api.key = OTHER_KEY.to_owned();
     assert_eq!(api.get("/rooms/general/presence").await.0, 200);
-    // A broadcast costs one per room: 6 rooms is over a fresh budget of 5.
+    // A broadcast costs one per room: 6 rooms can never fit a burst of 5,
+    // which is bad input, not a reason to retry.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let rooms: Vec<String> = (0..6).map(|n| format!("r{n}")).collect();
-    let (status, _) = api
+    let (status, body) = api
         .post(
             "/broadcast",
             json!({"rooms": rooms, "system": "x", "text": "all"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api
+        .post(
+            "/broadcast",
+            json!({"rooms": ["r0", "r1", "r2"], "system": "x", "text": "all"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = api
+        .post(
+            "/broadcast",
+            json!({"rooms": ["r0", "r1", "r2"], "system": "x", "text": "more"}),
         )
         .await;
     assert_eq!(status, 429);

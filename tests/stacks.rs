@@ -12,19 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, Ws};
+use common::{Client, Ws, PNG};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
 const HOST: &str = "app.docker.localhost";
 const ROOM: &str = "stack";
 const CLIENTS: usize = 10;
-const PNG: &[u8] = &[
-    0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 0, 0, 0,
-    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, b'I', b'D', b'A', b'T',
-    0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, b'I', b'E', b'N',
-    b'D', 0xAE, 0x42, 0x60, 0x82,
-];
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by scripts/stacks.sh"))

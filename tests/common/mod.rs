@@ -27,6 +27,14 @@ pub fn free_port() -> u16 {
 }
 
 pub const PASSWORD: &str = "correct horse battery";
+
+/// The smallest valid PNG (1×1): a profile photo.
+pub const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, b'I', b'H', b'D', b'R', 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1F, 0x15, 0xC4, 0x89, 0, 0, 0, 0x0A, b'I', b'D', b'A', b'T',
+    0x78, 0x9C, 0x63, 0, 1, 0, 0, 5, 0, 1, 0x0D, 0x0A, 0x2D, 0xB4, 0, 0, 0, 0, b'I', b'E', b'N',
+    b'D', 0xAE, 0x42, 0x60, 0x82,
+];
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
@@ -103,26 +111,14 @@ impl Client {
     /// A client of the server at `base` (`http://host:port`), keeping its
     /// cookies in `jar` (shared jars act like one browser).
     pub fn at(base: String, jar: Arc<Jar>) -> Self {
-        let http = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Self {
-            http,
-            jar,
-            base,
-            host: None,
-        }
+        Self::build(base, jar, None)
     }
 
-    /// A client of the proxy at `base` that routes `host` (traefik in
-    /// front of a compose stack), with its own cookies (and so its own
-    /// sticky replica).
-    pub fn via_proxy(base: String, host: &str) -> Self {
-        let jar = Arc::new(Jar::default());
+    fn build(base: String, jar: Arc<Jar>, host: Option<&str>) -> Self {
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::HOST, host.parse().unwrap());
+        if let Some(host) = host {
+            headers.insert(reqwest::header::HOST, host.parse().unwrap());
+        }
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .default_headers(headers)
@@ -133,8 +129,15 @@ impl Client {
             http,
             jar,
             base,
-            host: Some(host.to_owned()),
+            host: host.map(str::to_owned),
         }
+    }
+
+    /// A client of the proxy at `base` that routes `host` (traefik in
+    /// front of a compose stack), with its own cookies (and so its own
+    /// sticky replica).
+    pub fn via_proxy(base: String, host: &str) -> Self {
+        Self::build(base, Arc::new(Jar::default()), Some(host))
     }
 
     /// A new client, logged in (registered) as `name`.

@@ -109,7 +109,7 @@ impl Registry {
     }
 
     /// No backend keeps `room` any more: it goes if nobody here is in it.
-    fn unwatch(&mut self, room: &str) {
+    pub(super) fn unwatch(&mut self, room: &str) {
         self.watched.remove(room);
         if self
             .rooms

@@ -309,8 +309,15 @@ impl Registry {
         self.evict_user(&user, reason, None);
         let now = Instant::now();
         self.refused.retain(|_, (_, until)| *until > now);
-        if !period.is_zero() {
-            self.refused.insert(user, (reason, now + period));
+        if period.is_zero() {
+            return;
+        }
+        // The longer refusal holds: a validity check's minute does not end
+        // a backend's day.
+        let until = now + period;
+        let entry = self.refused.entry(user).or_insert((reason, until));
+        if until >= entry.1 {
+            *entry = (reason, until);
         }
     }
 
@@ -706,6 +713,11 @@ impl Handler<DrainAll> for Registry {
 
     fn handle(&mut self, drain: DrainAll, _ctx: &mut Self::Context) {
         self.draining = Some(drain.close_after);
+        // Rooms kept for backends go now: the drain waits for every room.
+        let watched: Vec<String> = self.watched.keys().cloned().collect();
+        for room in watched {
+            self.unwatch(&room);
+        }
         for entry in self.sessions.values() {
             entry.drain.do_send(Drain {
                 close_after: drain.close_after,

@@ -119,6 +119,13 @@ impl Reply {
         }
     }
 
+    /// A backend that stopped waiting (its request timed out and answered
+    /// `store_uncertain`): its post is better not stored at all, so that
+    /// the retry it was told to make stores it once.
+    pub(super) fn abandoned(&self) -> bool {
+        matches!(self, Self::Api(answer) if answer.is_closed())
+    }
+
     /// A `fast` post went out: a backend hears so, a connection nothing.
     pub(super) fn sent(self, id: &str) {
         if let Self::Api(answer) = self {

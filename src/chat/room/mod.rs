@@ -493,7 +493,16 @@ impl Room {
 
     /// Stores the next batch of posts unless one is already being stored.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.storing || self.pending.is_empty() {
+        if self.storing {
+            return;
+        }
+        self.pending.retain(|queued| {
+            !queued
+                .receipt
+                .as_ref()
+                .is_some_and(|(_, reply)| reply.abandoned())
+        });
+        if self.pending.is_empty() {
             return;
         }
         self.storing = true;
@@ -745,7 +754,7 @@ impl Handler<Join> for Room {
             ctx.wait(rest.into_actor(this).map(move |rest, this, ctx| {
                 let complete = match rest {
                     Ok(rest) => {
-                        history.extend(rest);
+                        history.extend(rest.into_iter().filter(|m| m.seq <= delivered));
                         true
                     }
                     Err(err) => {

@@ -141,6 +141,17 @@ fn check_text(text: &str) -> Result<(), ApiError> {
     protocol::check_text(text, None).map_err(ApiError::refused)
 }
 
+/// A `fast` message is fanned out before it is stored, so a repeat cannot
+/// be recognised: a key would promise what it cannot keep.
+fn fast_without_key(fast: bool, idempotency: &Option<String>) -> Result<(), ApiError> {
+    match (fast, idempotency) {
+        (true, Some(_)) => Err(ApiError::bad_request(
+            "a fast message cannot carry an Idempotency-Key: it is sent before it is stored",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_public_room(room: &str) -> Result<(), ApiError> {
     if is_valid_public_room(room) {
         return Ok(());
@@ -171,7 +182,9 @@ async fn post(
         user: sender.name.clone(),
         avatar: sender.avatar.clone(),
         text,
-        // Namespaced, so a key never matches a connection's own `ref`.
+        // Namespaced, so a key is not taken for a connection's usual refs
+        // (a client sending `"api:…"` itself would only match its own
+        // user's identical text).
         reference: idempotency.map(|key| serde_json::Value::String(format!("api:{key}"))),
         delivery: if fast {
             protocol::Delivery::Fast
@@ -260,6 +273,7 @@ pub async fn publish(
     let idempotency = idempotency_key(&req)?;
     let request: PublishRequest = read_json(body).await?;
     check_text(&request.text)?;
+    fast_without_key(request.fast, &idempotency)?;
     let sender = sender(&state, request.from, request.system).await?;
     let published = post(
         &state,
@@ -343,6 +357,7 @@ pub async fn direct(
         (status = 401, description = "No valid key", body = super::ErrorBody),
         (status = 404, description = "Unknown sender", body = super::ErrorBody),
         (status = 429, description = "Over the key's rate", body = super::ErrorBody),
+        (status = 503, description = "Storage unavailable, or the replica is shutting down", body = super::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -369,6 +384,7 @@ pub async fn broadcast(
         }
     }
     check_text(&request.text)?;
+    fast_without_key(request.fast, &idempotency)?;
     caller.spend(&api, request.rooms.len())?;
     let sender = sender(&state, request.from, request.system).await?;
     let posts = request.rooms.iter().map(|room| {

@@ -20,6 +20,7 @@ pub mod rooms;
 pub mod users;
 
 use std::future::{ready, Ready};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,6 +51,12 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Api {
     keys: Vec<[u8; 64]>,
     limiters: Vec<Mutex<RateLimiter>>,
+    /// Most tokens one request may take (a key's burst).
+    burst: u32,
+    /// The second of the last refusal logged: a flood of bad keys writes
+    /// one line a second, with how many were refused.
+    refusal_logged: AtomicU64,
+    refusals: AtomicU64,
 }
 
 impl Api {
@@ -64,6 +71,13 @@ impl Api {
                 .iter()
                 .map(|_| Mutex::new(RateLimiter::new(per_second, per_second.max(1))))
                 .collect(),
+            burst: if per_second == 0 {
+                u32::MAX
+            } else {
+                per_second
+            },
+            refusal_logged: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
         })
     }
 
@@ -134,6 +148,14 @@ impl Caller {
         if n <= 1 {
             return Ok(());
         }
+        if n as u64 > u64::from(api.burst) {
+            // Waiting would never help: say so instead of "retry shortly".
+            return Err(ApiError::bad_request(format!(
+                "this request counts {n} against the key's rate, more than it allows at once \
+                 ({}); send fewer rooms per broadcast",
+                api.burst
+            )));
+        }
         let mut limiter = api.limiters[self.key].lock().expect("limiter lock");
         if limiter.allow_many((n - 1) as u32) {
             Ok(())
@@ -165,15 +187,20 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let Some(key) = presented.and_then(|presented| api.key_of(presented.as_bytes())) else {
         // Which key was tried is never logged: it may be a real one, typed
         // into the wrong place.
-        let trust_forwarded = req
-            .app_data::<web::Data<super::AppState>>()
-            .is_some_and(|state| state.config.trust_forwarded);
-        tracing::info!(
-            address = %super::client_address(req, trust_forwarded),
-            path = %req.path(),
-            with_key = presented.is_some(),
-            "refused an API request without a valid key"
-        );
+        let refused = api.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+        let second = crate::store::now_millis() as u64 / 1000;
+        if api.refusal_logged.swap(second, Ordering::Relaxed) != second {
+            let trust_forwarded = req
+                .app_data::<web::Data<super::AppState>>()
+                .is_some_and(|state| state.config.trust_forwarded);
+            tracing::info!(
+                address = %super::client_address(req, trust_forwarded),
+                path = %req.path(),
+                with_key = presented.is_some(),
+                refused_so_far = refused,
+                "refused an API request without a valid key"
+            );
+        }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -183,6 +210,18 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let allowed = api.limiters[key].lock().expect("limiter lock").allow();
     if !allowed {
         return Err(ApiError::rate_limited());
+    }
+    // Draining: the replica's rooms are being retired; another replica
+    // answers (the load balancer has stopped sending here by now).
+    if req
+        .app_data::<web::Data<super::AppState>>()
+        .is_some_and(|state| state.is_draining())
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this replica is shutting down; retry (another replica answers)",
+        ));
     }
     Ok(Caller { key })
 }
@@ -248,9 +287,11 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, for programs: `bad_request`, `unauthorized`, `rate_limited`,
-    /// `unknown_room`, `unknown_user`, `invalid_room`, `empty_text`,
-    /// `text_too_long`, `store_unavailable`, `store_uncertain`, `overloaded`…
+    /// Stable, for programs: `bad_request`, `body_too_large`,
+    /// `unauthorized`, `rate_limited`, `not_found`, `unknown_room`,
+    /// `unknown_user`, `invalid_room`, `empty_text`, `text_too_long`,
+    /// `store_unavailable`, `store_uncertain`, `overloaded`, `unavailable`
+    /// (the replica is shutting down).
     #[schema(example = "unknown_user")]
     pub code: String,
     /// For people: what was wrong.

@@ -96,6 +96,8 @@ fn check_room(room: &str) -> Result<(), ApiError> {
         (status = 200, description = "Who is online", body = Presence),
         (status = 400, description = "Not a room name", body = super::ErrorBody),
         (status = 401, description = "No valid key", body = super::ErrorBody),
+        (status = 429, description = "Over the key's rate", body = super::ErrorBody),
+        (status = 503, description = "Storage unavailable, or the replica is shutting down", body = super::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -140,6 +142,7 @@ pub async fn presence(
         (status = 200, description = "A page of messages, oldest first", body = History),
         (status = 400, description = "Bad room or page", body = super::ErrorBody),
         (status = 401, description = "No valid key", body = super::ErrorBody),
+        (status = 429, description = "Over the key's rate", body = super::ErrorBody),
         (status = 404, description = "No such room", body = super::ErrorBody),
         (status = 503, description = "Storage unavailable", body = super::ErrorBody),
     ),

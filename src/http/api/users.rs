@@ -63,6 +63,9 @@ pub enum Reason {
 pub struct Disconnected {
     pub user: String,
     pub reason: Reason,
+    /// Whether the other replicas were told (`false`: this replica has no
+    /// broker link now, so only its own connections closed; retry).
+    pub everywhere: bool,
     /// Until when new connections are refused (RFC 3339), if they are.
     pub refused_until: Option<String>,
 }
@@ -98,7 +101,9 @@ fn unavailable() -> ApiError {
     responses(
         (status = 200, description = "Open connections, by replica", body = Connections),
         (status = 401, description = "No valid key", body = super::ErrorBody),
+        (status = 429, description = "Over the key's rate", body = super::ErrorBody),
         (status = 404, description = "No such user", body = super::ErrorBody),
+        (status = 503, description = "Storage unavailable, or the replica is shutting down", body = super::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -141,7 +146,9 @@ pub async fn connections(
         (status = 200, description = "Closing", body = Disconnected),
         (status = 400, description = "Bad input", body = super::ErrorBody),
         (status = 401, description = "No valid key", body = super::ErrorBody),
+        (status = 429, description = "Over the key's rate", body = super::ErrorBody),
         (status = 404, description = "No such user", body = super::ErrorBody),
+        (status = 503, description = "Storage unavailable, or the replica is shutting down", body = super::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -174,6 +181,7 @@ pub async fn disconnect(
     Ok(HttpResponse::Ok().json(Disconnected {
         user,
         reason: request.reason,
+        everywhere: state.cluster.is_connected(),
         refused_until,
     }))
 }
