@@ -224,6 +224,11 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+/// An `error` frame went to a client.
+pub fn error_sent(code: crate::ws::protocol::ErrorCode) {
+    get().errors_sent.inc(code.as_str());
+}
+
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();

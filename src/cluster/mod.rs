@@ -106,7 +106,7 @@ pub enum ClusterEvent {
     ConnectionsAsked { user: String, query: u64 },
     Connections {
         query: u64,
-        connections: Vec<crate::chat::registry::Connection>,
+        connections: Vec<Connection>,
     },
     /// A backend closed `user`'s connections, on [`REPLICAS_CHANNEL`]:
     /// every replica closes its own and refuses new ones until `until`.
@@ -146,6 +146,16 @@ pub const ADMIN_CHANNEL: &str = "rookery.admin";
 struct Envelope {
     node: String,
     event: ClusterEvent,
+}
+
+/// One open connection of a user, as a replica reports it to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The replica holding it.
+    pub node: String,
+    pub connected_at: Millis,
+    /// The rooms it is a member of, sorted.
+    pub rooms: Vec<String>,
 }
 
 /// What every replica holds: events for the whole cluster.

@@ -411,9 +411,9 @@ impl Rejected {
         }
     }
 
-    /// The frame for one client (and counted as sent).
+    /// The frame for one client (whoever sends it counts it:
+    /// [`crate::metrics::error_sent`], so the protocol imports no metrics).
     pub fn encode(&self) -> bytestring::ByteString {
-        crate::metrics::get().errors_sent.inc(self.code.as_str());
         ServerFrame::Error {
             code: self.code,
             message: &self.message,

@@ -182,6 +182,7 @@ impl WsSession {
     }
 
     fn reject(&mut self, rejected: Rejected, ctx: &mut Context<Self>) {
+        metrics::error_sent(rejected.code);
         self.send(rejected.encode(), ctx);
     }
 

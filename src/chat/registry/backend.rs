@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::{Registry, SessionEntry};
@@ -63,15 +62,7 @@ pub struct AskConnections {
     pub answer: oneshot::Sender<Vec<Connection>>,
 }
 
-/// One open connection of a user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Connection {
-    /// The replica holding it.
-    pub node: String,
-    pub connected_at: Millis,
-    /// The rooms it is a member of, sorted.
-    pub rooms: Vec<String>,
-}
+pub use crate::cluster::Connection;
 
 /// Closes `user`'s connections on every replica with `reason`, and refuses
 /// their new ones for `refuse_for` (zero: none refused).

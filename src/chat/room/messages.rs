@@ -91,7 +91,10 @@ pub enum Outcome {
 impl Reply {
     pub(super) fn refuse(self, rejected: Rejected) {
         match self {
-            Self::Socket(socket) => socket.do_send(Deliver(rejected.encode())),
+            Self::Socket(socket) => {
+                crate::metrics::error_sent(rejected.code);
+                socket.do_send(Deliver(rejected.encode()));
+            }
             Self::Api(answer) => {
                 let _ = answer.send(Outcome::Refused(rejected));
             }

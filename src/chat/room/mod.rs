@@ -724,13 +724,11 @@ impl Handler<Join> for Room {
                 Ok(history) => (history, true),
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, "could not load history for a join");
-                    let frame = Rejected::new(
+                    Reply::Socket(join.socket.clone()).refuse(Rejected::new(
                         ErrorCode::StoreUnavailable,
                         "history is unavailable right now; new messages will still arrive",
                         None,
-                    )
-                    .encode();
-                    join.socket.do_send(Deliver(frame));
+                    ));
                     (Vec::new(), false)
                 }
             };
