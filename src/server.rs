@@ -97,7 +97,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("creating UPLOAD_DIR {}", upload_dir.display()))?;
     let store = open_store(&config).await?;
     let broker = config.cluster()?;
-    config.api_keys()?;
+    let api_keys = config.api_keys()?;
     if let Some(BrokerTarget::Redis(url)) = &broker {
         // The only broker URL that can be malformed in a way worth failing for.
         RedisBroker::new(url).context("REDIS_URL")?;
@@ -136,6 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         node_id: node_id.clone(),
         store,
         broker,
+        api_keys,
     };
     let task = actix_web::rt::spawn(async move {
         let result = replica.run(listener, stop_rx).await;
@@ -206,6 +207,8 @@ struct Replica {
     node_id: String,
     store: Arc<dyn Store>,
     broker: Option<BrokerTarget>,
+    /// Checked at start; none: no server API.
+    api_keys: Vec<crate::config::ApiKey>,
 }
 
 fn broker(target: &BrokerTarget) -> Box<dyn Broker> {
@@ -358,11 +361,7 @@ impl Replica {
                 config.ws_per_address,
             ),
         });
-        let api = http::api::Api::new(
-            &config.api_keys().unwrap_or_default(),
-            config.api_rate_limit,
-        )
-        .map(web::Data::new);
+        let api = http::api::Api::new(&self.api_keys, config.api_rate_limit).map(web::Data::new);
         if api.is_some() {
             tracing::info!("server API on at /api/v1");
         }

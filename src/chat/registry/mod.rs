@@ -315,9 +315,12 @@ impl Registry {
         // The longer refusal holds: a validity check's minute does not end
         // a backend's day.
         let until = now + period;
-        let entry = self.refused.entry(user).or_insert((reason, until));
-        if until >= entry.1 {
-            *entry = (reason, until);
+        if self
+            .refused
+            .get(&user)
+            .is_none_or(|(_, held)| until >= *held)
+        {
+            self.refused.insert(user, (reason, until));
         }
     }
 

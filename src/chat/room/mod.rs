@@ -286,9 +286,6 @@ impl Room {
     }
 
     fn deliver_all(&mut self, ready: Vec<StoredMessage>, ctx: &mut Context<Self>) {
-        if let (Some(first), Some(last)) = (ready.first(), ready.last()) {
-            tracing::debug!(room = %self.name, first = first.seq, last = last.seq, members = self.members.len(), "delivering");
-        }
         let mut reached: HashMap<String, Vec<u64>> = HashMap::new();
         for message in &ready {
             for (recipient, seqs) in self.deliver(message) {
@@ -786,12 +783,7 @@ impl Room {
             // A client ahead of this replica (it came from one further
             // on) already has what this one has yet to deliver.
             history.retain(|m| m.seq > since);
-            let replayed = history.first().zip(history.last());
-            let whole = sequencer::replay_is_whole(
-                since,
-                replayed.map(|(first, last)| (first.seq, last.seq)),
-                delivered,
-            );
+            let whole = sequencer::replay_is_whole(since, seq_span(&history), delivered);
             recovered = Some(complete && whole);
             metrics::get().resumes.inc(match (complete, whole) {
                 (false, _) => metrics::resume::FAILED,
@@ -810,7 +802,7 @@ impl Room {
         tracing::debug!(
             room = %self.name,
             session = join.session,
-            history = ?history.first().zip(history.last()).map(|(a, b)| (a.seq, b.seq)),
+            history = ?seq_span(&history),
             delivered,
             seen_up_to = member.seen_up_to,
             "join: answered"
@@ -843,6 +835,14 @@ impl Room {
             self.mark_delivered(user, reached, ctx);
         }
     }
+}
+
+/// The first and last `seq` of `messages`.
+fn seq_span(messages: &[StoredMessage]) -> Option<(u64, u64)> {
+    messages
+        .first()
+        .zip(messages.last())
+        .map(|(a, b)| (a.seq, b.seq))
 }
 
 impl Handler<Activate> for Room {

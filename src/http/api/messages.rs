@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
-use super::{idempotency_key, read_json, Api, ApiError, Caller, ErrorDetail, ANSWER_TIMEOUT};
+use super::{
+    find_user, idempotency_key, read_json, Api, ApiError, Caller, ErrorDetail, ANSWER_TIMEOUT,
+};
 use crate::chat::names::{direct_room, is_valid_public_room, is_valid_user_name};
 use crate::chat::registry::Publish;
 use crate::chat::room::{Outcome, Post, Reply};
@@ -124,17 +126,11 @@ async fn sender(
 }
 
 async fn user_sender(state: &AppState, user: &str) -> Result<Sender, ApiError> {
-    if !is_valid_user_name(user) {
-        return Err(ApiError::unknown_user(user));
-    }
-    match state.store.find_user(user).await {
-        Ok(Some(found)) => Ok(Sender {
-            name: found.name,
-            avatar: found.avatar,
-        }),
-        Ok(None) => Err(ApiError::unknown_user(user)),
-        Err(err) => Err(ApiError::store(err)),
-    }
+    let found = find_user(state, user).await?;
+    Ok(Sender {
+        name: found.name,
+        avatar: found.avatar,
+    })
 }
 
 fn check_text(text: &str) -> Result<(), ApiError> {

@@ -33,8 +33,9 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
+use crate::chat::names::is_valid_user_name;
 use crate::config::ApiKey;
-use crate::store::StoreError;
+use crate::store::{StoreError, User};
 use crate::ws::protocol::{ErrorCode, Rejected};
 use crate::ws::rate_limit::RateLimiter;
 
@@ -217,13 +218,22 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .app_data::<web::Data<super::AppState>>()
         .is_some_and(|state| state.is_draining())
     {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "this replica is shutting down; retry (another replica answers)",
-        ));
+        return Err(ApiError::unavailable());
     }
     Ok(Caller { key })
+}
+
+/// The account `name`, or 404 `unknown_user` (also for a name no account
+/// can have).
+pub async fn find_user(state: &super::AppState, name: &str) -> Result<User, ApiError> {
+    if !is_valid_user_name(name) {
+        return Err(ApiError::unknown_user(name));
+    }
+    match state.store.find_user(name).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(ApiError::unknown_user(name)),
+        Err(err) => Err(ApiError::store(err)),
+    }
 }
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`]: a repeated key or a
@@ -316,6 +326,15 @@ impl ApiError {
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "over this key's request rate (API_RATE_LIMIT); retry shortly",
+        )
+    }
+
+    /// The replica is shutting down (its actors are stopping).
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this replica is shutting down; retry (another replica answers)",
         )
     }
 

@@ -108,24 +108,20 @@ pub async fn presence(
 ) -> Result<HttpResponse, ApiError> {
     let room = room.into_inner();
     check_room(&room)?;
-    let unavailable = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the replica is shutting down",
-        )
-    };
     let (addr, fresh) = state
         .registry
         .send(Watch { room: room.clone() })
         .await
-        .map_err(|_| unavailable())?;
+        .map_err(|_| ApiError::unavailable())?;
     if fresh && state.cluster.is_clustered() {
         // Just started: the other replicas are answering its first
         // presence announcement.
         tokio::time::sleep(QUERY_WAIT).await;
     }
-    let online = addr.send(Online).await.map_err(|_| unavailable())?;
+    let online = addr
+        .send(Online)
+        .await
+        .map_err(|_| ApiError::unavailable())?;
     Ok(HttpResponse::Ok().json(Presence { room, online }))
 }
 

@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
-use super::{read_json, ApiError, Caller};
-use crate::chat::names::is_valid_user_name;
+use super::{find_user, read_json, ApiError, Caller};
 use crate::chat::registry::{AskConnections, DisconnectUser};
 use crate::chat::Evict;
 use crate::http::AppState;
@@ -70,25 +68,6 @@ pub struct Disconnected {
     pub refused_until: Option<String>,
 }
 
-async fn known_user(state: &AppState, user: &str) -> Result<(), ApiError> {
-    if !is_valid_user_name(user) {
-        return Err(ApiError::unknown_user(user));
-    }
-    match state.store.find_user(user).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(ApiError::unknown_user(user)),
-        Err(err) => Err(ApiError::store(err)),
-    }
-}
-
-fn unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the replica is shutting down",
-    )
-}
-
 /// A user's connections across the cluster.
 ///
 /// This replica's at once, the others' as they answer within 300 ms (a
@@ -113,13 +92,13 @@ pub async fn connections(
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = user.into_inner();
-    known_user(&state, &user).await?;
+    find_user(&state, &user).await?;
     let (answer, answered) = oneshot::channel();
     state.registry.do_send(AskConnections {
         user: user.clone(),
         answer,
     });
-    let found = answered.await.map_err(|_| unavailable())?;
+    let found = answered.await.map_err(|_| ApiError::unavailable())?;
     let connections = found
         .into_iter()
         .map(|connection| Connection {
@@ -165,7 +144,7 @@ pub async fn disconnect(
             "refuse_seconds is 0 to {MAX_REFUSE_SECONDS}"
         )));
     }
-    known_user(&state, &user).await?;
+    find_user(&state, &user).await?;
     let refuse_for = Duration::from_secs(request.refuse_seconds);
     state.registry.do_send(DisconnectUser {
         user: user.clone(),
