@@ -1,0 +1,304 @@
+//! The room's write queue: posts wait in `pending`, at most one batch is
+//! being stored, and a stored batch is acked, published and delivered.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::{Post, Reply, Room};
+use crate::cluster::ClusterEvent;
+use crate::metrics;
+use crate::store::backlog::Permit;
+use crate::store::{new_message_id, now_millis, NewMessage, StoreError, StoredMessage};
+use crate::ws::protocol::{self, ErrorCode, Ref, Rejected};
+
+/// Most posts persisted in one store call.
+const MAX_BATCH: usize = 256;
+/// The answer to a retry that could not be looked up: its first attempt
+/// may well be stored, so "not stored" would be a lie.
+const RETRY_NOT_CHECKED: &str =
+    "this retry could not be checked against the first attempt, which may be stored \
+     (then it arrives with its seq); retry again shortly";
+/// After a write with an unknown outcome, when the room reads what the
+/// store holds: a message that was stored after all reaches the members
+/// even if nothing follows it in the room.
+const UNCERTAIN_CHECKS: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(45),
+];
+
+/// Where a stored message's `ack` goes: the author's `ref` and connection
+/// (or request).
+type Receipt = (Option<Ref>, Reply);
+
+/// A post waiting for the store.
+/// A post being stored, as the room must answer it.
+struct Waiting {
+    /// The id the room gave it: a retry found stored comes back under its
+    /// original's.
+    id: String,
+    /// A retry: its first attempt may be stored, so a failure to store this
+    /// one is never reported as "not stored".
+    retry: bool,
+    accepted: Instant,
+    avatar: Option<String>,
+    receipt: Option<Receipt>,
+    _permit: Permit,
+}
+
+pub(super) struct Queued {
+    message: NewMessage,
+    /// When the room took it: its ack's latency runs from here.
+    accepted: Instant,
+    avatar: Option<String>,
+    /// `None` for a `fast` message: delivered already, never acked.
+    receipt: Option<Receipt>,
+    /// Its place in the backlog, given back once the store answered.
+    permit: Permit,
+}
+
+impl Room {
+    /// Stores the next batch of posts unless one is already being stored.
+    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.storing {
+            return;
+        }
+        self.pending.retain(|queued| {
+            !queued
+                .receipt
+                .as_ref()
+                .is_some_and(|(_, reply)| reply.abandoned())
+        });
+        if self.pending.is_empty() {
+            return;
+        }
+        self.storing = true;
+        let take = self.pending.len().min(MAX_BATCH);
+        let mut batch = Vec::with_capacity(take);
+        let mut waiting = Vec::with_capacity(take);
+        for queued in self.pending.drain(..take) {
+            let id = queued.message.id.clone();
+            let retry = queued.message.retry;
+            batch.push(queued.message);
+            waiting.push(Waiting {
+                id,
+                retry,
+                accepted: queued.accepted,
+                avatar: queued.avatar,
+                receipt: queued.receipt,
+                _permit: queued.permit,
+            });
+        }
+        let store = self.store.clone();
+        let room = self.name.clone();
+        let append = async move { store.append(&room, batch, now_millis()).await };
+        ctx.spawn(append.into_actor(self).map(move |result, this, ctx| {
+            this.storing = false;
+            match result {
+                Ok(stored) => this.stored(stored, waiting, ctx),
+                Err(err) => {
+                    tracing::warn!(room = %this.name, error = %err, messages = waiting.len(), "could not store messages");
+                    let (code, text) = match err {
+                        StoreError::Uncertain(_) => {
+                            // If they were stored, the store has them
+                            // under their seqs: deliver them from there. A
+                            // stalled database may apply the write only when
+                            // it runs again, so look more than once.
+                            for after in UNCERTAIN_CHECKS {
+                                ctx.run_later(after, |this, ctx| this.catch_up(ctx));
+                            }
+                            (
+                                ErrorCode::StoreUncertain,
+                                "the database stopped answering: the message may or may not be stored; \
+                                 if it was, it arrives with its seq",
+                            )
+                        }
+                        _ => (
+                            ErrorCode::StoreUnavailable,
+                            "the message could not be stored; it was not delivered, send it again",
+                        ),
+                    };
+                    // Fast messages were delivered already and promised
+                    // nothing more; they are only missing from history.
+                    for waiting in waiting {
+                        let Some((reference, reply)) = waiting.receipt else {
+                            continue;
+                        };
+                        reply.refuse(if waiting.retry {
+                            Rejected::new(ErrorCode::StoreUncertain, RETRY_NOT_CHECKED, reference)
+                        } else {
+                            Rejected::new(code, text, reference)
+                        });
+                    }
+                }
+            }
+            if this.retiring && this.pending.is_empty() {
+                ctx.stop();
+            } else {
+                this.flush(ctx);
+            }
+        }));
+    }
+
+    /// Acks, delivers and publishes a stored batch.
+    fn stored(
+        &mut self,
+        mut stored: Vec<StoredMessage>,
+        waiting: Vec<Waiting>,
+        ctx: &mut Context<Self>,
+    ) {
+        // A retry the store found came back as its original. Delivering
+        // that again is harmless (the sequencer drops what it has handed
+        // out) and needed if the original's replica died before fanning it
+        // out; only a room whose sequence has not started yet must not
+        // take an old seq for where it starts.
+        let started = self.sequencer.delivered().is_some();
+        let metrics = metrics::get();
+        let mut fresh = Vec::with_capacity(stored.len());
+        for (message, waiting) in stored.iter_mut().zip(waiting) {
+            let new = message.id == waiting.id;
+            fresh.push(new);
+            message.avatar = waiting.avatar;
+            let Some((reference, reply)) = waiting.receipt else {
+                metrics.messages_stored.inc(metrics::mode::FAST);
+                message.fast = true;
+                continue;
+            };
+            // A retry found stored was counted with its original.
+            if new {
+                metrics.messages_stored.inc(metrics::mode::RELIABLE);
+            }
+            metrics
+                .ack_seconds
+                .observe(waiting.accepted.elapsed().as_secs_f64());
+            reply.ack(reference.as_ref(), message);
+        }
+        // Other replicas get only what is new: a repeated original could
+        // start a room there at an old seq; they have it, or fill it in
+        // from the store at the room's next message.
+        let published: Vec<StoredMessage> = stored
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, fresh)| **fresh)
+            .map(|(message, _)| message.clone())
+            .collect();
+        if !published.is_empty() {
+            self.publish(ClusterEvent::Messages {
+                room: self.name.clone(),
+                messages: published,
+            });
+        }
+        let mut fresh = fresh.into_iter();
+        stored.retain(|_| fresh.next().unwrap_or(true) || started);
+        self.accept(stored, ctx);
+    }
+
+    /// A fast message goes to everyone here and on other replicas at once,
+    /// before it is stored.
+    pub(super) fn fan_out_fast(&self, user: &str, text: &str, avatar: &Option<String>, id: &str) {
+        let message = StoredMessage {
+            room: self.name.clone(),
+            seq: 0,
+            from: user.to_owned(),
+            text: text.to_owned(),
+            ts: now_millis(),
+            avatar: avatar.clone(),
+            id: id.to_owned(),
+            fast: true,
+        };
+        self.deliver_fast(&message);
+        self.publish(ClusterEvent::Fast {
+            room: self.name.clone(),
+            message,
+        });
+    }
+}
+
+impl Handler<Post> for Room {
+    type Result = ();
+
+    fn handle(&mut self, post: Post, ctx: &mut Self::Context) {
+        let Post {
+            session,
+            user,
+            avatar,
+            text,
+            reference,
+            delivery,
+            confirm,
+            retry,
+            reply,
+        } = post;
+        if session.is_some_and(|session| !self.members.contains_key(&session)) {
+            reply.refuse(Rejected::new(
+                ErrorCode::NotJoined,
+                format!("join {} before posting to it", self.name),
+                reference,
+            ));
+            return;
+        }
+        let fast = delivery == protocol::Delivery::Fast;
+        let permit = self.backlog.admit(text.len());
+        if permit.is_some() {
+            metrics::get().messages_accepted.inc(match fast {
+                true => metrics::mode::FAST,
+                false => metrics::mode::RELIABLE,
+            });
+        }
+        let id = new_message_id();
+        let reply = if fast {
+            self.fan_out_fast(&user, &text, &avatar, &id);
+            // Nothing more is promised: the answer is that it went out.
+            reply.sent(&id);
+            None
+        } else {
+            Some(reply)
+        };
+        let Some(permit) = permit else {
+            match reply {
+                None => {
+                    tracing::warn!(room = %self.name, "store backlog full; a fast message stays out of history");
+                }
+                Some(reply) if retry => reply.refuse(Rejected::new(
+                    ErrorCode::StoreUncertain,
+                    RETRY_NOT_CHECKED,
+                    reference,
+                )),
+                Some(reply) => reply.refuse(Rejected::new(
+                    ErrorCode::Overloaded,
+                    "the server is storing too many messages; this one was not stored, send it again shortly",
+                    reference,
+                )),
+            }
+            return;
+        };
+        // Fast messages are not kept for an offline recipient: they promise
+        // nothing beyond the live fan-out.
+        let to = (!fast)
+            .then(|| self.recipient(&user).map(str::to_owned))
+            .flatten();
+        let confirm = (confirm && to.is_some()).then(|| {
+            serde_json::to_string(&reference.clone().unwrap_or_default())
+                .expect("JSON values serialize")
+        });
+        self.pending.push(Queued {
+            accepted: Instant::now(),
+            message: NewMessage {
+                id,
+                from: user,
+                text,
+                to,
+                confirm,
+                reference: reference.as_ref().map(ToString::to_string),
+                // A fast message has no ack to repeat.
+                retry: retry && !fast,
+            },
+            avatar,
+            receipt: reply.map(|reply| (reference, reply)),
+            permit,
+        });
+        self.flush(ctx);
+    }
+}
