@@ -1,0 +1,159 @@
+//! Client frames: parsing, the rate limit, and dispatch to the handlers
+//! of each concern.
+
+use actix::prelude::*;
+use actix_ws::CloseCode;
+
+use super::rooms::not_joined;
+use super::{
+    WsSession, MAX_REFUSED_IN_A_ROW, MAX_REPLAY_BACKLOG_BYTES, MAX_ROOMS_PER_SESSION,
+    REF_PEEK_BYTES,
+};
+use crate::chat::{registry, room};
+use crate::metrics;
+use crate::ws::protocol::{self, ClientFrame, ErrorCode, MessageOptions, Rejected, ServerFrame};
+
+impl WsSession {
+    pub(super) fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        // Counted before parsing: parsing is the cost a flood is after.
+        if !self.limiter.allow() {
+            metrics::get().frames_rate_limited.inc();
+            self.refused_in_a_row += 1;
+            if self.refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+                tracing::info!(user = %self.user, "client stays over the frame rate; closing");
+                return self.end(metrics::close::FLOOD, |this| {
+                    this.close(CloseCode::Policy, "over the frame rate limit", ctx)
+                });
+            }
+            // A send's ref tells the client which one was dropped; only a
+            // short frame is looked into for it.
+            let reference = (text.len() <= REF_PEEK_BYTES)
+                .then(|| protocol::peek_reference(text))
+                .flatten();
+            let rejected = Rejected::new(
+                ErrorCode::RateLimited,
+                "too many frames; this one was dropped, slow down",
+                reference,
+            );
+            return self.reject(rejected, ctx);
+        }
+        self.refused_in_a_row = 0;
+        match protocol::parse(text) {
+            Ok(frame) => {
+                metrics::get().frames_received.inc(frame.kind());
+                self.on_frame(frame, ctx)
+            }
+            Err(rejected) => {
+                metrics::get().frames_received.inc("invalid");
+                self.reject(rejected, ctx)
+            }
+        }
+    }
+
+    pub(super) fn on_frame(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+        let replays = matches!(
+            frame,
+            ClientFrame::Join { .. } | ClientFrame::Resume { .. } | ClientFrame::History { .. }
+        );
+        if replays && self.outbox_bytes > MAX_REPLAY_BACKLOG_BYTES {
+            let rejected = Rejected::new(
+                ErrorCode::RateLimited,
+                "earlier answers are still on their way to you; read them, then ask again",
+                None,
+            );
+            return self.reject(rejected, ctx);
+        }
+        match frame {
+            ClientFrame::Join { room } => self.join(room, None, ctx),
+            ClientFrame::Resume { rooms } => {
+                if rooms.len() > MAX_ROOMS_PER_SESSION {
+                    let rejected = Rejected::new(
+                        ErrorCode::InvalidRoom,
+                        format!("a resume names at most {MAX_ROOMS_PER_SESSION} rooms"),
+                        None,
+                    );
+                    return self.reject(rejected, ctx);
+                }
+                for (room, since) in rooms {
+                    self.join(room, Some(since), ctx);
+                }
+            }
+            ClientFrame::Leave { room } => {
+                if self.rooms.remove(&room).is_some() {
+                    self.registry.do_send(registry::LeaveRoom {
+                        session: self.id,
+                        room,
+                    });
+                } else {
+                    self.reject(not_joined(&room, None), ctx);
+                }
+            }
+            ClientFrame::Send {
+                room,
+                text,
+                reference,
+                delivery,
+                retry,
+            } => {
+                if let Err(rejected) = protocol::check_text(&text, reference.as_ref()) {
+                    return self.reject(rejected, ctx);
+                }
+                let Some(addr) = self.rooms.get(&room) else {
+                    return self.reject(not_joined(&room, reference), ctx);
+                };
+                let options = MessageOptions {
+                    reference,
+                    delivery,
+                    confirm: false,
+                    retry,
+                };
+                let post = self.post(text, options, ctx);
+                addr.do_send(post);
+            }
+            ClientFrame::Typing { room, active } => match self.rooms.get(&room) {
+                Some(addr) => addr.do_send(room::Typing {
+                    session: self.id,
+                    user: self.user.clone(),
+                    active,
+                }),
+                None => self.reject(not_joined(&room, None), ctx),
+            },
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            } => self.history(room, before, limit, ctx),
+            ClientFrame::Direct { to, text, options } => self.direct(to, text, options, ctx),
+            ClientFrame::Group { to, text, options } => self.group(to, text, options, ctx),
+            ClientFrame::FetchMissed { limit } => self.fetch_missed(limit, ctx),
+            ClientFrame::Read { room, seq } => match self.rooms.get(&room) {
+                Some(addr) => addr.do_send(room::Read {
+                    session: self.id,
+                    user: self.user.clone(),
+                    seq,
+                }),
+                None => self.reject(not_joined(&room, None), ctx),
+            },
+            ClientFrame::Ping => self.send(ServerFrame::Pong.encode(), ctx),
+        }
+    }
+
+    pub(super) fn post(
+        &self,
+        text: String,
+        options: MessageOptions,
+        ctx: &mut Context<Self>,
+    ) -> room::Post {
+        room::Post {
+            session: Some(self.id),
+            user: self.user.clone(),
+            avatar: self.avatar.clone(),
+            text,
+            reference: options.reference,
+            delivery: options.delivery,
+            confirm: options.confirm,
+            retry: options.retry,
+            reply: room::Reply::Socket(ctx.address().recipient()),
+        }
+    }
+}

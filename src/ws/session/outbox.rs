@@ -1,0 +1,162 @@
+//! The connection itself: one ordered outbox drained by a single write in
+//! flight (so frames reach the client in the order they were produced), its
+//! bounds, the heartbeat, and closing.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::{WsSession, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_OUTBOX, MAX_OUTBOX_BYTES};
+use crate::chat::registry;
+use crate::metrics;
+use crate::ws::protocol::Rejected;
+use actix_ws::{CloseCode, CloseReason};
+use bytestring::ByteString;
+
+pub(super) enum Outbound {
+    Text(ByteString),
+    Ping,
+    Pong(actix_web::web::Bytes),
+    Close(Option<CloseReason>),
+}
+
+impl Outbound {
+    fn len(&self) -> usize {
+        match self {
+            Outbound::Text(text) => text.len(),
+            Outbound::Pong(payload) => payload.len(),
+            Outbound::Ping | Outbound::Close(_) => 0,
+        }
+    }
+}
+
+impl WsSession {
+    pub(super) fn send(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
+        self.enqueue(Outbound::Text(frame), ctx);
+    }
+
+    pub(super) fn reject(&mut self, rejected: Rejected, ctx: &mut Context<Self>) {
+        metrics::error_sent(rejected.code);
+        self.send(rejected.encode(), ctx);
+    }
+
+    pub(super) fn enqueue(&mut self, item: Outbound, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        if self.outbox.len() >= MAX_OUTBOX || self.outbox_bytes + item.len() > MAX_OUTBOX_BYTES {
+            tracing::warn!(user = %self.user, frames = self.outbox.len(), bytes = self.outbox_bytes, "client reads too slowly; cutting its connection");
+            return self.end(metrics::close::SLOW, |this| this.hang_up(ctx));
+        }
+        self.outbox_bytes += item.len();
+        self.outbox.push_back(item);
+        self.pump(ctx);
+    }
+
+    /// Cuts the connection: a close frame would wait behind the writes the
+    /// client is not reading, and with it everything queued.
+    pub(super) fn hang_up(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        self.outbox.clear();
+        self.hangup.now();
+        ctx.stop();
+    }
+
+    /// Records why the connection ends (the first reason wins), then ends it.
+    pub(super) fn end(&mut self, reason: &'static str, then: impl FnOnce(&mut Self)) {
+        if !self.closing {
+            self.ending = reason;
+        }
+        then(self)
+    }
+
+    /// Sends a close frame after whatever is queued, then stops.
+    pub(super) fn close(&mut self, code: CloseCode, description: &str, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        self.outbox.push_back(Outbound::Close(Some(CloseReason {
+            code,
+            description: Some(description.to_owned()),
+        })));
+        self.pump(ctx);
+    }
+
+    /// Writes everything queued, unless a write is already in flight (its
+    /// completion calls `pump` again).
+    pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let Some(mut socket) = self.socket.take() else {
+            return;
+        };
+        let batch = std::mem::take(&mut self.outbox);
+        let written: usize = batch.iter().map(Outbound::len).sum();
+        let write = async move {
+            for item in batch {
+                let sent = match item {
+                    Outbound::Text(text) => socket.text(text).await,
+                    Outbound::Ping => socket.ping(b"").await,
+                    Outbound::Pong(payload) => socket.pong(&payload).await,
+                    Outbound::Close(reason) => {
+                        let _ = socket.close(reason).await;
+                        return None;
+                    }
+                };
+                sent.ok()?;
+            }
+            Some(socket)
+        };
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |socket, this, ctx| match socket {
+                    Some(socket) => {
+                        // The client takes what it is sent: alive, though a
+                        // ping may wait behind a large replay for a while.
+                        this.last_heard = Instant::now();
+                        this.outbox_bytes -= written;
+                        this.socket = Some(socket);
+                        this.pump(ctx);
+                    }
+                    // Closed by us, or the client went away.
+                    None => ctx.stop(),
+                }),
+        );
+    }
+
+    /// Tells the registry, once, after whatever the frames handled so far
+    /// asked of it (a `resume` waits for its joins).
+    pub(super) fn become_ready(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.ready, true) {
+            return;
+        }
+        // Spawned, not waited: a spawned future runs only once every
+        // waiting one is done (waits run last-in first-out, so a wait
+        // queued now would run before the joins queued by the frame).
+        ctx.spawn(actix::fut::ready(()).map(|(), this: &mut Self, _ctx| {
+            this.registry.do_send(registry::Ready { session: this.id });
+        }));
+    }
+
+    pub(super) fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let stalled = self.last_beat.elapsed() > HEARTBEAT_INTERVAL * 2;
+        self.last_beat = Instant::now();
+        if stalled {
+            // What the client sent while this replica was frozen is still
+            // unread in the socket; judging it now would close every
+            // healthy connection at once. It gets a full timeout from now.
+            self.last_heard = self.last_beat;
+        }
+        if self.last_heard.elapsed() > CLIENT_TIMEOUT {
+            tracing::info!(user = %self.user, "client answered no ping in time; cutting it off");
+            return self.end(metrics::close::TIMEOUT, |this| this.hang_up(ctx));
+        }
+        metrics::get()
+            .outbox_bytes
+            .observe(self.outbox_bytes as f64);
+        self.enqueue(Outbound::Ping, ctx);
+    }
+}
