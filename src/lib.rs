@@ -10,7 +10,7 @@
 //! - [`http`]: the route table, server-rendered pages (askama templates in
 //!   `templates/`, assets in `static/`), login, avatar uploads, health, and
 //!   [`http::api`], the server API for backends (`/api/v1`).
-//! - [`ws`]: the WebSocket endpoint. [`ws::protocol`] is the whole wire
+//! - [`ws`]: the WebSocket endpoint. [`protocol`] is the whole wire
 //!   protocol in one file; [`ws::session`] is the actor behind each
 //!   connection (heartbeat, rate limit, ordered outbox).
 //! - [`chat`]: the [`chat::room::Room`] actor (persists, sequences and fans
@@ -38,6 +38,7 @@
 //! - [`server`]: wires all of the above into a running replica, serving a
 //!   standby app until the store answers.
 
+pub mod app;
 pub mod chat;
 pub mod cluster;
 pub mod config;
@@ -45,6 +46,7 @@ pub mod hooks;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod ws;

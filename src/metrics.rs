@@ -10,7 +10,7 @@
 //!
 //! The names, types and meanings are listed in docs/METRICS.md; the
 //! endpoint is served on its own address (`METRICS_ADDR`) by
-//! [`crate::http::metrics`].
+//! `http::metrics`.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -21,7 +21,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::ws::protocol::{ErrorCode, FRAME_KINDS};
+use crate::protocol::{ErrorCode, FRAME_KINDS};
 
 /// Seconds, from half a millisecond (a commit on a quiet machine) to ten
 /// (twice the store's operation bound).
@@ -225,7 +225,7 @@ pub fn get() -> &'static Metrics {
 }
 
 /// An `error` frame went to a client.
-pub fn error_sent(code: crate::ws::protocol::ErrorCode) {
+pub fn error_sent(code: crate::protocol::ErrorCode) {
     get().errors_sent.inc(code.as_str());
 }
 

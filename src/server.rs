@@ -21,6 +21,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use crate::app::{self, AppState};
 use crate::chat::registry::{DrainAll, DrainStatus, Policies, Registry};
 use crate::cluster::nats::NatsBroker;
 use crate::cluster::rabbitmq::RabbitBroker;
@@ -28,7 +29,7 @@ use crate::cluster::redis::RedisBroker;
 use crate::cluster::{Broker, ClusterHandle};
 use crate::config::{BrokerTarget, Config};
 use crate::hooks::Hooks;
-use crate::http::{self, AppState};
+use crate::http;
 use crate::store::backlog::{self, Backlog};
 use crate::store::bounded::Bounded;
 use crate::store::mongo::MongoStore;
@@ -355,17 +356,14 @@ impl Replica {
             config: Arc::new(config.clone()),
             node_id: self.node_id.clone(),
             draining,
-            throttle: Arc::new(http::throttle::LoginThrottle::new(config)),
-            socket_caps: http::admission::SocketCaps::new(
-                config.ws_per_user,
-                config.ws_per_address,
-            ),
+            throttle: Arc::new(app::throttle::LoginThrottle::new(config)),
+            socket_caps: app::admission::SocketCaps::new(config.ws_per_user, config.ws_per_address),
         });
         let api = http::api::Api::new(&self.api_keys, config.api_rate_limit).map(web::Data::new);
         if api.is_some() {
             tracing::info!("server API on at /api/v1");
         }
-        let connections = http::admission::Connections::default();
+        let connections = app::admission::Connections::default();
         let max_connections = config.max_connections;
         let body_timeout = StdDuration::from_secs(config.body_timeout_secs.max(1));
         let sessions = StoreSessions::new(self.store.clone());
@@ -387,11 +385,11 @@ impl Replica {
                 .wrap_fn(move |mut request, service| {
                     // Not the WebSocket upgrade: its body is the chat.
                     if request.method() == actix_web::http::Method::POST {
-                        http::admission::body_deadline(&mut request, body_timeout);
+                        app::admission::body_deadline(&mut request, body_timeout);
                     }
                     service.call(request)
                 })
-                .wrap(middleware::from_fn(http::admission::over_capacity))
+                .wrap(middleware::from_fn(app::admission::over_capacity))
                 .wrap(http::security_headers())
                 .wrap(middleware::Compress::default())
                 .wrap(middleware::Logger::new("%r %s %b %Dms").exclude("/healthz"))

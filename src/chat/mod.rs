@@ -10,11 +10,14 @@
 pub mod names;
 pub mod registry;
 pub mod room;
+mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 use bytestring::ByteString;
+
+pub use crate::protocol::Evict;
 
 /// Identifies one WebSocket connection within this process.
 pub type SessionId = u64;
@@ -44,33 +47,8 @@ pub struct Drain {
 #[rtype(result = "()")]
 pub struct SetAvatar(pub Option<String>);
 
-/// Closes a connection with close code 1008 and a reason the client acts
-/// on instead of reconnecting as usual.
-#[derive(Message, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[rtype(result = "()")]
-#[serde(rename_all = "snake_case")]
-pub enum Evict {
-    /// The validity webhook reported the user invalid, or a backend
-    /// revoked them (`/api/v1`): do not reconnect.
-    Revoked,
-    /// A backend disconnected the user: reconnecting is allowed (after a
-    /// pause; a backend may refuse reconnects for a while).
-    Disconnected,
-    /// `SINGLE_SESSION`: the user connected elsewhere.
-    Replaced,
-    /// The login this connection was opened with logged out (on any
-    /// replica): do not reconnect, log in again.
-    LoggedOut,
-}
-
-impl Evict {
-    /// The close reason on the wire.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::Revoked => "revoked",
-            Self::Disconnected => "disconnected",
-            Self::Replaced => "replaced",
-            Self::LoggedOut => "logged_out",
-        }
-    }
+/// Closing a connection for a reason the client acts on (the reasons are
+/// the protocol's, [`Evict`]) is a message to its session.
+impl Message for Evict {
+    type Result = ();
 }

@@ -112,7 +112,7 @@ pub enum ClusterEvent {
     /// every replica closes its own and refuses new ones until `until`.
     UserDisconnected {
         user: String,
-        reason: crate::chat::Evict,
+        reason: crate::protocol::Evict,
         until: Millis,
     },
 }

@@ -19,19 +19,16 @@ use argon2::{Argon2, PasswordVerifier};
 use askama::Template;
 use serde::Deserialize;
 
-use super::throttle::{LoginThrottle, RetryAfter};
-use super::{render, see_other, AppState};
+use super::{render, see_other};
+use crate::app::login::{current_login, current_user, remember};
+use crate::app::request::client_address;
+use crate::app::throttle::{LoginThrottle, RetryAfter};
+use crate::app::AppState;
 use crate::chat::names::is_valid_user_name;
 use crate::chat::registry::EndLogin;
 use crate::metrics::{self, login};
 use crate::store::StoreError;
 
-/// The session entry naming the logged-in user.
-const USER_KEY: &str = "user";
-/// A random id per login, so a logout closes that login's WebSockets only.
-const LOGIN_KEY: &str = "login";
-/// Set when the login checked a password the operator set.
-const OPERATOR_KEY: &str = "operator";
 /// Shortest password accepted for a new account.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted; bounds the hashing work one request can cause.
@@ -74,23 +71,6 @@ pub enum Intent {
 /// The password hash of accounts the auth webhook vouches for: not a valid
 /// PHC string, so no password ever matches it locally.
 const EXTERNAL_ACCOUNT: &str = "!external";
-
-/// The logged-in user, if any.
-pub fn current_user(session: &Session) -> Option<String> {
-    session.get::<String>(USER_KEY).ok().flatten()
-}
-
-/// Whether this session may act for `account`: a session of an account
-/// the operator has since taken over (`rookery create-user`) is the
-/// squatter's, from before; it must log in again, with the new password.
-pub fn may_act_for(session: &Session, account: &crate::store::User) -> bool {
-    !account.operator || session.get::<bool>(OPERATOR_KEY).ok().flatten() == Some(true)
-}
-
-/// The id of the session's login (none for logins from before it existed).
-pub fn current_login(session: &Session) -> Option<String> {
-    session.get::<String>(LOGIN_KEY).ok().flatten()
-}
 
 pub async fn login_page(session: Session) -> HttpResponse {
     if current_user(&session).is_some() {
@@ -151,7 +131,7 @@ pub async fn login(
             .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         response
     };
-    let address = super::client_address(&req, state.config.trust_forwarded);
+    let address = client_address(&req, state.config.trust_forwarded);
     if let Err(wait) = state.throttle.attempt(address) {
         return throttled(wait);
     }
@@ -229,11 +209,7 @@ fn start_session(
     // A fresh session id at login defeats session fixation.
     session.renew();
     let login = format!("{:016x}", rand::random::<u64>());
-    if let Err(err) = session
-        .insert(USER_KEY, &user)
-        .and_then(|()| session.insert(LOGIN_KEY, &login))
-        .and_then(|()| session.insert(OPERATOR_KEY, operator))
-    {
+    if let Err(err) = remember(session, &user, &login, operator) {
         tracing::error!(error = %err, "could not write the session");
         return render(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,8 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use super::auth::current_user;
-use super::AppState;
+use crate::app::login::current_user;
+use crate::app::AppState;
 use crate::chat::registry::AvatarChanged;
 
 /// Subdirectory of `UPLOAD_DIR` holding profile photos, served at `/avatars/`.

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use super::AppState;
+use crate::app::AppState;
 
 pub async fn live(state: web::Data<AppState>) -> HttpResponse {
     let cluster = match state.cluster.status() {

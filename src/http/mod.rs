@@ -1,45 +1,20 @@
-//! HTTP: pages, login, uploads, health, and the route table.
+//! HTTP: pages, login, uploads, health, the server API, and the route
+//! table (which hands `/ws` to [`crate::ws`]). The state every endpoint
+//! shares lives in [`crate::app`], below both.
 
-pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod avatar;
 pub mod health;
 pub mod metrics;
 pub mod pages;
-pub mod throttle;
 
-use std::sync::Arc;
-
-use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{http::header, web, HttpResponse};
 
-use crate::chat::registry::Registry;
-use crate::config::Config;
-use crate::store::Store;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub registry: Addr<Registry>,
-    pub cluster: crate::cluster::ClusterHandle,
-    pub hooks: Arc<crate::hooks::Hooks>,
-    pub config: Arc<Config>,
-    pub node_id: String,
-    /// Set when the replica starts draining: not ready, no new WebSockets.
-    pub draining: Arc<std::sync::atomic::AtomicBool>,
-    pub throttle: Arc<throttle::LoginThrottle>,
-    pub socket_caps: Arc<admission::SocketCaps>,
-}
-
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
+use crate::app::request::same_origin;
 
 /// Probes: outside the session middleware, so they answer even when the
 /// session store cannot (a probe sent with a cookie must not fail on it).
@@ -82,63 +57,6 @@ pub fn security_headers() -> DefaultHeaders {
             "default-src 'self'; img-src 'self' data:; object-src 'none'; \
              base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
         ))
-}
-
-/// The client's address, as throttles and caps count it: the peer's, or
-/// with `trust_forwarded` (behind a proxy such as traefik) the last
-/// `X-Forwarded-For` hop, the one the proxy itself appended; every earlier
-/// hop (and `Forwarded`, which traefik passes through) is the client's to
-/// write. An IPv6 address counts by its /64, what one subscriber holds.
-pub fn client_address(req: &actix_web::HttpRequest, trust_forwarded: bool) -> std::net::IpAddr {
-    let peer = req
-        .peer_addr()
-        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
-    let address = if trust_forwarded {
-        req.headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .last()
-            .and_then(|hop| hop.trim().parse().ok())
-            .unwrap_or(peer)
-    } else {
-        peer
-    };
-    match address {
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.into(),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                std::net::Ipv6Addr::from(prefix).into()
-            }
-        },
-        v4 => v4,
-    }
-}
-
-/// Whether a browser request comes from a page of this site. Browsers send
-/// `Origin` on WebSocket handshakes and POSTs (`Referer` where they do
-/// not), and apply no CORS to either, so a page on another site could
-/// otherwise use the user's cookie, or log them in as someone else.
-/// Requests that carry neither (not browsers) are let through.
-pub fn same_origin(req: &actix_web::HttpRequest) -> bool {
-    let headers = req.headers();
-    let Some(claimed) = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-    else {
-        return true;
-    };
-    let Some(host) = headers.get(header::HOST) else {
-        return false;
-    };
-    match (claimed.to_str(), host.to_str()) {
-        (Ok(claimed), Ok(host)) => claimed
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split('/').next())
-            .is_some_and(|authority| authority.eq_ignore_ascii_case(host)),
-        _ => false,
-    }
 }
 
 /// Refuses a POST (log in, log out, upload a photo) from a page on another

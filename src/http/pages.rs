@@ -8,8 +8,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::auth::current_user;
-use super::{render, see_other, AppState};
+use super::{render, see_other};
+use crate::app::login::current_user;
+use crate::app::AppState;
 
 /// Rooms suggested on the chat page.
 const SUGGESTED_ROOMS: u32 = 50;
@@ -32,7 +33,7 @@ pub async fn chat(state: web::Data<AppState>, session: Session) -> HttpResponse 
         return see_other("/login");
     };
     let account = match state.store.find_user(&user).await {
-        Ok(Some(account)) if super::auth::may_act_for(&session, &account) => account,
+        Ok(Some(account)) if crate::app::login::may_act_for(&session, &account) => account,
         Ok(_) => {
             session.purge();
             return see_other("/login");

@@ -17,7 +17,7 @@ use actix_web::web::Bytes;
 use actix_web::HttpMessage;
 use futures_util::Stream;
 
-use super::protocol::MAX_FRAME_BYTES;
+use crate::protocol::MAX_FRAME_BYTES;
 
 /// Replaces `request`'s body with one that fails at an oversized frame
 /// (the session closes such a connection with 1009).

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::frames::Gauge;
-use super::{json, protocol};
+use crate::protocol::{self, json};
 
 /// One input for the protocol: its text parsed as a client frame, its
 /// `ref` peeked, its text checked.

@@ -3,8 +3,6 @@
 
 pub mod frames;
 pub mod fuzz;
-pub mod json;
-pub mod protocol;
 pub mod rate_limit;
 pub mod session;
 pub mod socket;
@@ -14,9 +12,12 @@ use actix_session::Session;
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
 use self::session::WsSession;
+use crate::app::admission::OverCap;
+use crate::app::login::{current_login, current_user, may_act_for};
+use crate::app::request::{client_address, same_origin};
+use crate::app::AppState;
 use crate::chat::next_session_id;
-use crate::http::admission::OverCap;
-use crate::http::{auth::current_user, AppState};
+use crate::protocol;
 
 /// `GET /ws`: upgrades a logged-in browser (or client with the session
 /// cookie) to a chat connection.
@@ -34,7 +35,7 @@ pub async fn upgrade(
     let Some(user) = current_user(&session) else {
         return Ok(HttpResponse::Unauthorized().body("log in before opening a chat connection"));
     };
-    if !crate::http::same_origin(&req) {
+    if !same_origin(&req) {
         return Ok(HttpResponse::Forbidden().body("cross-origin chat connections are refused"));
     }
     let account = match state.store.find_user(&user).await {
@@ -45,7 +46,7 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body("storage is unavailable, try again"));
         }
     };
-    if !crate::http::auth::may_act_for(&session, &account) {
+    if !may_act_for(&session, &account) {
         return Ok(HttpResponse::Unauthorized().body("log in again"));
     }
     // A name in ADMIN_USERS is an admin only if its account is the
@@ -53,7 +54,7 @@ pub async fn upgrade(
     // it: anyone could otherwise register the name and watch everyone.
     let admin =
         state.config.admin_users.contains(&user) && (account.operator || state.hooks.has_auth());
-    let address = crate::http::client_address(&req, state.config.trust_forwarded);
+    let address = client_address(&req, state.config.trust_forwarded);
     let place = match state.socket_caps.hold(&user, address) {
         Ok(place) => place,
         Err(over) => {
@@ -86,7 +87,7 @@ pub async fn upgrade(
     )
     .cut_with(hangup)
     .holding(place)
-    .of_login(crate::http::auth::current_login(&session))
+    .of_login(current_login(&session))
     .as_admin(admin);
     WsSession::create(|ctx| {
         ctx.add_stream(stream);

@@ -24,9 +24,9 @@ use crate::cluster::{
     REPLICAS_CHANNEL,
 };
 use crate::hooks::{ConnectionEvent, Hooks};
+use crate::protocol::ServerFrame;
 use crate::store::backlog::Backlog;
 use crate::store::{now_millis, Delivery, Millis, Store};
-use crate::ws::protocol::ServerFrame;
 
 /// A WebSocket connection of `user` opened.
 #[derive(Message)]

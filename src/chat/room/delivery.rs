@@ -12,8 +12,8 @@ use super::{Confirmed, Read, Room};
 use crate::chat::Deliver;
 use crate::cluster::ClusterEvent;
 use crate::metrics;
+use crate::protocol::{Ref, ServerFrame, WireMessage};
 use crate::store::{now_millis, Delivery, StoredMessage};
-use crate::ws::protocol::{Ref, ServerFrame, WireMessage};
 
 /// How long a message may wait for an earlier, missing one before the room
 /// reads the gap from the store.

@@ -8,10 +8,10 @@ use super::member::Member;
 use super::{sequencer, Join, Reply, Room};
 use crate::chat::Deliver;
 use crate::metrics;
-use crate::store::StoredMessage;
-use crate::ws::protocol::{
+use crate::protocol::{
     ErrorCode, ReadPosition, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
 };
+use crate::store::StoredMessage;
 
 /// Messages a resuming client gets replayed at most, per room; older missed
 /// ones it pages back to with `history` (`joined` says `recovered:false`).

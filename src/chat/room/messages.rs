@@ -6,8 +6,8 @@ use tokio::sync::oneshot;
 
 use crate::chat::{Deliver, SessionId};
 use crate::cluster::ClusterEvent;
+use crate::protocol::{self, Ref, Rejected, ServerFrame};
 use crate::store::{Delivery, Millis, StoredMessage};
-use crate::ws::protocol::{self, Ref, Rejected, ServerFrame};
 
 /// A connection becomes a member of the room. With `announce` it receives
 /// `joined` (history and who is online); without, it only starts receiving

@@ -51,9 +51,9 @@ use super::{Deliver, SessionId};
 use crate::chat::names::direct_participants;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
 use crate::metrics;
+use crate::protocol::ServerFrame;
 use crate::store::backlog::Backlog;
 use crate::store::Store;
-use crate::ws::protocol::ServerFrame;
 
 /// How often a room repeats its local presence to the other replicas.
 pub const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(5);

@@ -8,9 +8,9 @@ use actix::prelude::*;
 use super::{Post, Reply, Room};
 use crate::cluster::ClusterEvent;
 use crate::metrics;
+use crate::protocol::{self, ErrorCode, Ref, Rejected};
 use crate::store::backlog::Permit;
 use crate::store::{new_message_id, now_millis, NewMessage, StoreError, StoredMessage};
-use crate::ws::protocol::{self, ErrorCode, Ref, Rejected};
 
 /// Most posts persisted in one store call.
 const MAX_BATCH: usize = 256;

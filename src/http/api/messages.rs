@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 use super::{
     find_user, idempotency_key, read_json, Api, ApiError, Caller, ErrorDetail, ANSWER_TIMEOUT,
 };
+use crate::app::AppState;
 use crate::chat::names::{direct_room, is_valid_public_room, is_valid_user_name};
 use crate::chat::registry::Publish;
 use crate::chat::room::{Outcome, Post, Reply};
-use crate::http::AppState;
-use crate::ws::protocol::{self, ErrorCode};
+use crate::protocol::{self, ErrorCode};
 
 /// Rooms one broadcast may reach.
 pub const MAX_BROADCAST_ROOMS: usize = 100;

@@ -35,8 +35,8 @@ use utoipa::ToSchema;
 
 use crate::chat::names::is_valid_user_name;
 use crate::config::ApiKey;
+use crate::protocol::{ErrorCode, Rejected};
 use crate::store::{StoreError, User};
-use crate::ws::protocol::{ErrorCode, Rejected};
 use crate::ws::rate_limit::RateLimiter;
 
 /// Longest request body.
@@ -192,10 +192,10 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         let second = crate::store::now_millis() as u64 / 1000;
         if api.refusal_logged.swap(second, Ordering::Relaxed) != second {
             let trust_forwarded = req
-                .app_data::<web::Data<super::AppState>>()
+                .app_data::<web::Data<crate::app::AppState>>()
                 .is_some_and(|state| state.config.trust_forwarded);
             tracing::info!(
-                address = %super::client_address(req, trust_forwarded),
+                address = %crate::app::request::client_address(req, trust_forwarded),
                 path = %req.path(),
                 with_key = presented.is_some(),
                 refused_so_far = refused,
@@ -215,7 +215,7 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     // Draining: the replica's rooms are being retired; another replica
     // answers (the load balancer has stopped sending here by now).
     if req
-        .app_data::<web::Data<super::AppState>>()
+        .app_data::<web::Data<crate::app::AppState>>()
         .is_some_and(|state| state.is_draining())
     {
         return Err(ApiError::unavailable());
@@ -225,7 +225,7 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
 
 /// The account `name`, or 404 `unknown_user` (also for a name no account
 /// can have).
-pub async fn find_user(state: &super::AppState, name: &str) -> Result<User, ApiError> {
+pub async fn find_user(state: &crate::app::AppState, name: &str) -> Result<User, ApiError> {
     if !is_valid_user_name(name) {
         return Err(ApiError::unknown_user(name));
     }
@@ -254,7 +254,7 @@ pub async fn read_json<T: DeserializeOwned>(mut payload: web::Payload) -> Result
     }
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-    let value = crate::ws::json::parse(text)
+    let value = crate::protocol::json::parse(text)
         .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
     serde_json::from_value(value).map_err(|err| ApiError::bad_request(err.to_string()))
 }

@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, Caller};
+use crate::app::AppState;
 use crate::chat::names::{direct_participants, is_valid_public_room};
 use crate::chat::registry::{Watch, QUERY_WAIT};
 use crate::chat::room::Online;
-use crate::http::AppState;
+use crate::protocol::{rfc3339, ErrorCode, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use crate::store::StoredMessage;
-use crate::ws::protocol::{rfc3339, ErrorCode, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 
 /// Who is online in a room, on every replica.
 #[derive(Serialize, ToSchema)]

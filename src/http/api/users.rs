@@ -9,11 +9,11 @@ use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use super::{find_user, read_json, ApiError, Caller};
+use crate::app::AppState;
 use crate::chat::registry::{AskConnections, DisconnectUser};
 use crate::chat::Evict;
-use crate::http::AppState;
+use crate::protocol::rfc3339;
 use crate::store::now_millis;
-use crate::ws::protocol::rfc3339;
 
 /// Longest refusal of reconnects: a day (a ban belongs in the application).
 pub const MAX_REFUSE_SECONDS: u64 = 24 * 60 * 60;

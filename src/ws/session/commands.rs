@@ -11,7 +11,7 @@ use super::{
 };
 use crate::chat::{registry, room};
 use crate::metrics;
-use crate::ws::protocol::{self, ClientFrame, ErrorCode, MessageOptions, Rejected, ServerFrame};
+use crate::protocol::{self, ClientFrame, ErrorCode, MessageOptions, Rejected, ServerFrame};
 
 impl WsSession {
     pub(super) fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {

@@ -9,10 +9,10 @@ use crate::chat::names::is_valid_user_name;
 use crate::chat::registry;
 use crate::chat::room::Room;
 use crate::metrics;
-use crate::store::StoreResult;
-use crate::ws::protocol::{
+use crate::protocol::{
     self, ErrorCode, MessageOptions, Rejected, ServerFrame, WireMessage, MAX_FETCH_MISSED,
 };
+use crate::store::StoreResult;
 
 impl WsSession {
     pub(super) fn fetch_missed(&mut self, limit: Option<u32>, ctx: &mut Context<Self>) {

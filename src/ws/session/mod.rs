@@ -25,15 +25,15 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 
 use self::outbox::Outbound;
-use super::protocol::{self, ErrorCode, Rejected, ServerFrame};
 use super::rate_limit::RateLimiter;
 use super::socket::Hangup;
+use crate::app::admission::Held;
 use crate::chat::registry::{self, Registry};
 use crate::chat::room::Room;
 use crate::chat::{Deliver, Drain, Evict, SessionId, SetAvatar};
 use crate::hooks::Hooks;
-use crate::http::admission::Held;
 use crate::metrics;
+use crate::protocol::{self, ErrorCode, Rejected, ServerFrame};
 use crate::store::{Store, User};
 
 /// How often the server pings an idle client.

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use super::{WsSession, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_OUTBOX, MAX_OUTBOX_BYTES};
 use crate::chat::registry;
 use crate::metrics;
-use crate::ws::protocol::Rejected;
+use crate::protocol::Rejected;
 use actix_ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
 

@@ -9,7 +9,7 @@ use crate::chat::names::{direct_participants, is_valid_user_name, may_access};
 use crate::chat::registry;
 use crate::hooks::Target;
 use crate::metrics;
-use crate::ws::protocol::{
+use crate::protocol::{
     self, ErrorCode, MessageOptions, Ref, Rejected, ServerFrame, WireMessage,
     DEFAULT_HISTORY_LIMIT, MAX_GROUP_RECIPIENTS, MAX_HISTORY_LIMIT,
 };

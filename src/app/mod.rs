@@ -1,0 +1,37 @@
+//! What every endpoint shares, below both `http` and
+//! `ws`: the replica's state handed to handlers, who a session is
+//! logged in as, what a request says about its sender, and the admission
+//! limits (connection caps, login throttles).
+
+pub mod admission;
+pub mod login;
+pub mod request;
+pub mod throttle;
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::chat::registry::Registry;
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub registry: Addr<Registry>,
+    pub cluster: crate::cluster::ClusterHandle,
+    pub hooks: Arc<crate::hooks::Hooks>,
+    pub config: Arc<Config>,
+    pub node_id: String,
+    /// Set when the replica starts draining: not ready, no new WebSockets.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    pub throttle: Arc<throttle::LoginThrottle>,
+    pub socket_caps: Arc<admission::SocketCaps>,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

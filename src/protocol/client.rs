@@ -1,0 +1,261 @@
+//! Frames a client sends, how they are parsed, and the limits on what
+//! they carry.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ErrorCode, Rejected, MAX_TEXT_CHARS};
+
+/// How a `send`, `direct` or `group` message travels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Stored before anyone sees it; acked by `ref`; recoverable after a
+    /// reconnect or a replica restart; kept for offline recipients.
+    #[default]
+    Reliable,
+    /// Fanned out from memory at once, stored afterwards for history (best
+    /// effort): lower latency, no `ack`, no offline keeping, and lost if the
+    /// replica dies in between. Seen live without a `seq`; history and
+    /// `resume` show it later with one, under the same `id`.
+    Fast,
+}
+
+/// How a message travels, as its sender asked (`confirm` only means
+/// something for direct and group messages).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct MessageOptions {
+    #[serde(rename = "ref", default)]
+    pub reference: Option<Ref>,
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Tell the sender (`delivered`) when it reaches the recipient.
+    #[serde(default)]
+    pub confirm: bool,
+    /// This frame repeats one whose answer never came: if that one was
+    /// stored, it is acked again instead of being stored twice.
+    #[serde(default)]
+    pub retry: bool,
+}
+
+/// A client-chosen correlation id, echoed back in `ack` and `error`, and
+/// kept with the message so a `retry` can find it. Any JSON value of at
+/// most [`MAX_REF_BYTES`] is accepted; a string or a number is the norm.
+pub type Ref = Value;
+
+/// Longest `ref`, as JSON: it is stored with every message.
+pub const MAX_REF_BYTES: usize = 128;
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Start receiving `room`'s messages; answered with `joined`.
+    /// A direct room (`@a:b`) can be joined only by `a` or `b`.
+    Join { room: String },
+    /// After a reconnect: join each room again, and get in its `joined`
+    /// the messages after the given `seq` (the last one the client has)
+    /// instead of the latest page, so nothing is missed or shown twice.
+    Resume {
+        rooms: std::collections::BTreeMap<String, u64>,
+    },
+    /// Stop receiving `room`'s messages.
+    Leave { room: String },
+    /// Post `text` to a joined room; answered with `ack` (or `error`).
+    Send {
+        room: String,
+        text: String,
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+        #[serde(default)]
+        delivery: Delivery,
+        /// As [`MessageOptions::retry`].
+        #[serde(default)]
+        retry: bool,
+    },
+    /// Tell the room's other members whether this user is typing.
+    Typing { room: String, active: bool },
+    /// Fetch up to `limit` messages with `seq < before` (newest if absent).
+    History {
+        room: String,
+        #[serde(default)]
+        before: Option<u64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Send `text` to user `to`, in the direct room `@a:b` of the two names
+    /// sorted. Both users' connections receive it without joining. If `to`
+    /// has no connection anywhere, it waits for them (`pending`,
+    /// `fetch_missed`). With `confirm`, the sender gets `delivered` once it
+    /// reaches a connection of `to`.
+    Direct {
+        to: String,
+        text: String,
+        #[serde(flatten)]
+        options: MessageOptions,
+    },
+    /// A direct message to each of `to` (at most [`MAX_GROUP_RECIPIENTS`]),
+    /// each in its own direct room: one `ack` (or `error`) per recipient,
+    /// all with this `ref`.
+    Group {
+        to: Vec<String>,
+        text: String,
+        #[serde(flatten)]
+        options: MessageOptions,
+    },
+    /// Fetch up to `limit` (default and at most [`MAX_FETCH_MISSED`]) of the
+    /// direct messages that reached none of this user's connections, oldest
+    /// first, as `message` frames, then `fetch_missed_complete`. Each is
+    /// handed out once, to one connection.
+    FetchMissed {
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// This user has read `room` up to `seq`; its members are told.
+    Read { room: String, seq: u64 },
+    /// Answered with `pong`: lets a client that cannot see WebSocket pings
+    /// (a browser) tell a live connection from a replica that stopped.
+    Ping,
+}
+
+impl ClientFrame {
+    /// Its `type`, one of [`FRAME_KINDS`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::History { .. } => "history",
+            ClientFrame::Direct { .. } => "direct",
+            ClientFrame::Group { .. } => "group",
+            ClientFrame::FetchMissed { .. } => "fetch_missed",
+            ClientFrame::Read { .. } => "read",
+            ClientFrame::Ping => "ping",
+        }
+    }
+}
+
+/// The variant names of [`ClientFrame`], to tell an unknown `type` from a
+/// known one with bad fields.
+pub const FRAME_KINDS: &[&str] = &[
+    "join",
+    "resume",
+    "leave",
+    "send",
+    "typing",
+    "history",
+    "direct",
+    "group",
+    "fetch_missed",
+    "read",
+    "ping",
+];
+
+/// Parses a text frame, telling apart broken JSON, an unknown `type` and bad
+/// fields, and keeping the frame's `ref` so the error can be correlated.
+pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
+    let value: Value = super::json::parse(text).map_err(|err| {
+        Rejected::new(ErrorCode::Malformed, format!("not valid JSON: {err}"), None)
+    })?;
+    let Value::Object(fields) = &value else {
+        return Err(Rejected::new(
+            ErrorCode::Malformed,
+            "a frame must be a JSON object",
+            None,
+        ));
+    };
+    let reference = fields.get("ref").cloned();
+    if reference
+        .as_ref()
+        .is_some_and(|reference| reference.to_string().len() > MAX_REF_BYTES)
+    {
+        return Err(Rejected::new(
+            ErrorCode::InvalidFrame,
+            format!("ref is longer than {MAX_REF_BYTES} bytes as JSON"),
+            None,
+        ));
+    }
+    match fields.get("type").and_then(Value::as_str) {
+        Some(kind) if FRAME_KINDS.contains(&kind) => {}
+        Some(kind) => {
+            return Err(Rejected::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type {kind:?}"),
+                reference,
+            ))
+        }
+        None => {
+            return Err(Rejected::new(
+                ErrorCode::UnknownType,
+                "a frame needs a string field \"type\"",
+                reference,
+            ))
+        }
+    }
+    let frame: ClientFrame = serde_json::from_value(value)
+        .map_err(|err| Rejected::new(ErrorCode::InvalidFrame, err.to_string(), reference))?;
+    let retry_without_ref = match &frame {
+        ClientFrame::Send {
+            retry, reference, ..
+        } => *retry && reference.is_none(),
+        ClientFrame::Direct { options, .. } | ClientFrame::Group { options, .. } => {
+            options.retry && options.reference.is_none()
+        }
+        _ => false,
+    };
+    if retry_without_ref {
+        return Err(Rejected::new(
+            ErrorCode::InvalidFrame,
+            "retry needs the ref of the frame it repeats",
+            None,
+        ));
+    }
+    Ok(frame)
+}
+
+/// The `ref` of a frame, whatever else it holds (for refusing it without
+/// making sense of the rest).
+pub fn peek_reference(text: &str) -> Option<Ref> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(rename = "ref")]
+        reference: Option<Ref>,
+    }
+    serde_json::from_str::<Peek>(text).ok()?.reference
+}
+
+/// Whether `c` shows anything: not a space, a control character, or one
+/// of the characters that render as nothing (zero-width spaces and
+/// joiners, direction marks, fillers, variation selectors, tags), of
+/// which a message made only of would be a blank that looks like text.
+fn is_visible(c: char) -> bool {
+    !(c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E0FFF}'))
+}
+
+/// Checks a message text against the protocol's limits.
+pub fn check_text(text: &str, reference: Option<&Ref>) -> Result<(), Rejected> {
+    if !text.chars().any(is_visible) {
+        return Err(Rejected::new(
+            ErrorCode::EmptyText,
+            "message text is empty or shows nothing (only spaces or invisible characters)",
+            reference.cloned(),
+        ));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(Rejected::new(
+            ErrorCode::TextTooLong,
+            format!("message text has {chars} characters; at most {MAX_TEXT_CHARS} are allowed"),
+            reference.cloned(),
+        ));
+    }
+    Ok(())
+}
