@@ -10,11 +10,18 @@
 //! - [`http`]: the route table, server-rendered pages (askama templates in
 //!   `templates/`, assets in `static/`), login, avatar uploads, health, and
 //!   [`http::api`], the server API for backends (`/api/v1`).
-//! - [`ws`]: the WebSocket endpoint. [`protocol`] is the whole wire
-//!   protocol in one file; [`ws::session`] is the actor behind each
-//!   connection (heartbeat, rate limit, ordered outbox).
+//! - [`app`]: what every endpoint shares, below both `http` and `ws`: the
+//!   replica state handed to handlers, who a session is logged in as, what
+//!   a request says about its sender, connection caps and login throttles.
+//! - [`protocol`]: the whole wire protocol (client frames, server frames,
+//!   error codes and close reasons, the bounded JSON reader), depending on
+//!   nothing else in the crate.
+//! - [`ws`]: the WebSocket endpoint and [`ws::session`], the actor behind
+//!   each connection (its outbox and heartbeat, frame dispatch, rooms,
+//!   direct messages: one file each).
 //! - [`chat`]: the [`chat::room::Room`] actor (persists, sequences and fans
-//!   out a room's messages) over plain parts with their own unit tests
+//!   out a room's messages; its write queue, delivery and join handshake in
+//!   their own files) over plain parts with their own unit tests
 //!   ([`chat::room::sequencer`]: `seq` order, exactly once, gap fills;
 //!   [`chat::room::presence`]: who is online), and the
 //!   [`chat::registry::Registry`] that starts, joins and retires rooms (and
