@@ -10,6 +10,7 @@ const USER_KEY: &str = "user";
 const LOGIN_KEY: &str = "login";
 /// Set when the login checked a password the operator set.
 const OPERATOR_KEY: &str = "operator";
+
 /// The logged-in user, if any.
 pub fn current_user(session: &Session) -> Option<String> {
     session.get::<String>(USER_KEY).ok().flatten()

@@ -13,7 +13,6 @@
 //!   never both.
 //! - Bad input yields an `error` frame and the connection stays open, except
 //!   a frame over [`MAX_FRAME_BYTES`], which is closed with code 1009.
-
 //!
 //! The protocol depends on nothing else in the crate: [`client`] holds
 //! what clients send and how it is checked, [`server`] what they receive,

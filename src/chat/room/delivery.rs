@@ -43,7 +43,7 @@ impl Room {
         self.deliver_all(ready, ctx);
     }
 
-    pub(super) fn deliver_all(&mut self, ready: Vec<StoredMessage>, ctx: &mut Context<Self>) {
+    fn deliver_all(&mut self, ready: Vec<StoredMessage>, ctx: &mut Context<Self>) {
         let mut reached: HashMap<String, Vec<u64>> = HashMap::new();
         for message in &ready {
             for (recipient, seqs) in self.deliver(message) {
@@ -71,7 +71,7 @@ impl Room {
     /// seqs that reached a direct recipient's connection, by recipient (a
     /// held message reaches it only when let go). A `fast` message went out
     /// before it was stored, so its stored copy only moves the sequence on.
-    pub(super) fn deliver(&mut self, message: &StoredMessage) -> Vec<(String, Vec<u64>)> {
+    fn deliver(&mut self, message: &StoredMessage) -> Vec<(String, Vec<u64>)> {
         if message.fast {
             return Vec::new();
         }
@@ -181,7 +181,7 @@ impl Room {
     }
 
     /// Reads every message missing before the newest held one, in one go.
-    pub(super) fn fill_gap(&mut self, ctx: &mut Context<Self>) {
+    fn fill_gap(&mut self, ctx: &mut Context<Self>) {
         let Some(fill) = self.sequencer.fill() else {
             self.gap = Gap::Idle;
             return;
@@ -193,7 +193,7 @@ impl Room {
 
     /// Reads `fill` from the store and hands the answer to the sequencer;
     /// a fill cut at its limit reads on at once.
-    pub(super) fn read_after(&mut self, fill: Fill, ctx: &mut Context<Self>) {
+    fn read_after(&mut self, fill: Fill, ctx: &mut Context<Self>) {
         let (store, room) = (self.store.clone(), self.name.clone());
         let read = async move { store.after(&room, fill.after, fill.limit).await };
         ctx.spawn(read.into_actor(self).map(move |result, this, ctx| {

@@ -108,7 +108,7 @@ impl Room {
     /// holds the page read (or a replay after `since`), `complete` whether
     /// it could be read; a page that does not reach what the room has
     /// delivered is no full recovery.
-    pub(super) fn answer_join(
+    fn answer_join(
         &mut self,
         join: Join,
         mut history: Vec<StoredMessage>,

@@ -61,7 +61,7 @@ pub(super) struct Queued {
 
 impl Room {
     /// Stores the next batch of posts unless one is already being stored.
-    pub(super) fn flush(&mut self, ctx: &mut Context<Self>) {
+    fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.storing {
             return;
         }
@@ -197,7 +197,7 @@ impl Room {
 
     /// A fast message goes to everyone here and on other replicas at once,
     /// before it is stored.
-    pub(super) fn fan_out_fast(&self, user: &str, text: &str, avatar: &Option<String>, id: &str) {
+    fn fan_out_fast(&self, user: &str, text: &str, avatar: &Option<String>, id: &str) {
         let message = StoredMessage {
             room: self.name.clone(),
             seq: 0,

@@ -50,7 +50,7 @@ impl WsSession {
         }
     }
 
-    pub(super) fn on_frame(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+    fn on_frame(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
         let replays = matches!(
             frame,
             ClientFrame::Join { .. } | ClientFrame::Resume { .. } | ClientFrame::History { .. }

@@ -98,7 +98,7 @@ impl WsSession {
         );
     }
 
-    pub(super) fn direct_authorized(
+    fn direct_authorized(
         &mut self,
         to: String,
         text: String,

@@ -55,7 +55,7 @@ impl WsSession {
 
     /// Cuts the connection: a close frame would wait behind the writes the
     /// client is not reading, and with it everything queued.
-    pub(super) fn hang_up(&mut self, ctx: &mut Context<Self>) {
+    fn hang_up(&mut self, ctx: &mut Context<Self>) {
         self.closing = true;
         self.outbox.clear();
         self.hangup.now();
@@ -85,7 +85,7 @@ impl WsSession {
 
     /// Writes everything queued, unless a write is already in flight (its
     /// completion calls `pump` again).
-    pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+    fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.outbox.is_empty() {
             return;
         }

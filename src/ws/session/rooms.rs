@@ -104,12 +104,7 @@ impl WsSession {
         });
     }
 
-    pub(super) fn join_authorized(
-        &mut self,
-        room: String,
-        since: Option<u64>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn join_authorized(&mut self, room: String, since: Option<u64>, ctx: &mut Context<Self>) {
         if !may_access(&self.user, &room) {
             let rejected = Rejected::new(
                 ErrorCode::InvalidRoom,
