@@ -561,6 +561,8 @@ struct Verdict {
     /// The slowest arrival after each heal: who got what.
     slowest: BTreeMap<Fault, String>,
     local: BTreeMap<Fault, Vec<Duration>>,
+    /// The slowest of those: what it was, how long its ack took.
+    slowest_local: BTreeMap<Fault, (Duration, String)>,
     /// Per fault: how long acks took for messages sent while it lasted.
     acks: BTreeMap<Fault, Vec<Duration>>,
     deliveries: usize,
@@ -707,6 +709,36 @@ fn check(
                 {
                     let took = delivery.at.saturating_duration_since(sent.at);
                     verdict.local.entry(window.fault).or_default().push(took);
+                    let slowest = verdict
+                        .slowest_local
+                        .entry(window.fault)
+                        .or_insert((Duration::ZERO, String::new()));
+                    if took >= slowest.0 {
+                        let ack = sent
+                            .answered
+                            .map(|at| {
+                                format!(
+                                    "{:.2} s",
+                                    at.saturating_duration_since(sent.at).as_secs_f64()
+                                )
+                            })
+                            .unwrap_or_else(|| "never".to_owned());
+                        *slowest = (
+                            took,
+                            format!(
+                                "{room} seq {} ({:?}, sent {:.2} s into it on replica {}, answered after {ack}, {:?}) \
+                                 to {} after {:.2} s{}",
+                                delivery.seq,
+                                sent.text,
+                                sent.at.saturating_duration_since(window.start).as_secs_f64(),
+                                sent.replica,
+                                sent.outcome,
+                                record.name,
+                                took.as_secs_f64(),
+                                if delivery.refill { " (read into a declared hole)" } else { "" },
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -1157,6 +1189,12 @@ fn report(kind: BrokerKind, seed: u64, lane: &Lane, records: &[Record], verdict:
     }
     for (fault, slowest) in &verdict.slowest {
         text.push_str(&format!("\nSlowest after {}: {slowest}.", fault.name()));
+    }
+    for (fault, (_, slowest)) in &verdict.slowest_local {
+        text.push_str(&format!(
+            "\nSlowest within one replica during {}: {slowest}.",
+            fault.name()
+        ));
     }
     text.push('\n');
     println!("{text}");

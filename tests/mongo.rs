@@ -361,7 +361,8 @@ async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
     let first = store
         .append("r", vec![message("a1", "one")], 1)
         .await
-        .unwrap();
+        .unwrap()
+        .messages;
     assert_eq!(first[0].seq, 1);
     // The first copy of the next insert, applied behind the store's back.
     let client = mongodb::Client::with_uri_str(&mongo.url).await.unwrap();
@@ -375,7 +376,8 @@ async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
     let stored = store
         .append("r", vec![message("a2", "two"), message("a3", "three")], 2)
         .await
-        .unwrap();
+        .unwrap()
+        .messages;
     let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [2, 3]);
     let texts: Vec<String> = store
@@ -386,4 +388,60 @@ async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
         .map(|m| m.text)
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
+}
+
+/// Two replicas writing one room while their broker is gone: the one that
+/// finds its next seq taken steps over the other's messages, and hands them
+/// to its room with its own, so its members get both in order without the
+/// room reading the gap back from the database.
+#[actix_web::test]
+async fn an_append_that_loses_its_seq_returns_the_winners_messages() {
+    use rookery::store::{NewMessage, Store};
+    let mongo = TestMongo::new();
+    let here = common::mongo::store_at(&mongo.url).await;
+    let there = common::mongo::store_at(&mongo.url).await;
+    here.migrate().await.unwrap();
+    let message = |id: &str, from: &str, text: &str| NewMessage {
+        id: id.into(),
+        from: from.into(),
+        text: text.into(),
+        to: None,
+        confirm: None,
+        reference: None,
+        retry: false,
+    };
+    let first = here
+        .append("r", vec![message("a1", "ann", "one")], 1)
+        .await
+        .unwrap();
+    assert_eq!(first.messages[0].seq, 1);
+    assert!(first.others.is_empty());
+    let theirs = there
+        .append(
+            "r",
+            vec![message("b1", "bob", "two"), message("b2", "bob", "three")],
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(theirs.messages[0].seq, 2);
+    let mine = here
+        .append("r", vec![message("a2", "ann", "four")], 3)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = mine.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [4]);
+    let others: Vec<(u64, &str)> = mine
+        .others
+        .iter()
+        .map(|m| (m.seq, m.text.as_str()))
+        .collect();
+    assert_eq!(others, [(2, "two"), (3, "three")]);
+    // Nothing stepped over the second time: this replica wrote last.
+    let next = here
+        .append("r", vec![message("a3", "ann", "five")], 4)
+        .await
+        .unwrap();
+    assert_eq!(next.messages[0].seq, 5);
+    assert!(next.others.is_empty());
 }

@@ -84,7 +84,8 @@ mod cases {
         let first = store
             .append("r", vec![referenced("ann", "hello", "7", false)], 1)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         store
             .append("r", messages("bob", &["between"]), 2)
             .await
@@ -97,7 +98,7 @@ mod cases {
             referenced("ann", "new", "8", false),
             referenced("ann", "lost", "9", true),
         ];
-        let stored = store.append("r", batch, 3).await.unwrap();
+        let stored = store.append("r", batch, 3).await.unwrap().messages;
         let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [1, 1, 3, 4]);
         assert_eq!(stored[0].id, first[0].id, "the original comes back");
@@ -109,7 +110,7 @@ mod cases {
             referenced("ann", "hello!", "7", true),
             referenced("ann", "hello", "7", false),
         ];
-        let stored = store.append("r", others, 4).await.unwrap();
+        let stored = store.append("r", others, 4).await.unwrap().messages;
         let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [5, 6, 7, 8]);
         let texts: Vec<String> = store
@@ -127,7 +128,8 @@ mod cases {
         let again = store
             .append("r", vec![referenced("ann", "hello", "7", true)], 5)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(again[0].seq, 8);
     }
 
@@ -218,15 +220,18 @@ mod cases {
         let first = store
             .append("general", messages("alice", &["a", "b"]), 1_000)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         let other = store
             .append("random", messages("bob", &["x"]), 1_001)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         let second = store
             .append("general", messages("bob", &["c"]), 1_002)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         let seqs = |batch: &[rookery::store::StoredMessage]| {
             batch.iter().map(|m| m.seq).collect::<Vec<_>>()
         };
@@ -239,6 +244,7 @@ mod cases {
             .append("general", Vec::new(), 1_003)
             .await
             .unwrap()
+            .messages
             .is_empty());
     }
 
@@ -341,7 +347,8 @@ mod cases {
                 let stored = store
                     .append("busy", messages(who, &texts), 1)
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .messages;
                 seqs.extend(stored.iter().map(|m| m.seq));
             }
             seqs
@@ -470,7 +477,8 @@ mod cases {
         let stored = store
             .append("general", messages("alice", &["after"]), 2)
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(stored[0].seq, 2, "the sequence continues where it was");
         store.ping().await.unwrap();
     }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage, User,
+    Appended, Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage,
+    User,
 };
 
 /// The most any store operation takes before it fails (README: "operations
@@ -117,7 +118,7 @@ impl Store for Bounded {
         room: &str,
         batch: Vec<NewMessage>,
         ts: Millis,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Appended> {
         // A write that timed out may still be applied later.
         self.bounded(
             "append",

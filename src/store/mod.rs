@@ -123,6 +123,19 @@ pub struct StoredMessage {
     pub fast: bool,
 }
 
+/// What an append stored, and what it learned on the way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// The batch as stored, one per message, in batch order.
+    pub messages: Vec<StoredMessage>,
+    /// Other writers' messages the store read while finding the batch its
+    /// seqs (another replica took the next seq first), oldest first, with
+    /// no hole among them. The room needs them before its own to keep
+    /// `seq` order; without a broker it would otherwise read them again.
+    /// Possibly empty or partial, never required.
+    pub others: Vec<StoredMessage>,
+}
+
 /// A direct message that reached its recipient, for the sender who asked
 /// to be told (`"confirm":true`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -198,12 +211,8 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Unavailable`] none of the
     /// batch was stored; on [`StoreError::Uncertain`] some or all of it may
     /// have been (a later read shows which).
-    async fn append(
-        &self,
-        room: &str,
-        batch: Vec<NewMessage>,
-        ts: Millis,
-    ) -> StoreResult<Vec<StoredMessage>>;
+    async fn append(&self, room: &str, batch: Vec<NewMessage>, ts: Millis)
+        -> StoreResult<Appended>;
     /// Up to `limit` messages with `seq < before` (or the newest, if `before`
     /// is `None`), oldest first.
     async fn history(

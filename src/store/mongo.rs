@@ -41,8 +41,8 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    in_batch_order, repeated_in_batch, Delivery, Millis, Missed, NewMessage, Original, Store,
-    StoreError, StoreResult, StoredMessage, User, RETRY_SCAN,
+    in_batch_order, repeated_in_batch, Appended, Delivery, Millis, Missed, NewMessage, Original,
+    Store, StoreError, StoreResult, StoredMessage, User, RETRY_SCAN,
 };
 use crate::config::MongoConfig;
 
@@ -58,6 +58,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(1500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// MongoDB's error code for a unique-index violation.
 const DUPLICATE_KEY: i32 = 11000;
+/// Most of other writers' messages one append reads and hands the room.
+const OTHERS_READ: usize = 256;
 /// Appends retried after losing a `seq` race before giving up: each lost
 /// race means another writer stored a message, so this only runs out under
 /// pathological contention.
@@ -121,6 +123,14 @@ struct SessionDoc {
     key: String,
     state: String,
     expires: DateTime,
+}
+
+/// What holds the seqs an insert failed to take.
+struct Taken {
+    /// How many of the batch are stored there all the same.
+    ours: usize,
+    /// Other writers' messages after those, oldest first.
+    others: Vec<MessageDoc>,
 }
 
 pub struct MongoStore {
@@ -233,35 +243,39 @@ impl MongoStore {
         Ok(newest.map_or(0, |message| message.seq as u64))
     }
 
-    /// After a failed insert of `pending` at the seqs after `last`: how many
-    /// of them are stored all the same. An ordered insert stores a prefix,
-    /// each message at the seq it was given, so reading those seqs back and
-    /// comparing ids tells. Bounded by [`CHECK_TIMEOUT`].
-    async fn stored_prefix(
+    /// After a failed insert of `pending` at the seqs after `last`: what
+    /// holds those seqs now. An ordered insert stores a prefix, each message
+    /// at the seq it was given, so the ids read back tell how much of
+    /// `pending` is stored; what follows them is other writers' messages.
+    /// Bounded by [`CHECK_TIMEOUT`].
+    async fn taken_after(
         &self,
         room: &str,
         last: u64,
         pending: &[NewMessage],
-    ) -> StoreResult<usize> {
+    ) -> StoreResult<Taken> {
         let read = async {
             let mut cursor = self
                 .messages
-                .find(doc! { "room": room, "seq": { "$gt": last as i64, "$lte": (last + pending.len() as u64) as i64 } })
+                .find(doc! { "room": room, "seq": { "$gt": last as i64 } })
                 .sort(doc! { "seq": 1 })
+                .limit((pending.len() + OTHERS_READ) as i64)
                 .await
                 .map_err(unavailable)?;
-            let mut stored = HashMap::new();
+            let mut found = Vec::new();
             while cursor.advance().await.map_err(unavailable)? {
-                let message = cursor.deserialize_current().map_err(unavailable)?;
-                stored.insert(message.seq as u64, message.id);
+                found.push(cursor.deserialize_current().map_err(unavailable)?);
             }
-            Ok(pending
+            let ours = found
                 .iter()
+                .zip(pending)
                 .enumerate()
-                .take_while(|(offset, message)| {
-                    stored.get(&(last + 1 + *offset as u64)) == Some(&message.id)
+                .take_while(|(offset, (doc, message))| {
+                    doc.seq as u64 == last + 1 + *offset as u64 && doc.id == message.id
                 })
-                .count())
+                .count();
+            let others = found.split_off(ours);
+            Ok(Taken { ours, others })
         };
         tokio::time::timeout(CHECK_TIMEOUT, read)
             .await
@@ -269,12 +283,7 @@ impl MongoStore {
     }
 
     /// Stores `batch` as the room's next messages (see [`Store::append`]).
-    async fn insert(
-        &self,
-        room: &str,
-        batch: &[NewMessage],
-        ts: Millis,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    async fn insert(&self, room: &str, batch: &[NewMessage], ts: Millis) -> StoreResult<Appended> {
         // How full each recipient's inbox is (a direct room has two)
         // decides which of the batch go in it, decided once for the batch.
         let mut room_for: HashMap<&str, u64> = HashMap::new();
@@ -297,11 +306,15 @@ impl MongoStore {
             *left = left.saturating_sub(1);
         }
         let mut stored = Vec::with_capacity(batch.len());
+        let mut others: Vec<MessageDoc> = Vec::new();
         let mut pending = batch;
         let mut attempts = 0;
+        // Where the next insert goes: after what this process last stored
+        // here, or after what another writer was just seen storing.
+        let mut after = self.remembered_last_seq(room);
         while !pending.is_empty() {
             attempts += 1;
-            let last = match self.remembered_last_seq(room) {
+            let last = match after.take() {
                 Some(seq) => seq,
                 None => self.stored_last_seq(room).await?,
             };
@@ -350,8 +363,23 @@ impl MongoStore {
                         // copy: re-inserting at new seqs would store the
                         // messages twice. The ids at the seqs tell which.
                         Some(count) if attempts < MAX_APPEND_ATTEMPTS => {
-                            match self.stored_prefix(room, last, pending).await {
-                                Ok(ours) => ours.max(count),
+                            match self.taken_after(room, last, pending).await {
+                                Ok(taken) => {
+                                    let ours = taken.ours.max(count);
+                                    // The seqs after ours are another
+                                    // writer's: the next try goes after
+                                    // them, and the room gets them with
+                                    // the batch instead of reading them.
+                                    if taken.ours >= count {
+                                        if let Some(newest) = taken.others.last() {
+                                            after = Some(newest.seq as u64);
+                                        }
+                                        if others.len() < OTHERS_READ {
+                                            others.extend(taken.others);
+                                        }
+                                    }
+                                    ours
+                                }
                                 Err(check) => {
                                     return Err(StoreError::Uncertain(format!(
                                         "{err}; checking whose messages hold these seqs failed: {check}"
@@ -364,7 +392,11 @@ impl MongoStore {
                         None if matches!(*err.kind, ErrorKind::ServerSelection { .. }) => {
                             return Err(failed(err))
                         }
-                        None => match self.stored_prefix(room, last, pending).await {
+                        None => match self
+                            .taken_after(room, last, pending)
+                            .await
+                            .map(|taken| taken.ours)
+                        {
                             // The insert may have gone in before the error;
                             // the connection it went on is gone, so what is
                             // not there now never will be.
@@ -417,7 +449,22 @@ impl MongoStore {
                 tracing::warn!(%room, error = %err, "could not record room activity");
             }
         }
-        Ok(stored)
+        // The batch is stored whatever happens now: without their photos the
+        // others are not worth failing it for (the room reads them again).
+        let others = match self.avatars_of(&others).await {
+            Ok(avatars) => others
+                .into_iter()
+                .map(|doc| doc.into_stored(&avatars))
+                .collect(),
+            Err(err) => {
+                tracing::debug!(%room, error = %err, "could not read the photos of other writers' messages");
+                Vec::new()
+            }
+        };
+        Ok(Appended {
+            messages: stored,
+            others,
+        })
     }
 
     /// For each message of `batch`, its original if it is a retry of one
@@ -675,7 +722,7 @@ impl Store for MongoStore {
         room: &str,
         batch: Vec<NewMessage>,
         ts: Millis,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Appended> {
         if !batch.iter().any(|message| message.retry) {
             return self.insert(room, &batch, ts).await;
         }
@@ -691,7 +738,10 @@ impl Store for MongoStore {
             .map(|(message, _)| message.clone())
             .collect();
         let inserted = self.insert(room, &new, ts).await?;
-        Ok(in_batch_order(found, inserted))
+        Ok(Appended {
+            messages: in_batch_order(found, inserted.messages),
+            others: inserted.others,
+        })
     }
 
     async fn history(

@@ -10,7 +10,7 @@ use crate::cluster::ClusterEvent;
 use crate::metrics;
 use crate::protocol::{self, ErrorCode, Ref, Rejected};
 use crate::store::backlog::Permit;
-use crate::store::{new_message_id, now_millis, NewMessage, StoreError, StoredMessage};
+use crate::store::{new_message_id, now_millis, Appended, NewMessage, StoreError, StoredMessage};
 
 /// Most posts persisted in one store call.
 const MAX_BATCH: usize = 256;
@@ -97,7 +97,7 @@ impl Room {
         ctx.spawn(append.into_actor(self).map(move |result, this, ctx| {
             this.storing = false;
             match result {
-                Ok(stored) => this.stored(stored, waiting, ctx),
+                Ok(appended) => this.stored(appended, waiting, ctx),
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, messages = waiting.len(), "could not store messages");
                     let (code, text) = match err {
@@ -143,12 +143,11 @@ impl Room {
     }
 
     /// Acks, delivers and publishes a stored batch.
-    fn stored(
-        &mut self,
-        mut stored: Vec<StoredMessage>,
-        waiting: Vec<Waiting>,
-        ctx: &mut Context<Self>,
-    ) {
+    fn stored(&mut self, appended: Appended, waiting: Vec<Waiting>, ctx: &mut Context<Self>) {
+        let Appended {
+            messages: mut stored,
+            others,
+        } = appended;
         // A retry the store found came back as its original. Delivering
         // that again is harmless (the sequencer drops what it has handed
         // out) and needed if the original's replica died before fanning it
@@ -192,6 +191,12 @@ impl Room {
         }
         let mut fresh = fresh.into_iter();
         stored.retain(|_| fresh.next().unwrap_or(true) || started);
+        // Other replicas' messages the store stepped over to seq this batch:
+        // ahead of it, so it need not wait for the broker or a read of the
+        // gap. A room not started yet starts at its own.
+        if started {
+            stored.extend(others);
+        }
         self.accept(stored, ctx);
     }
 

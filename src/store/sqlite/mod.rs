@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::{
-    in_batch_order, repeated_in_batch, Delivery, Millis, Missed, NewMessage, Original, Store,
-    StoreError, StoreResult, StoredMessage, User, RETRY_SCAN,
+    in_batch_order, repeated_in_batch, Appended, Delivery, Millis, Missed, NewMessage, Original,
+    Store, StoreError, StoreResult, StoredMessage, User, RETRY_SCAN,
 };
 
 /// Bumped whenever `SCHEMA` changes in a way old files need migrating for.
@@ -367,9 +367,9 @@ impl Store for SqliteStore {
         room: &str,
         batch: Vec<NewMessage>,
         ts: Millis,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Appended> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Appended::default());
         }
         let room = room.to_owned();
         self.writer.write(batch.len(), move |conn| {
@@ -441,7 +441,12 @@ impl Store for SqliteStore {
                     fast: false,
                 });
             }
-            Ok(in_batch_order(retried, inserted))
+            // One process writes the file and allocates every seq in the
+            // transaction: nobody else's messages lie in between.
+            Ok(Appended {
+                messages: in_batch_order(retried, inserted),
+                others: Vec::new(),
+            })
         })
         .await
     }
@@ -810,7 +815,7 @@ mod tests {
             reference: None,
             retry: false,
         };
-        let stored = store.append("@a:b", vec![next], 20).await.unwrap();
+        let stored = store.append("@a:b", vec![next], 20).await.unwrap().messages;
         assert_eq!(stored[0].seq, 3);
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
