@@ -1,0 +1,68 @@
+//! The documents as stored, and how a stored message becomes the store's.
+
+use std::collections::HashMap;
+
+use mongodb::bson::DateTime;
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoredMessage;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct UserDoc {
+    pub(super) name: String,
+    pub(super) password_hash: String,
+    #[serde(default)]
+    pub(super) avatar: Option<String>,
+    pub(super) created: DateTime,
+    #[serde(default)]
+    pub(super) operator: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct MessageDoc {
+    pub(super) room: String,
+    pub(super) seq: i64,
+    pub(super) from: String,
+    pub(super) text: String,
+    pub(super) ts: DateTime,
+    #[serde(default)]
+    pub(super) id: String,
+    /// A direct message's recipient, and whether it has reached them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) to: Option<String>,
+    #[serde(default = "delivered_by_default")]
+    pub(super) delivered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) confirm: Option<String>,
+    /// The sender's ref (JSON), for recognising a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) client_ref: Option<String>,
+}
+
+/// Messages stored before the offline inbox existed count as delivered.
+pub(super) fn delivered_by_default() -> bool {
+    true
+}
+
+impl MessageDoc {
+    pub(super) fn into_stored(self, avatars: &HashMap<String, String>) -> StoredMessage {
+        StoredMessage {
+            avatar: avatars.get(&self.from).cloned(),
+            room: self.room,
+            seq: self.seq as u64,
+            from: self.from,
+            text: self.text,
+            ts: self.ts.timestamp_millis(),
+            id: self.id,
+            fast: false,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct SessionDoc {
+    #[serde(rename = "_id")]
+    pub(super) key: String,
+    pub(super) state: String,
+    pub(super) expires: DateTime,
+}

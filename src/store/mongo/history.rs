@@ -1,0 +1,76 @@
+//! Reading a room's messages back: history pages, gap fills, the room list.
+
+use mongodb::bson::doc;
+
+use super::{unavailable, MongoStore};
+use crate::store::{StoreResult, StoredMessage};
+
+pub(super) async fn before(
+    store: &MongoStore,
+    room: &str,
+    before: Option<u64>,
+    limit: u32,
+) -> StoreResult<Vec<StoredMessage>> {
+    let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
+    let mut cursor = store
+        .messages
+        .find(doc! { "room": room, "seq": { "$lt": before } })
+        .sort(doc! { "seq": -1 })
+        .limit(i64::from(limit))
+        .await
+        .map_err(unavailable)?;
+    let mut page = Vec::new();
+    while cursor.advance().await.map_err(unavailable)? {
+        page.push(cursor.deserialize_current().map_err(unavailable)?);
+    }
+    page.reverse();
+    let avatars = super::users::avatars_of(store, &page).await?;
+    Ok(page
+        .into_iter()
+        .map(|message| message.into_stored(&avatars))
+        .collect())
+}
+
+pub(super) async fn after(
+    store: &MongoStore,
+    room: &str,
+    after: u64,
+    limit: u32,
+) -> StoreResult<Vec<StoredMessage>> {
+    let after = after.min(i64::MAX as u64) as i64;
+    let mut cursor = store
+        .messages
+        .find(doc! { "room": room, "seq": { "$gt": after } })
+        .sort(doc! { "seq": 1 })
+        .limit(i64::from(limit))
+        .await
+        .map_err(unavailable)?;
+    let mut page = Vec::new();
+    while cursor.advance().await.map_err(unavailable)? {
+        page.push(cursor.deserialize_current().map_err(unavailable)?);
+    }
+    let avatars = super::users::avatars_of(store, &page).await?;
+    Ok(page
+        .into_iter()
+        .map(|message| message.into_stored(&avatars))
+        .collect())
+}
+
+pub(super) async fn recent_rooms(store: &MongoStore, limit: u32) -> StoreResult<Vec<String>> {
+    let mut cursor = store
+        .rooms
+        .find(doc! { "direct": false })
+        .sort(doc! { "last_ts": -1 })
+        .limit(i64::from(limit))
+        .projection(doc! { "_id": 1 })
+        .await
+        .map_err(unavailable)?;
+    let mut rooms = Vec::new();
+    while cursor.advance().await.map_err(unavailable)? {
+        let room = cursor.deserialize_current().map_err(unavailable)?;
+        if let Ok(name) = room.get_str("_id") {
+            rooms.push(name.to_owned());
+        }
+    }
+    Ok(rooms)
+}
