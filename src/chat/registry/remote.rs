@@ -1,0 +1,101 @@
+//! What the other replicas send this one: room traffic routed to the
+//! room, users' activity, questions and answers for backends, and the
+//! resync after the broker comes back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::{ConfirmDeliveries, Registry};
+use crate::chat::names::direct_participants;
+use crate::chat::{room, Evict};
+use crate::cluster::{ClusterEvent, Remote, Resync};
+use crate::store::{now_millis, Delivery};
+
+impl Handler<Remote> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, remote: Remote, _ctx: &mut Self::Context) {
+        match &remote.event {
+            ClusterEvent::SessionOpened { user, at } => {
+                if self.policies.single_session {
+                    self.evict_user(user, Evict::Replaced, Some(*at));
+                }
+                return;
+            }
+            ClusterEvent::LoginEnded { user, login } => return self.end_login(user, login),
+            ClusterEvent::UserActivity { user, connected } => {
+                return self.push_to_admins(user, &remote.node, *connected);
+            }
+            ClusterEvent::ConnectionsAsked { user, query } => {
+                return self.answer_connections(user, *query, &remote.node);
+            }
+            ClusterEvent::Connections { query, connections } => {
+                return self.collect_connections(*query, connections);
+            }
+            ClusterEvent::UserDisconnected {
+                user,
+                reason,
+                until,
+            } => {
+                let period =
+                    Duration::from_millis(until.saturating_sub(now_millis()).max(0) as u64);
+                return self.refuse(user.clone(), *reason, period);
+            }
+            _ => {}
+        }
+        let Some(room) = remote.event.room().map(str::to_owned) else {
+            return;
+        };
+        let addr = match self.rooms.get(&room) {
+            Some(entry) => entry.addr.clone(),
+            None => {
+                // A direct conversation reaching a local user starts its room
+                // here; presence alone does not.
+                let local_participant = direct_participants(&room)
+                    .is_some_and(|(a, b)| self.users.contains_key(a) || self.users.contains_key(b));
+                if !local_participant || matches!(remote.event, ClusterEvent::Presence { .. }) {
+                    return;
+                }
+                self.ensure_room(&room)
+            }
+        };
+        addr.do_send(room::FromCluster {
+            node: remote.node,
+            event: remote.event,
+        });
+    }
+}
+
+impl Handler<ConfirmDeliveries> for Registry {
+    type Result = ();
+
+    fn handle(
+        &mut self,
+        ConfirmDeliveries(deliveries): ConfirmDeliveries,
+        _ctx: &mut Self::Context,
+    ) {
+        let mut by_room: HashMap<String, Vec<Delivery>> = HashMap::new();
+        for delivery in deliveries {
+            by_room
+                .entry(delivery.room.clone())
+                .or_default()
+                .push(delivery);
+        }
+        for (room, deliveries) in by_room {
+            // The recipient is connected here, so its direct room may run here.
+            self.ensure_room(&room).do_send(room::Confirmed(deliveries));
+        }
+    }
+}
+
+impl Handler<Resync> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, resync: Resync, _ctx: &mut Self::Context) {
+        for entry in self.rooms.values() {
+            entry.addr.do_send(resync.clone());
+        }
+    }
+}
