@@ -1,0 +1,157 @@
+//! Appending to a room: the seq range is taken from the room's row and the
+//! messages inserted in the writer's transaction, so nothing else can
+//! interleave.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::SqliteStore;
+use crate::store::{
+    in_batch_order, repeated_in_batch, Appended, Millis, NewMessage, Original, StoreResult,
+    StoredMessage, RETRY_SCAN,
+};
+
+pub(super) async fn append(
+    store: &SqliteStore,
+    room: &str,
+    batch: Vec<NewMessage>,
+    ts: Millis,
+) -> StoreResult<Appended> {
+    if batch.is_empty() {
+        return Ok(Appended::default());
+    }
+    let room = room.to_owned();
+    store.writer.write(batch.len(), move |conn| {
+        let retried = retried(conn, &room, &batch)?;
+        let count = retried.iter().filter(|found| found.is_none()).count() as i64;
+        let mut next = 0;
+        if count > 0 {
+            let last: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO rooms (name, last_seq, last_ts) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET last_seq = last_seq + ?2, last_ts = ?3
+                     RETURNING last_seq",
+                )?
+                .query_row(params![room, count, ts], |row| row.get(0))?;
+            next = (last - count + 1) as u64;
+        }
+        // Each recipient's inbox (a direct room has two), counted once
+        // per batch on the index of what waits.
+        let mut waiting: std::collections::HashMap<String, u64> =
+            std::collections::HashMap::new();
+        let mut inbox = |recipient: &str| -> rusqlite::Result<bool> {
+            let count = match waiting.get(recipient) {
+                Some(count) => *count,
+                None => conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
+                    )?
+                    .query_row([recipient], |row| row.get::<_, i64>(0))?
+                    as u64,
+            };
+            waiting.insert(recipient.to_owned(), count + 1);
+            Ok(count < crate::store::MAX_INBOX)
+        };
+        let mut inserted: Vec<StoredMessage> = Vec::with_capacity(count as usize);
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm, client_ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for (message, found) in batch.into_iter().zip(&retried) {
+            if found.is_some() {
+                continue;
+            }
+            let seq = next;
+            next += 1;
+            let kept = match &message.to {
+                Some(recipient) => inbox(recipient)?,
+                None => false,
+            };
+            insert.execute(params![
+                room,
+                seq as i64,
+                message.from,
+                message.text,
+                ts,
+                message.id,
+                message.to,
+                !kept,
+                message.confirm,
+                message.reference,
+            ])?;
+            inserted.push(StoredMessage {
+                room: room.clone(),
+                seq,
+                from: message.from,
+                text: message.text,
+                ts,
+                avatar: None,
+                id: message.id,
+                fast: false,
+            });
+        }
+        // One process writes the file and allocates every seq in the
+        // transaction: nobody else's messages lie in between.
+        Ok(Appended {
+            messages: in_batch_order(retried, inserted),
+            others: Vec::new(),
+        })
+    })
+    .await
+}
+
+fn retried(
+    conn: &Connection,
+    room: &str,
+    batch: &[NewMessage],
+) -> rusqlite::Result<Vec<Option<Original>>> {
+    let mut found = Vec::with_capacity(batch.len());
+    if !batch.iter().any(|message| message.retry) {
+        found.resize_with(batch.len(), || None);
+        return Ok(found);
+    }
+    let newest: i64 = conn
+        .prepare_cached("SELECT last_seq FROM rooms WHERE name = ?1")?
+        .query_row([room], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut lookup = conn.prepare_cached(
+        "SELECT seq, ts, id FROM messages
+         WHERE room = ?1 AND seq > ?2 AND sender = ?3 AND client_ref = ?4 AND text = ?5
+         ORDER BY seq DESC LIMIT 1",
+    )?;
+    for (at, message) in batch.iter().enumerate() {
+        if !message.retry || message.reference.is_none() {
+            found.push(None);
+            continue;
+        }
+        if let Some(earlier) = repeated_in_batch(batch, at) {
+            found.push(Some(Original::InBatch(earlier)));
+            continue;
+        }
+        let original = lookup
+            .query_row(
+                params![
+                    room,
+                    newest - RETRY_SCAN as i64,
+                    message.from,
+                    message.reference,
+                    message.text
+                ],
+                |row| {
+                    Ok(StoredMessage {
+                        room: room.to_owned(),
+                        seq: row.get::<_, i64>(0)? as u64,
+                        from: message.from.clone(),
+                        text: message.text.clone(),
+                        ts: row.get(1)?,
+                        avatar: None,
+                        id: row.get(2)?,
+                        fast: false,
+                    })
+                },
+            )
+            .optional()?;
+        found.push(original.map(Original::Stored));
+    }
+    Ok(found)
+}
