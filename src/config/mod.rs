@@ -1,5 +1,13 @@
 //! Configuration: command-line flags, each with an environment variable.
 
+mod api;
+mod cluster;
+mod store;
+
+pub use api::ApiKey;
+pub use cluster::{AdapterKind, BrokerTarget};
+pub use store::MongoConfig;
+
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -216,32 +224,6 @@ pub struct Config {
     pub api_rate_limit: u32,
 }
 
-/// A server API key; never printed (its `Debug` is redacted).
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(redacted)")
-    }
-}
-
-impl std::str::FromStr for ApiKey {
-    type Err = String;
-
-    /// Never fails: clap would print a refused value, and this one is a
-    /// secret. [`Config::api_keys`] checks them.
-    fn from_str(key: &str) -> Result<Self, String> {
-        Ok(Self(key.trim().to_owned()))
-    }
-}
-
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Creates an account as the operator, or takes an existing one over
@@ -255,43 +237,6 @@ pub enum Command {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AdapterKind {
-    Redis,
-    Rabbitmq,
-    Nats,
-    None,
-}
-
-/// A cluster broker and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerTarget {
-    Redis(String),
-    Rabbitmq(String),
-    Nats(String),
-}
-
-impl BrokerTarget {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Redis(_) => "redis",
-            Self::Rabbitmq(_) => "rabbitmq",
-            Self::Nats(_) => "nats",
-        }
-    }
-}
-
-/// Where the shared MongoDB is: a URL, or docker-chat's separate variables.
-#[derive(Debug, Clone)]
-pub struct MongoConfig {
-    pub url: Option<String>,
-    pub host: Option<String>,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub database: String,
 }
 
 impl Config {
@@ -318,92 +263,6 @@ impl Config {
         config.login_failures_per_minute = 0;
         config.registrations_per_hour = 0;
         config
-    }
-
-    /// The server API's keys; none means the API is off. `API_KEYS=` (set
-    /// but empty, as compose files pass it) is no key. The error names the
-    /// key by its place, never by its value.
-    pub fn api_keys(&self) -> anyhow::Result<Vec<ApiKey>> {
-        let keys: Vec<ApiKey> = self
-            .api_keys
-            .iter()
-            .filter(|key| !key.0.is_empty())
-            .cloned()
-            .collect();
-        for (place, key) in keys.iter().enumerate() {
-            anyhow::ensure!(
-                (16..=256).contains(&key.0.len()) && key.0.bytes().all(|b| b.is_ascii_graphic()),
-                "API_KEYS: key {} of {} has {} characters; a key needs 16 to 256 printable \
-                 ASCII characters without spaces",
-                place + 1,
-                keys.len(),
-                key.0.len()
-            );
-        }
-        Ok(keys)
-    }
-
-    /// The broker this replica joins the cluster through; `None` for a
-    /// single replica.
-    pub fn cluster(&self) -> anyhow::Result<Option<BrokerTarget>> {
-        let set = |value: &Option<String>| value.clone().filter(|value| !value.trim().is_empty());
-        let redis = || {
-            set(&self.redis_url).or_else(|| {
-                set(&self.redis_host).map(|host| format!("redis://{host}:{}", self.redis_port))
-            })
-        };
-        let rabbit = || {
-            set(&self.amqp_url).or_else(|| {
-                set(&self.rabbit_host)
-                    .map(|host| format!("amqp://guest:guest@{host}:{}/%2f", self.rabbit_port))
-            })
-        };
-        let nats = || {
-            set(&self.nats_url).or_else(|| {
-                set(&self.nats_host).map(|host| format!("nats://{host}:{}", self.nats_port))
-            })
-        };
-        let missing = |what: &str| anyhow::anyhow!("ADAPTER={what} needs its broker's URL or host");
-        Ok(match self.adapter {
-            Some(AdapterKind::None) => None,
-            Some(AdapterKind::Redis) => Some(BrokerTarget::Redis(
-                redis().ok_or_else(|| missing("redis"))?,
-            )),
-            Some(AdapterKind::Rabbitmq) => Some(BrokerTarget::Rabbitmq(
-                rabbit().ok_or_else(|| missing("rabbitmq"))?,
-            )),
-            Some(AdapterKind::Nats) => {
-                Some(BrokerTarget::Nats(nats().ok_or_else(|| missing("nats"))?))
-            }
-            None if self.scalable => Some(
-                rabbit()
-                    .map(BrokerTarget::Rabbitmq)
-                    .or_else(|| redis().map(BrokerTarget::Redis))
-                    .or_else(|| nats().map(BrokerTarget::Nats))
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("SCALABLE=true needs RABBIT_HOST, REDIS_HOST or NATS_HOST")
-                    })?,
-            ),
-            None => None,
-        })
-    }
-
-    /// The MongoDB to use, if one is configured; otherwise the embedded store.
-    pub fn mongo(&self) -> Option<MongoConfig> {
-        let set = |value: &Option<String>| value.clone().filter(|value| !value.trim().is_empty());
-        let url = set(&self.mongo_url);
-        let host = set(&self.db_host);
-        if url.is_none() && host.is_none() {
-            return None;
-        }
-        Some(MongoConfig {
-            url,
-            host,
-            port: self.db_port,
-            username: set(&self.mongo_username),
-            password: set(&self.mongo_password),
-            database: self.mongo_database.clone(),
-        })
     }
 
     pub fn upload_dir(&self) -> PathBuf {
@@ -434,116 +293,14 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bad_api_key_is_refused_without_being_repeated() {
-        let mut config = Config::parse_from(["rookery"]);
-        config.api_keys = vec![
-            "good-key-0123456789".parse().unwrap(),
-            "s3cret".parse().unwrap(),
-        ];
-        let err = config.api_keys().unwrap_err().to_string();
-        assert!(err.contains("key 2 of 2"), "{err}");
-        assert!(
-            !err.contains("s3cret") && !err.contains("good-key"),
-            "{err}"
-        );
-        config.api_keys = vec!["".parse().unwrap()];
-        assert!(config.api_keys().unwrap().is_empty(), "API_KEYS= is no key");
-    }
-
+impl Config {
     /// Flags only: the environment of the test run (scripts/test.sh sets
     /// MONGO_URL, say) must not leak into what these tests see.
-    fn parse(args: &[&str]) -> Config {
+    pub(crate) fn from_flags(args: &[&str]) -> Config {
         use clap::{CommandFactory, FromArgMatches};
         let command = Config::command().mut_args(|arg| arg.env(None::<&str>));
         let matches =
             command.get_matches_from(std::iter::once("rookery").chain(args.iter().copied()));
         Config::from_arg_matches(&matches).unwrap()
-    }
-
-    #[test]
-    fn the_embedded_store_is_the_default() {
-        assert!(parse(&[]).mongo().is_none());
-        assert!(
-            parse(&["--mongo-url", " "]).mongo().is_none(),
-            "blank counts as unset"
-        );
-    }
-
-    #[test]
-    fn scalable_picks_rabbitmq_first_then_redis_then_nats() {
-        let pick = |args: &[&str]| parse(args).cluster().unwrap();
-        assert_eq!(
-            pick(&["--redis-host", "r"]),
-            None,
-            "a broker alone does not make a cluster"
-        );
-        assert_eq!(
-            pick(&[
-                "--scalable",
-                "--redis-host",
-                "r",
-                "--rabbit-host",
-                "q",
-                "--nats-host",
-                "n"
-            ]),
-            Some(BrokerTarget::Rabbitmq(
-                "amqp://guest:guest@q:5672/%2f".into()
-            ))
-        );
-        assert_eq!(
-            pick(&["--scalable", "--redis-host", "r", "--nats-host", "n"]),
-            Some(BrokerTarget::Redis("redis://r:6379".into()))
-        );
-        assert_eq!(
-            pick(&["--scalable", "--nats-host", "n"]),
-            Some(BrokerTarget::Nats("nats://n:4222".into()))
-        );
-        assert_eq!(
-            pick(&[
-                "--adapter",
-                "nats",
-                "--redis-host",
-                "r",
-                "--nats-url",
-                "nats://x:1"
-            ]),
-            Some(BrokerTarget::Nats("nats://x:1".into()))
-        );
-        assert_eq!(
-            pick(&["--scalable", "--adapter", "none", "--redis-host", "r"]),
-            None
-        );
-        assert!(
-            parse(&["--scalable"]).cluster().is_err(),
-            "SCALABLE without a broker is an error"
-        );
-    }
-
-    #[test]
-    fn docker_chat_variables_select_mongodb() {
-        let mongo = parse(&[
-            "--db-host",
-            "db",
-            "--db-port",
-            "27018",
-            "--mongo-database",
-            "chat",
-        ])
-        .mongo()
-        .unwrap();
-        assert_eq!(
-            (
-                mongo.url,
-                mongo.host.as_deref(),
-                mongo.port,
-                mongo.database.as_str()
-            ),
-            (None, Some("db"), 27018, "chat")
-        );
     }
 }
