@@ -12,7 +12,12 @@
 //! endpoint is served on its own address (`METRICS_ADDR`) by
 //! `http::metrics`.
 
-use std::collections::HashMap;
+mod family;
+mod labels;
+
+pub use family::Family;
+pub use labels::{close, hook, login, mode, resume, STORE_OPERATIONS};
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -36,154 +41,6 @@ const BATCH: &[f64] = &[
 const OUTBOX_BYTES: &[f64] = &[
     0.0, 1024.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
 ];
-
-/// Why a WebSocket ended (`rookery_connections_closed_total{reason}`).
-pub mod close {
-    /// The client closed it or went away.
-    pub const CLIENT: &str = "client";
-    /// No pong and no write progress within the client timeout.
-    pub const TIMEOUT: &str = "timeout";
-    /// The client read too slowly: its outbox passed the limit.
-    pub const SLOW: &str = "slow";
-    /// It stayed over the frame rate.
-    pub const FLOOD: &str = "flood";
-    /// A frame over the size limit.
-    pub const OVERSIZED: &str = "oversized";
-    /// A WebSocket protocol violation.
-    pub const PROTOCOL: &str = "protocol";
-    /// Replaced (single session), revoked or kicked.
-    pub const EVICTED: &str = "evicted";
-    /// The replica drained or stopped.
-    pub const RESTART: &str = "restart";
-    pub const ALL: &[&str] = &[
-        CLIENT, TIMEOUT, SLOW, FLOOD, OVERSIZED, PROTOCOL, EVICTED, RESTART,
-    ];
-}
-
-/// How a login or registration ended (`rookery_logins_total{result}`).
-pub mod login {
-    pub const OK: &str = "ok";
-    pub const REGISTERED: &str = "registered";
-    pub const WRONG_PASSWORD: &str = "wrong_password";
-    /// A name or password the rules refuse.
-    pub const INVALID: &str = "invalid";
-    /// The auth webhook said no, or could not be asked.
-    pub const DENIED: &str = "denied";
-    /// The store failed, or too many logins wait for password hashing.
-    pub const UNAVAILABLE: &str = "unavailable";
-    /// Too many attempts from the address, wrong passwords for the
-    /// account, or registrations from the address (429).
-    pub const THROTTLED: &str = "throttled";
-    pub const ALL: &[&str] = &[
-        OK,
-        REGISTERED,
-        WRONG_PASSWORD,
-        INVALID,
-        DENIED,
-        UNAVAILABLE,
-        THROTTLED,
-    ];
-}
-
-/// Delivery modes (`mode` label): stored before fan-out, or after.
-pub mod mode {
-    pub const RELIABLE: &str = "reliable";
-    pub const FAST: &str = "fast";
-    pub const ALL: &[&str] = &[RELIABLE, FAST];
-}
-
-/// How a resumed room's replay went (`rookery_resumes_total{result}`).
-pub mod resume {
-    /// Every message after the client's `seq` was replayed.
-    pub const RECOVERED: &str = "recovered";
-    /// More were missed than the replay window holds (`recovered:false`).
-    pub const CUT: &str = "cut";
-    /// The store could not be read (`recovered:false`).
-    pub const FAILED: &str = "failed";
-    pub const ALL: &[&str] = &[RECOVERED, CUT, FAILED];
-}
-
-/// Webhooks and their outcomes.
-pub mod hook {
-    pub const AUTH: &str = "auth";
-    pub const AUTHORIZE: &str = "authorize";
-    pub const VALIDITY: &str = "validity";
-    pub const EVENTS: &str = "events";
-    pub const ALL: &[&str] = &[AUTH, AUTHORIZE, VALIDITY, EVENTS];
-    /// The receiver answered yes (or took the event).
-    pub const OK: &str = "ok";
-    /// The receiver answered no.
-    pub const REFUSED: &str = "refused";
-    /// No usable answer: down, too slow, or an error status.
-    pub const FAILED: &str = "failed";
-    pub const RESULTS: &[&str] = &[OK, REFUSED, FAILED];
-}
-
-/// Store operations (`rookery_store_errors_total{operation}`).
-pub const STORE_OPERATIONS: &[&str] = &[
-    "migrate",
-    "ping",
-    "create_user",
-    "find_user",
-    "find_name_ignoring_case",
-    "put_operator_account",
-    "set_avatar",
-    "append",
-    "history",
-    "after",
-    "mark_delivered",
-    "pending_count",
-    "fetch_missed",
-    "set_read",
-    "read_positions",
-    "recent_rooms",
-    "session_load",
-    "session_insert",
-    "session_update",
-    "session_touch",
-    "session_delete",
-    "secret",
-];
-
-/// A labelled counter family with every child looked up once, at start.
-pub struct Family {
-    vec: IntCounterVec,
-    children: HashMap<&'static str, IntCounter>,
-}
-
-impl Family {
-    fn new(
-        registry: &Registry,
-        name: &str,
-        help: &str,
-        label: &str,
-        values: &[&'static str],
-    ) -> Self {
-        let vec = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-        registry
-            .register(Box::new(vec.clone()))
-            .expect("unique metric");
-        let children = values
-            .iter()
-            .map(|value| (*value, vec.with_label_values(&[value])))
-            .collect();
-        Self { vec, children }
-    }
-
-    pub fn get(&self, value: &str) -> IntCounter {
-        match self.children.get(value) {
-            Some(child) => child.clone(),
-            None => self.vec.with_label_values(&[value]),
-        }
-    }
-
-    pub fn inc(&self, value: &str) {
-        match self.children.get(value) {
-            Some(child) => child.inc(),
-            None => self.vec.with_label_values(&[value]).inc(),
-        }
-    }
-}
 
 pub struct Metrics {
     registry: Registry,
