@@ -1,4 +1,8 @@
 //! Posting as a backend: to a room, to a user, to many rooms at once.
+//!
+//! About 400 lines, kept whole: the three endpoints share one posting path
+//! (`post`: the checks, the room's answer, the reply), and their request
+//! and response bodies are their OpenAPI schemas, read beside them.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
