@@ -18,6 +18,8 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+use crate::protocol::{ErrorCode, Ref, Rejected};
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
@@ -176,6 +178,21 @@ pub enum StoreError {
     Uncertain(String),
 }
 
+impl StoreError {
+    /// What a client is told when the store failed it: the one mapping
+    /// from store errors to error codes. `what` names what failed ("history",
+    /// "the message"), `then` what the client can count on or should do.
+    pub fn rejected(&self, what: &str, then: &str, reference: Option<Ref>) -> Rejected {
+        let (code, why) = match self {
+            Self::Uncertain(_) => (ErrorCode::StoreUncertain, "the database stopped answering"),
+            Self::Unavailable(_) | Self::Conflict => {
+                (ErrorCode::StoreUnavailable, "the database is unavailable")
+            }
+        };
+        Rejected::new(code, format!("{what}: {why}; {then}"), reference)
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
@@ -287,4 +304,27 @@ pub fn new_message_id() -> String {
 pub fn now_millis() -> Millis {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as Millis
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_of_unknown_outcome_is_never_reported_as_not_stored() {
+        let uncertain = StoreError::Uncertain("timed out".into()).rejected(
+            "the message",
+            "it may be stored",
+            None,
+        );
+        assert_eq!(uncertain.code, ErrorCode::StoreUncertain);
+        let down = StoreError::Unavailable("refused".into()).rejected("history", "try again", None);
+        assert_eq!(down.code, ErrorCode::StoreUnavailable);
+        assert_eq!(
+            down.message,
+            "history: the database is unavailable; try again"
+        );
+        // What the database said stays in the log, not in the client's frame.
+        assert!(!uncertain.message.contains("timed out"));
+    }
 }

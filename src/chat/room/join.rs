@@ -8,9 +8,7 @@ use super::member::Member;
 use super::{sequencer, Join, Reply, Room};
 use crate::chat::Deliver;
 use crate::metrics;
-use crate::protocol::{
-    ErrorCode, ReadPosition, Rejected, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT,
-};
+use crate::protocol::{ReadPosition, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT};
 use crate::store::StoredMessage;
 
 /// Messages a resuming client gets replayed at most, per room; older missed
@@ -61,9 +59,9 @@ impl Handler<Join> for Room {
                 Ok(history) => (history, true),
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, "could not load history for a join");
-                    Reply::Socket(join.socket.clone()).refuse(Rejected::new(
-                        ErrorCode::StoreUnavailable,
-                        "history is unavailable right now; new messages will still arrive",
+                    Reply::Socket(join.socket.clone()).refuse(err.rejected(
+                        "history",
+                        "new messages will still arrive",
                         None,
                     ));
                     (Vec::new(), false)

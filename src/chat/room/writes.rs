@@ -100,7 +100,7 @@ impl Room {
                 Ok(appended) => this.stored(appended, waiting, ctx),
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, messages = waiting.len(), "could not store messages");
-                    let (code, text) = match err {
+                    let then = match err {
                         StoreError::Uncertain(_) => {
                             // If they were stored, the store has them
                             // under their seqs: deliver them from there. A
@@ -109,16 +109,9 @@ impl Room {
                             for after in UNCERTAIN_CHECKS {
                                 ctx.run_later(after, |this, ctx| this.catch_up(ctx));
                             }
-                            (
-                                ErrorCode::StoreUncertain,
-                                "the database stopped answering: the message may or may not be stored; \
-                                 if it was, it arrives with its seq",
-                            )
+                            "it may or may not be stored; if it was, it arrives with its seq"
                         }
-                        _ => (
-                            ErrorCode::StoreUnavailable,
-                            "the message could not be stored; it was not delivered, send it again",
-                        ),
+                        _ => "it was not stored or delivered; send it again",
                     };
                     // Fast messages were delivered already and promised
                     // nothing more; they are only missing from history.
@@ -129,7 +122,7 @@ impl Room {
                         reply.refuse(if waiting.retry {
                             Rejected::new(ErrorCode::StoreUncertain, RETRY_NOT_CHECKED, reference)
                         } else {
-                            Rejected::new(code, text, reference)
+                            err.rejected("the message", then, reference)
                         });
                     }
                 }

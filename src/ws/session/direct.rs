@@ -45,11 +45,8 @@ impl WsSession {
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "fetching missed messages failed");
-                        let rejected = Rejected::new(
-                            ErrorCode::StoreUnavailable,
-                            "missed messages are unavailable right now; they are kept, try again",
-                            None,
-                        );
+                        let rejected =
+                            err.rejected("missed messages", "they are kept; try again", None);
                         this.reject(rejected, ctx);
                     }
                 }),
@@ -145,9 +142,9 @@ impl WsSession {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "user lookup failed");
-                    let rejected = Rejected::new(
-                        ErrorCode::StoreUnavailable,
-                        "the message could not be sent: storage is unavailable",
+                    let rejected = err.rejected(
+                        "the message",
+                        "it was not sent; send it again",
                         options.reference,
                     );
                     this.reject(rejected, ctx);

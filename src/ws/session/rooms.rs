@@ -179,12 +179,7 @@ impl WsSession {
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "history read failed");
-                        let rejected = Rejected::new(
-                            ErrorCode::StoreUnavailable,
-                            "history is unavailable right now, try again",
-                            None,
-                        );
-                        this.reject(rejected, ctx);
+                        this.reject(err.rejected("history", "try again", None), ctx);
                     }
                 }),
         );
