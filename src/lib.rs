@@ -6,7 +6,8 @@
 //! socket → session actor → room → cluster adapter → other replicas → rooms
 //! → sessions.
 //!
-//! - [`config`]: flags and environment variables.
+//! - [`config`]: flags and environment variables, and what each component
+//!   derives from them (the API's keys, the broker, the database).
 //! - [`http`]: the route table, server-rendered pages (askama templates in
 //!   `templates/`, assets in `static/`), login, avatar uploads, health, and
 //!   [`http::api`], the server API for backends (`/api/v1`).
@@ -24,17 +25,21 @@
 //!   their own files) over plain parts with their own unit tests
 //!   ([`chat::room::sequencer`]: `seq` order, exactly once, gap fills;
 //!   [`chat::room::presence`]: who is online), and the
-//!   [`chat::registry::Registry`] that starts, joins and retires rooms (and
-//!   answers the server API: rooms without members here, a user's
-//!   connections on every replica, disconnects).
+//!   [`chat::registry::Registry`] that starts, joins and retires rooms, holds
+//!   the connection policies (single session, refusals), and answers the
+//!   server API (rooms without members here, a user's connections on every
+//!   replica, disconnects); one file per concern.
 //! - [`cluster`]: what crosses replicas. The [`cluster::Cluster`] actor
-//!   keeps per-room and per-user subscriptions and hands remote events to
-//!   the registry; a driver task owns the broker connection (reconnect,
-//!   resubscribe) behind the [`cluster::Broker`] trait, implemented once per
-//!   broker in `redis.rs`, `rabbitmq.rs` and `nats.rs`.
+//!   keeps per-room and per-user subscriptions and hands remote events
+//!   (`events.rs`) to the registry; a driver task (`driver.rs`) owns the
+//!   broker connection (reconnect, resubscribe) behind the
+//!   [`cluster::Broker`] trait, implemented once per broker in `redis.rs`,
+//!   `rabbitmq.rs` and `nats.rs`.
 //! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend
 //!   (one writer thread committing every room's writes together) and the
-//!   shared MongoDB one; [`store::backlog`] bounds what waits for them,
+//!   shared MongoDB one, each a folder by concern (schema, append, inbox,
+//!   sessions, users); [`store::StoreError::rejected`] is how a client hears
+//!   of a store failure; [`store::backlog`] bounds what waits for them,
 //!   [`store::bounded`] bounds how long they take; the actix-session store
 //!   built on it.
 //! - [`hooks`]: the optional webhooks (auth, authorize, validity, events)

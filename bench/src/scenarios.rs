@@ -1,5 +1,9 @@
 //! The scenarios. Each opens its connections (ramped), drives traffic, and
 //! returns rows: one per setting it measured.
+//!
+//! Over 400 lines, kept whole: every scenario is the same few steps (ramp,
+//! drive, collect) over the same helpers, and reading them side by side
+//! is how one checks that Rookery and its peer are measured alike.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -94,7 +94,7 @@ pub enum ClientFrame {
         #[serde(flatten)]
         options: MessageOptions,
     },
-    /// A direct message to each of `to` (at most [`MAX_GROUP_RECIPIENTS`]),
+    /// A direct message to each of `to` (at most [`MAX_GROUP_RECIPIENTS`](super::MAX_GROUP_RECIPIENTS)),
     /// each in its own direct room: one `ack` (or `error`) per recipient,
     /// all with this `ref`.
     Group {
@@ -103,7 +103,7 @@ pub enum ClientFrame {
         #[serde(flatten)]
         options: MessageOptions,
     },
-    /// Fetch up to `limit` (default and at most [`MAX_FETCH_MISSED`]) of the
+    /// Fetch up to `limit` (default and at most [`MAX_FETCH_MISSED`](super::MAX_FETCH_MISSED)) of the
     /// direct messages that reached none of this user's connections, oldest
     /// first, as `message` frames, then `fetch_missed_complete`. Each is
     /// handed out once, to one connection.

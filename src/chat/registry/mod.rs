@@ -50,7 +50,7 @@ pub struct Connect {
 
 /// The connection has sent its first frame (or stayed silent for a while).
 /// Until then the direct rooms it became a silent member of hold its
-/// messages back ([`room::Activate`]): a reconnecting client's `resume`
+/// messages back ([`Activate`](crate::chat::room::Activate)): a reconnecting client's `resume`
 /// would otherwise be overtaken by live messages of the same room, which
 /// it would then see twice and out of order.
 #[derive(Message)]
@@ -108,7 +108,7 @@ pub struct EndLogin {
 pub struct JoinRoom {
     pub session: SessionId,
     pub room: String,
-    /// Resuming after `seq` (see [`room::Join::since`]).
+    /// Resuming after `seq` (see [`Join::since`](crate::chat::room::Join::since)).
     pub since: Option<u64>,
 }
 

@@ -17,7 +17,7 @@
 //! it) and the sender's `confirm` ref; `(to, delivered, ts)` finds a user's
 //! undelivered messages.
 //!
-//! How a message gets its `seq` is in [`append`]. One file per
+//! How a message gets its `seq` is in `append.rs`. One file per
 //! collection's operations (`users`, `inbox` for direct messages and read
 //! positions, `sessions`, `history`), the index definitions in `schema`;
 //! the `Store` implementation here only routes to them.

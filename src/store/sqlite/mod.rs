@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite file under `DATA_DIR`, no server needed.
 //!
 //! SQLite admits one writer at a time, so every write goes to one thread
-//! that commits whatever is waiting as one transaction ([`writer`]). Reads
+//! that commits whatever is waiting as one transaction (`writer.rs`). Reads
 //! run on tokio's blocking pool over a few reader connections, which WAL
 //! mode lets proceed while a write is in flight.
 
