@@ -49,6 +49,33 @@
 //!   on their own address by [`http::metrics`].
 //! - [`server`]: wires all of the above into a running replica, serving a
 //!   standby app until the store answers.
+//!
+//! # Words
+//!
+//! One word per idea, in the code and the docs:
+//!
+//! - **connection**: one WebSocket. Its actor is its **session**
+//!   ([`ws::session`], known by a [`chat::SessionId`]); a **login** is the
+//!   HTTP session (the cookie) it was opened with. A user may have several
+//!   connections; each is a **member** of the rooms it joined.
+//! - **frame**: one protocol message on the socket ([`protocol`]); a frame
+//!   on its way to one connection is an [`chat::Outgoing`].
+//! - **post**: a message a member hands its room. It is **stored** once the
+//!   store gave it its **seq** (per room, from 1, without holes), and the
+//!   **ack** tells its author so. **Reliable** and **fast** are the two ways
+//!   a post travels ([`protocol::Delivery`]).
+//! - **deliver**: hand stored messages to members, in seq order, each once
+//!   ([`chat::room::sequencer`]). A **gap** is a missing seq the room holds
+//!   later ones for; a **fill** reads it from the store.
+//! - **receipt**: what the sender of a direct message learns later: it was
+//!   **delivered** to one of the recipient's connections
+//!   ([`store::Delivery`]; told when the sender asked to be, `confirm`), or
+//!   **read** up to a seq (a read position).
+//! - **inbox**: the direct messages waiting for a recipient who was away.
+//! - **resume**: a reconnecting client names the last seq it has of each
+//!   room, and the room replays what came after.
+//! - **replica**: one process; **node**: its name to the others; **drain**:
+//!   emptying a replica before it stops.
 
 pub mod app;
 pub mod chat;

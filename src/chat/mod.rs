@@ -32,7 +32,7 @@ pub fn next_session_id() -> SessionId {
 /// share the buffer among all recipients.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
-pub struct Deliver(pub ByteString);
+pub struct Outgoing(pub ByteString);
 
 /// The replica is draining: tell the client to move to another replica, and
 /// close the connection after `close_after` if it has not left by then.

@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use super::{Connect, Disconnect, EndLogin, Ready, Registry, SessionEntry};
 use crate::chat::names::direct_participants;
-use crate::chat::{room, Deliver, Drain, Evict};
+use crate::chat::{room, Drain, Evict, Outgoing};
 use crate::cluster::{user_channel, ClusterEvent, ADMIN_CHANNEL};
 use crate::hooks::ConnectionEvent;
 use crate::protocol::ServerFrame;
@@ -48,7 +48,7 @@ impl Registry {
         .encode();
         for session in &self.admin_sessions {
             if let Some(entry) = self.sessions.get(session) {
-                entry.socket.do_send(Deliver(frame.clone()));
+                entry.socket.do_send(Outgoing(frame.clone()));
             }
         }
     }

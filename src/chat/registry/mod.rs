@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::room::Room;
-use super::{Deliver, Drain, Evict, SessionId, SetAvatar};
+use super::{Drain, Evict, Outgoing, SessionId, SetAvatar};
 use crate::cluster::{node_channel, ClusterHandle, REPLICAS_CHANNEL};
 use crate::hooks::Hooks;
 use crate::store::backlog::Backlog;
@@ -42,7 +42,7 @@ pub struct Connect {
     /// Gets every connection event: in `ADMIN_USERS`, with an account the
     /// operator made (or the auth webhook vouched for).
     pub admin: bool,
-    pub socket: Recipient<Deliver>,
+    pub socket: Recipient<Outgoing>,
     pub avatar: Recipient<SetAvatar>,
     pub drain: Recipient<Drain>,
     pub evict: Recipient<Evict>,
@@ -141,7 +141,7 @@ pub struct AvatarChanged {
 struct SessionEntry {
     user: String,
     login: Option<String>,
-    socket: Recipient<Deliver>,
+    socket: Recipient<Outgoing>,
     avatar: Recipient<SetAvatar>,
     drain: Recipient<Drain>,
     evict: Recipient<Evict>,

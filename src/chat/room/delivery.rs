@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use super::sequencer::{Fill, MAX_FILL};
 use super::{Confirmed, Read, Room};
-use crate::chat::Deliver;
+use crate::chat::Outgoing;
 use crate::cluster::ClusterEvent;
 use crate::metrics;
 use crate::protocol::{Ref, ServerFrame, WireMessage};
@@ -169,7 +169,7 @@ impl Room {
             }
             .encode();
             for member in self.members.values().filter(|m| m.user == delivery.from) {
-                member.socket.do_send(Deliver(frame.clone()));
+                member.socket.do_send(Outgoing(frame.clone()));
             }
         }
         if publish {

@@ -6,7 +6,7 @@ use actix::prelude::*;
 
 use super::member::Member;
 use super::{sequencer, Join, Reply, Room};
-use crate::chat::Deliver;
+use crate::chat::Outgoing;
 use crate::metrics;
 use crate::protocol::{ReadPosition, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT};
 use crate::store::StoredMessage;
@@ -168,7 +168,7 @@ impl Room {
             recovered,
         }
         .encode();
-        socket.do_send(Deliver(joined));
+        socket.do_send(Outgoing(joined));
         if !reached.is_empty() {
             self.mark_delivered(user, reached, ctx);
         }

@@ -3,7 +3,7 @@
 
 use actix::Recipient;
 
-use crate::chat::Deliver;
+use crate::chat::Outgoing;
 
 /// Messages held for a member that has not spoken yet, at most; past it
 /// they go out at once.
@@ -11,7 +11,7 @@ const MAX_HELD: usize = 256;
 
 pub(super) struct Member {
     pub(super) user: String,
-    pub(super) socket: Recipient<Deliver>,
+    pub(super) socket: Recipient<Outgoing>,
     /// Messages up to here were in this member's `joined` history, or the
     /// client said it has them (`resume`), so they are not delivered again.
     pub(super) seen_up_to: u64,
@@ -37,12 +37,12 @@ impl Member {
             }
             Some(_) => {
                 let mut reached = self.release();
-                self.socket.do_send(Deliver(frame.clone()));
+                self.socket.do_send(Outgoing(frame.clone()));
                 reached.extend(ours);
                 reached
             }
             None => {
-                self.socket.do_send(Deliver(frame.clone()));
+                self.socket.do_send(Outgoing(frame.clone()));
                 ours.into_iter().collect()
             }
         }
@@ -52,7 +52,7 @@ impl Member {
     pub(super) fn release(&mut self) -> Vec<u64> {
         let mut reached = Vec::new();
         for (frame, ours) in self.held.take().into_iter().flatten() {
-            self.socket.do_send(Deliver(frame));
+            self.socket.do_send(Outgoing(frame));
             reached.extend(ours);
         }
         reached

@@ -4,7 +4,7 @@ use actix::prelude::*;
 
 use tokio::sync::oneshot;
 
-use crate::chat::{Deliver, SessionId};
+use crate::chat::{Outgoing, SessionId};
 use crate::cluster::ClusterEvent;
 use crate::protocol::{self, Ref, Rejected, ServerFrame};
 use crate::store::{Delivery, Millis, StoredMessage};
@@ -17,7 +17,7 @@ use crate::store::{Delivery, Millis, StoredMessage};
 pub struct Join {
     pub session: SessionId,
     pub user: String,
-    pub socket: Recipient<Deliver>,
+    pub socket: Recipient<Outgoing>,
     pub announce: bool,
     /// Resuming: the last `seq` the client has; `joined` then carries the
     /// messages after it instead of the latest page, and nothing up to it
@@ -68,7 +68,7 @@ pub struct Post {
 /// Where the answer to a [`Post`] goes.
 pub enum Reply {
     /// A member's connection: an `ack` or `error` frame with the post's `ref`.
-    Socket(Recipient<Deliver>),
+    Socket(Recipient<Outgoing>),
     /// A backend's request, waiting for the outcome itself.
     Api(oneshot::Sender<Outcome>),
 }
@@ -93,7 +93,7 @@ impl Reply {
         match self {
             Self::Socket(socket) => {
                 crate::metrics::error_sent(rejected.code);
-                socket.do_send(Deliver(rejected.encode()));
+                socket.do_send(Outgoing(rejected.encode()));
             }
             Self::Api(answer) => {
                 let _ = answer.send(Outcome::Refused(rejected));
@@ -110,7 +110,7 @@ impl Reply {
                     seq: message.seq,
                 }
                 .encode();
-                socket.do_send(Deliver(ack));
+                socket.do_send(Outgoing(ack));
             }
             Self::Api(answer) => {
                 let _ = answer.send(Outcome::Stored {

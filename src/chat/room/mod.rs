@@ -47,7 +47,7 @@ use presence::Presence;
 use sequencer::Sequencer;
 use writes::Queued;
 
-use super::{Deliver, SessionId};
+use super::{Outgoing, SessionId};
 use crate::chat::names::direct_participants;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
 use crate::metrics;
@@ -122,7 +122,7 @@ impl Room {
     fn broadcast(&self, frame: &bytestring::ByteString, skip_user: Option<&str>) {
         for member in self.members.values() {
             if Some(member.user.as_str()) != skip_user {
-                member.socket.do_send(Deliver(frame.clone()));
+                member.socket.do_send(Outgoing(frame.clone()));
             }
         }
     }

@@ -30,7 +30,7 @@ use super::socket::Hangup;
 use crate::app::admission::Held;
 use crate::chat::registry::{self, Registry};
 use crate::chat::room::Room;
-use crate::chat::{Deliver, Drain, Evict, SessionId, SetAvatar};
+use crate::chat::{Drain, Evict, Outgoing, SessionId, SetAvatar};
 use crate::hooks::Hooks;
 use crate::metrics;
 use crate::protocol::{self, ErrorCode, Rejected, ServerFrame};
@@ -276,10 +276,10 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
     }
 }
 
-impl Handler<Deliver> for WsSession {
+impl Handler<Outgoing> for WsSession {
     type Result = ();
 
-    fn handle(&mut self, Deliver(frame): Deliver, ctx: &mut Self::Context) {
+    fn handle(&mut self, Outgoing(frame): Outgoing, ctx: &mut Self::Context) {
         self.send(frame, ctx);
     }
 }
