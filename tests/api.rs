@@ -2,6 +2,9 @@
 //! replicas on Redis and one MongoDB-protocol database for what crosses
 //! replicas, and against one embedded-store server for keys, bad input and
 //! the OpenAPI document.
+//!
+//! Over 400 lines: one suite per endpoint group, sharing the two replicas
+//! it starts.
 
 mod common;
 

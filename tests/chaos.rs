@@ -14,6 +14,10 @@
 //! `CHAOS_FAULTS` (comma-separated, e.g. `kill_broker,cut_link`: only these),
 //! `CHAOS_LOGS` (set: print the replicas' logs at the end), `CHAOS_RUST_LOG`
 //! (the replicas' log filter, e.g. `info,rookery::chat::room=debug`).
+//!
+//! Over 400 lines, kept whole: the schedule, the clients and the checker
+//! share one record of every frame, and the checker's verdicts are only
+//! trustworthy read beside what the clients recorded.
 
 mod common;
 

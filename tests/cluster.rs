@@ -2,6 +2,8 @@
 //! against Redis, RabbitMQ and NATS (see the macro at the bottom). Replicas
 //! are real `rookery` processes sharing one MongoDB-protocol database;
 //! brokers are the real servers, killed and restarted by the tests.
+//!
+//! Over 400 lines: one suite, run once per broker by the macro.
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! messages with `pending` / `fetch_missed`, delivery confirmations, group
 //! messages and read receipts. The cross-replica versions are in
 //! `cluster.rs`.
+//!
+//! Over 400 lines: one test per guarantee, each standing alone.
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! bypass a limit. Every test asserts the bound (a cut connection, a
 //! refusal, the replica's memory) and that a normal user is served right
 //! after. The replica is its own process, so its memory can be read.
+//!
+//! Over 400 lines: one test per abuse, each standing alone.
 
 mod common;
 

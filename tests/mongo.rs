@@ -1,6 +1,8 @@
 //! Rookery on MongoDB: the schema it creates, shared login sessions, and
 //! what users see when the database is missing at start or dies mid-chat.
 //! Fault tests own their SecantusDB process so they can kill and restart it.
+//!
+//! Over 400 lines: one test per MongoDB behaviour, each standing alone.
 
 mod common;
 

@@ -1,6 +1,8 @@
 // Browser test: real headless Chromium (Debian's) driven by playwright-core
 // against a real Rookery binary on a free loopback port.
 //   node tests/browser/run.mjs <path to rookery binary>
+// Over 400 lines: one browser session walked through every feature in
+// order, each step building on the last (login, rooms, DMs, photos...).
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

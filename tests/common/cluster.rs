@@ -2,6 +2,9 @@
 //! the brokers (Debian's redis-server, nats-server, rabbitmq-server), and
 //! traefik. Each runs on free loopback ports with its own scratch directory
 //! and is killed when its handle drops.
+//!
+//! Over 400 lines: one handle per real process, each small; they share
+//! the port, log and scratch-directory plumbing here.
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;

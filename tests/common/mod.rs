@@ -1,5 +1,8 @@
 //! Test harness: a real Rookery server in-process on 127.0.0.1:0, a real
 //! HTTP client with a cookie jar, and a real WebSocket client.
+//!
+//! Over 400 lines: the harness every test binary shares (server, HTTP and
+//! WebSocket clients), one place so they stay alike.
 #![allow(dead_code)]
 
 pub mod cluster;
