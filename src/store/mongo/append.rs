@@ -23,7 +23,7 @@ use mongodb::bson::{doc, DateTime};
 use mongodb::error::{Error as MongoError, ErrorKind};
 
 use super::documents::MessageDoc;
-use super::{unavailable, MongoStore, DUPLICATE_KEY};
+use super::{all, unavailable, MongoStore, DUPLICATE_KEY};
 use crate::store::{
     in_batch_order, repeated_in_batch, Appended, Millis, NewMessage, Original, StoreError,
     StoreResult, StoredMessage, RETRY_SCAN,
@@ -118,17 +118,14 @@ impl MongoStore {
         pending: &[NewMessage],
     ) -> StoreResult<Taken> {
         let read = async {
-            let mut cursor = self
+            let mut found = all(self
                 .messages
                 .find(doc! { "room": room, "seq": { "$gt": last as i64 } })
                 .sort(doc! { "seq": 1 })
                 .limit((pending.len() + OTHERS_READ) as i64)
                 .await
-                .map_err(unavailable)?;
-            let mut found = Vec::new();
-            while cursor.advance().await.map_err(unavailable)? {
-                found.push(cursor.deserialize_current().map_err(unavailable)?);
-            }
+                .map_err(unavailable)?)
+            .await?;
             let ours = found
                 .iter()
                 .zip(pending)
@@ -314,11 +311,8 @@ impl MongoStore {
         }
         // The batch is stored whatever happens now: without their photos the
         // others are not worth failing it for (the room reads them again).
-        let others = match super::users::avatars_of(self, &others).await {
-            Ok(avatars) => others
-                .into_iter()
-                .map(|doc| doc.into_stored(&avatars))
-                .collect(),
+        let others = match super::history::with_avatars(self, others).await {
+            Ok(others) => others,
             Err(err) => {
                 tracing::debug!(%room, error = %err, "could not read the photos of other writers' messages");
                 Vec::new()

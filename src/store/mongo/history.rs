@@ -2,7 +2,8 @@
 
 use mongodb::bson::doc;
 
-use super::{unavailable, MongoStore};
+use super::documents::MessageDoc;
+use super::{all, unavailable, MongoStore};
 use crate::store::{StoreResult, StoredMessage};
 
 pub(super) async fn before(
@@ -12,23 +13,16 @@ pub(super) async fn before(
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
     let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
-    let mut cursor = store
+    let mut page = all(store
         .messages
         .find(doc! { "room": room, "seq": { "$lt": before } })
         .sort(doc! { "seq": -1 })
         .limit(i64::from(limit))
         .await
-        .map_err(unavailable)?;
-    let mut page = Vec::new();
-    while cursor.advance().await.map_err(unavailable)? {
-        page.push(cursor.deserialize_current().map_err(unavailable)?);
-    }
+        .map_err(unavailable)?)
+    .await?;
     page.reverse();
-    let avatars = super::users::avatars_of(store, &page).await?;
-    Ok(page
-        .into_iter()
-        .map(|message| message.into_stored(&avatars))
-        .collect())
+    with_avatars(store, page).await
 }
 
 pub(super) async fn after(
@@ -38,22 +32,15 @@ pub(super) async fn after(
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
     let after = after.min(i64::MAX as u64) as i64;
-    let mut cursor = store
+    let page = all(store
         .messages
         .find(doc! { "room": room, "seq": { "$gt": after } })
         .sort(doc! { "seq": 1 })
         .limit(i64::from(limit))
         .await
-        .map_err(unavailable)?;
-    let mut page = Vec::new();
-    while cursor.advance().await.map_err(unavailable)? {
-        page.push(cursor.deserialize_current().map_err(unavailable)?);
-    }
-    let avatars = super::users::avatars_of(store, &page).await?;
-    Ok(page
-        .into_iter()
-        .map(|message| message.into_stored(&avatars))
-        .collect())
+        .map_err(unavailable)?)
+    .await?;
+    with_avatars(store, page).await
 }
 
 pub(super) async fn recent_rooms(store: &MongoStore, limit: u32) -> StoreResult<Vec<String>> {
@@ -73,4 +60,17 @@ pub(super) async fn recent_rooms(store: &MongoStore, limit: u32) -> StoreResult<
         }
     }
     Ok(rooms)
+}
+
+/// Stored messages as the store hands them out: with their authors'
+/// current photos.
+pub(super) async fn with_avatars(
+    store: &MongoStore,
+    page: Vec<MessageDoc>,
+) -> StoreResult<Vec<StoredMessage>> {
+    let avatars = super::users::avatars_of(store, &page).await?;
+    Ok(page
+        .into_iter()
+        .map(|message| message.into_stored(&avatars))
+        .collect())
 }

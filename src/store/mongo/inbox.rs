@@ -3,7 +3,7 @@
 use mongodb::bson::doc;
 
 use super::documents::MessageDoc;
-use super::{unavailable, MongoStore};
+use super::{all, unavailable, MongoStore};
 use crate::store::{Delivery, Missed, StoreResult};
 
 pub(super) async fn mark_delivered(
@@ -55,17 +55,14 @@ pub(super) async fn fetch_missed(
     user: &str,
     limit: u32,
 ) -> StoreResult<Missed> {
-    let mut cursor = store
+    let candidates = all(store
         .messages
         .find(doc! { "to": user, "delivered": false })
         .sort(doc! { "ts": 1, "room": 1, "seq": 1 })
         .limit(i64::from(limit))
         .await
-        .map_err(unavailable)?;
-    let mut candidates = Vec::new();
-    while cursor.advance().await.map_err(unavailable)? {
-        candidates.push(cursor.deserialize_current().map_err(unavailable)?);
-    }
+        .map_err(unavailable)?)
+    .await?;
     let mut claimed = Vec::with_capacity(candidates.len());
     for candidate in candidates {
         // Claimed one by one, conditionally: a concurrent fetch or a live

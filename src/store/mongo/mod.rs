@@ -38,7 +38,8 @@ use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, Credential, IndexOptions, ServerAddress, WriteConcern};
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, Collection, Cursor, Database, IndexModel};
+use serde::de::DeserializeOwned;
 
 use super::{
     Appended, Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage,
@@ -164,6 +165,18 @@ fn conflict_or_unavailable(err: MongoError) -> StoreError {
     } else {
         unavailable(err)
     }
+}
+
+/// Every document a query's cursor yields, in order.
+async fn all<T>(mut cursor: Cursor<T>) -> StoreResult<Vec<T>>
+where
+    T: DeserializeOwned + Send + Sync,
+{
+    let mut found = Vec::new();
+    while cursor.advance().await.map_err(unavailable)? {
+        found.push(cursor.deserialize_current().map_err(unavailable)?);
+    }
+    Ok(found)
 }
 
 fn index(keys: Document, options: IndexOptions) -> IndexModel {
