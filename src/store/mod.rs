@@ -131,10 +131,10 @@ pub struct Appended {
     /// The batch as stored, one per message, in batch order.
     pub messages: Vec<StoredMessage>,
     /// Other writers' messages the store read while finding the batch its
-    /// seqs (another replica took the next seq first), oldest first, with
-    /// no hole among them. The room needs them before its own to keep
-    /// `seq` order; without a broker it would otherwise read them again.
-    /// Possibly empty or partial, never required.
+    /// seqs (another replica took the next seq first), oldest first. The
+    /// room needs them before its own to keep `seq` order; without a broker
+    /// it would otherwise read them again. Possibly empty or partial (the
+    /// room reads what is missing), never required.
     pub others: Vec<StoredMessage>,
 }
 

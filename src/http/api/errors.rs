@@ -75,13 +75,11 @@ impl ApiError {
         )
     }
 
+    /// A read the store failed, as HTTP: the same code and status a room
+    /// would give (store_unavailable, 503).
     pub fn store(err: StoreError) -> Self {
         tracing::warn!(error = %err, "the store failed an API request");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "storage is unavailable right now; retry shortly",
-        )
+        Self::refused(err.rejected("the request", "retry shortly", None))
     }
 
     /// What a room refused, as HTTP.
