@@ -412,6 +412,7 @@
     } else {
       if (room.messages.has(message.seq)) return; // already shown
       room.messages.set(message.seq, message);
+      if (message.delivered) room.delivered.add(message.seq);
       if (room.messages.delete(`id:${message.id}`)) {
         if (message.room === current) renderMessages();
         return; // the stored copy of a fast message already on screen
@@ -451,6 +452,7 @@
     for (const message of messages) {
       room.messages.delete(`id:${message.id}`);
       room.messages.set(message.seq, message);
+      if (message.delivered) room.delivered.add(message.seq);
     }
   }
 

@@ -23,13 +23,19 @@ fn client_of(replica: &Replica) -> Client {
     Client::at(replica.url(""), Arc::new(reqwest::cookie::Jar::default()))
 }
 
-/// A normal user still gets an answer from `replica`.
+/// A normal user still gets an answer from `replica`: logged in,
+/// connected, joined and acked, printed with how long that took.
 async fn served(replica: &Replica, name: &str) {
+    let started = std::time::Instant::now();
     let client = client_of(replica);
     client.login(name).await;
     let mut ws = client.ws().await;
     ws.join("lobby").await;
     ws.say("lobby", "still served", "ok").await;
+    println!(
+        "{name}: logged in, joined and acked in {:?}",
+        started.elapsed()
+    );
 }
 
 /// The attack on `replica` cost at most `limit` MiB beyond `before` KiB of

@@ -609,11 +609,19 @@ mod cases {
             .append(room, vec![direct("alice", "bob", "hi", Some("42"))], 10)
             .await
             .unwrap();
+        store
+            .append("general", messages("alice", &["public"]), 11)
+            .await
+            .unwrap();
+        let delivered = |store: Arc<dyn Store>, room: &'static str| async move {
+            store.history(room, None, 10).await.unwrap()[0].delivered
+        };
         // Only the recipient's delivery counts.
         assert_eq!(
             store.mark_delivered("alice", room, vec![1]).await.unwrap(),
             []
         );
+        assert!(!delivered(store.clone(), room).await, "not delivered yet");
         let (a, b) = tokio::join!(
             store.mark_delivered("bob", room, vec![1]),
             other.mark_delivered("bob", room, vec![1]),
@@ -624,6 +632,14 @@ mod cases {
             "two replicas marking at once confirm once"
         );
         assert_eq!(store.pending_count("bob").await.unwrap(), 0);
+        assert!(
+            delivered(other.clone(), room).await,
+            "history says it reached bob"
+        );
+        assert!(
+            !delivered(store.clone(), "general").await,
+            "a room message has no recipient"
+        );
     }
 
     pub async fn concurrent_fetches_split_the_pending_messages(backend: Backend) {

@@ -14,6 +14,7 @@ impl<'a> From<&'a StoredMessage> for WireMessage<'a> {
             avatar: message.avatar.as_deref(),
             text: &message.text,
             ts: rfc3339(message.ts),
+            delivered: message.delivered,
         }
     }
 }
@@ -36,6 +37,7 @@ mod tests {
             avatar: None,
             id: "00000000000000ab".into(),
             fast: false,
+            delivered: false,
         };
         let frame: Value =
             serde_json::from_str(&ServerFrame::Message(WireMessage::from(&stored)).encode())
@@ -56,6 +58,18 @@ mod tests {
             frame["seq"],
             Value::Null,
             "a fast message is seen live without a seq"
+        );
+        let delivered = StoredMessage {
+            room: "@alice:bob".into(),
+            delivered: true,
+            ..live_fast
+        };
+        let frame: Value =
+            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&delivered)).encode())
+                .unwrap();
+        assert_eq!(
+            frame["delivered"], true,
+            "a delivered direct message says so"
         );
     }
 }

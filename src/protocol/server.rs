@@ -19,6 +19,10 @@ pub struct WireMessage<'a> {
     pub text: &'a str,
     /// RFC 3339, UTC, millisecond precision.
     pub ts: String,
+    /// Only on a direct message read from the store (history, a replay)
+    /// that has reached its recipient.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub delivered: bool,
 }
 
 /// Frames the server sends.

@@ -123,6 +123,12 @@ pub struct StoredMessage {
     /// (`"delivery":"fast"`), so the stored copy is not delivered again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fast: bool,
+    /// Read back from the store: a direct message that has reached its
+    /// recipient (a connection of theirs got it, or they fetched it), so
+    /// the sender's page still shows it delivered after a reload. False on
+    /// the way in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delivered: bool,
 }
 
 /// What an append stored, and what it learned on the way.

@@ -233,6 +233,10 @@ try {
   await dave.waitForSelector("#messages li.msg .text:text('see you later')");
   await sent.locator(".delivered").waitFor();
   await dave.context().close();
+  // The tick comes back with the history after a reload.
+  await alice.reload();
+  await alice.click("#dm-list button:text('@dave')");
+  await alice.locator("#messages li.msg[data-seq]", { hasText: "see you later" }).locator(".delivered").waitFor();
 
   // A dropped connection resumes by itself: everything said while carol was
   // away appears once and in order, even past the server's 500-message

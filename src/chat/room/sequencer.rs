@@ -154,6 +154,7 @@ mod tests {
             avatar: None,
             id: format!("{seq:016x}"),
             fast: false,
+            delivered: false,
         }
     }
 

@@ -205,6 +205,7 @@ impl Room {
             avatar: avatar.clone(),
             id: id.to_owned(),
             fast: true,
+            delivered: false,
         };
         self.deliver_fast(&message);
         self.publish(ClusterEvent::Fast {

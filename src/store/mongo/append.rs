@@ -284,6 +284,7 @@ impl MongoStore {
                     avatar: None,
                     id: message.id.clone(),
                     fast: false,
+                    delivered: false,
                 });
             }
             if inserted == pending.len() {

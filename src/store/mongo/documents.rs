@@ -55,6 +55,7 @@ impl MessageDoc {
             ts: self.ts.timestamp_millis(),
             id: self.id,
             fast: false,
+            delivered: self.to.is_some() && self.delivered,
         }
     }
 }

@@ -1,6 +1,15 @@
 //! Direct messages waiting for their recipient, delivery marks, read positions.
+//!
+//! Marks and fetch claims flip many messages in one `update_many`, each
+//! under a claim token of its own: a message's flip is atomic, and only
+//! one call can flip it (the filter wants `delivered: false`), so reading
+//! back what carries the token says which messages this call won. Two
+//! replicas delivering one message, or two tabs fetching at once, still
+//! confirm and hand out each message once, in two or three round trips
+//! instead of one per message.
 
-use mongodb::bson::doc;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{doc, Bson, Document};
 
 use super::documents::MessageDoc;
 use super::{all, unavailable, MongoStore};
@@ -12,34 +21,45 @@ pub(super) async fn mark_delivered(
     room: &str,
     seqs: Vec<u64>,
 ) -> StoreResult<Vec<Delivery>> {
-    let mut deliveries = Vec::new();
-    for seq in seqs {
-        // One conditional update per message: whoever flips `delivered`
-        // confirms it, so two replicas never both do.
-        let marked = store
-            .messages
-            .find_one_and_update(
-                doc! { "room": room, "seq": seq as i64, "to": user, "delivered": false },
-                doc! { "$set": { "delivered": true } },
-            )
-            .await
-            .map_err(unavailable)?;
-        if let Some(MessageDoc {
-            from,
-            confirm: Some(confirm),
-            ..
-        }) = marked
-        {
-            deliveries.push(Delivery {
-                room: room.to_owned(),
-                seq,
-                from,
-                to: user.to_owned(),
-                confirm,
-            });
-        }
+    if seqs.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(deliveries)
+    let seqs: Vec<i64> = seqs.into_iter().map(|seq| seq as i64).collect();
+    let claim = ObjectId::new();
+    let marked = store
+        .messages
+        .update_many(
+            doc! { "room": room, "seq": { "$in": &seqs }, "to": user, "delivered": false },
+            doc! { "$set": { "delivered": true, "claim": claim } },
+        )
+        .await
+        .map_err(unavailable)?;
+    if marked.modified_count == 0 {
+        return Ok(Vec::new());
+    }
+    // Whoever flipped `delivered` confirms: only this call's flips, and of
+    // those only the ones that asked for a confirmation.
+    let confirmed = all(store
+        .messages
+        .find(doc! {
+            "room": room, "seq": { "$in": &seqs }, "claim": claim, "confirm": { "$exists": true },
+        })
+        .sort(doc! { "seq": 1 })
+        .await
+        .map_err(unavailable)?)
+    .await?;
+    Ok(confirmed
+        .into_iter()
+        .filter_map(|message| {
+            Some(Delivery {
+                room: room.to_owned(),
+                seq: message.seq as u64,
+                confirm: message.confirm?,
+                from: message.from,
+                to: user.to_owned(),
+            })
+        })
+        .collect())
 }
 
 pub(super) async fn pending_count(store: &MongoStore, user: &str) -> StoreResult<u64> {
@@ -63,22 +83,7 @@ pub(super) async fn fetch_missed(
         .await
         .map_err(unavailable)?)
     .await?;
-    let mut claimed = Vec::with_capacity(candidates.len());
-    for candidate in candidates {
-        // Claimed one by one, conditionally: a concurrent fetch or a live
-        // delivery that flipped it first keeps it.
-        let won = store
-            .messages
-            .find_one_and_update(
-                doc! { "room": &candidate.room, "seq": candidate.seq, "delivered": false },
-                doc! { "$set": { "delivered": true } },
-            )
-            .await
-            .map_err(unavailable)?;
-        if won.is_some() {
-            claimed.push(candidate);
-        }
-    }
+    let claimed = claim(store, user, candidates).await?;
     let avatars = super::users::avatars_of(store, &claimed).await?;
     let mut missed = Missed::default();
     for message in claimed {
@@ -95,6 +100,57 @@ pub(super) async fn fetch_missed(
     }
     missed.left = pending_count(store, user).await?;
     Ok(missed)
+}
+
+/// Marks `candidates` delivered and keeps those this call flipped: a
+/// concurrent fetch or a live delivery that flipped one first keeps it.
+async fn claim(
+    store: &MongoStore,
+    user: &str,
+    candidates: Vec<MessageDoc>,
+) -> StoreResult<Vec<MessageDoc>> {
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let keys: Vec<Bson> = candidates
+        .iter()
+        .map(|message| Bson::Document(doc! { "room": &message.room, "seq": message.seq }))
+        .collect();
+    let token = ObjectId::new();
+    let won = store
+        .messages
+        .update_many(
+            doc! { "$or": &keys, "to": user, "delivered": false },
+            doc! { "$set": { "delivered": true, "claim": token } },
+        )
+        .await
+        .map_err(unavailable)?;
+    if won.modified_count as usize == candidates.len() {
+        // The filter matches no message outside `candidates`.
+        return Ok(candidates);
+    }
+    let mine: Vec<(String, i64)> = all(store
+        .messages
+        .clone_with_type::<Document>()
+        .find(doc! { "$or": &keys, "claim": token })
+        .projection(doc! { "_id": 0, "room": 1, "seq": 1 })
+        .await
+        .map_err(unavailable)?)
+    .await?
+    .into_iter()
+    .filter_map(|key| {
+        let seq = key.get("seq")?;
+        let seq = seq.as_i64().or(seq.as_i32().map(i64::from))?;
+        Some((key.get_str("room").ok()?.to_owned(), seq))
+    })
+    .collect();
+    Ok(candidates
+        .into_iter()
+        .filter(|message| {
+            mine.iter()
+                .any(|(room, seq)| *room == message.room && *seq == message.seq)
+        })
+        .collect())
 }
 
 pub(super) async fn set_read(

@@ -15,7 +15,8 @@
 //! A direct message to another user also carries `to` and `delivered`
 //! (`false` until one of the recipient's connections got it, or they fetched
 //! it) and the sender's `confirm` ref; `(to, delivered, ts)` finds a user's
-//! undelivered messages.
+//! undelivered messages. `claim` is the token of the mark or fetch that set
+//! `delivered` (see `inbox.rs`).
 //!
 //! How a message gets its `seq` is in `append.rs`. One file per
 //! collection's operations (`users`, `inbox` for direct messages and read

@@ -87,6 +87,7 @@ pub(super) async fn append(
                 avatar: None,
                 id: message.id,
                 fast: false,
+                delivered: false,
             });
         }
         // One process writes the file and allocates every seq in the
@@ -147,6 +148,7 @@ fn retried(
                         avatar: None,
                         id: row.get(2)?,
                         fast: false,
+                        delivered: false,
                     })
                 },
             )

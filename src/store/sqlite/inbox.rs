@@ -88,6 +88,7 @@ pub(super) async fn fetch_missed(
                         id: row.get(5)?,
                         avatar: row.get(7)?,
                         fast: false,
+                        delivered: true,
                     };
                     if let Some(confirm) = row.get::<_, Option<String>>(6)? {
                         missed.deliveries.push(Delivery {

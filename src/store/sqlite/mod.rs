@@ -109,7 +109,8 @@ impl SqliteStore {
         let room = room.to_owned();
         self.read(move |conn| {
             let mut query = conn.prepare_cached(&format!(
-                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id
+                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id,
+                     m.recipient IS NOT NULL AND m.delivered = 1
                  FROM messages m LEFT JOIN users u ON u.name = m.sender
                  WHERE m.room = ?1 AND {range}"
             ))?;
@@ -158,6 +159,7 @@ fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<Sto
         avatar: row.get(4)?,
         id: row.get(5)?,
         fast: false,
+        delivered: row.get(6)?,
     })
 }
 
