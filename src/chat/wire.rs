@@ -26,6 +26,11 @@ mod tests {
     use crate::protocol::{ServerFrame, WireMessage};
     use crate::store::StoredMessage;
 
+    /// `message` as the `message` frame's JSON.
+    fn render(message: &StoredMessage) -> Value {
+        serde_json::from_str(&ServerFrame::Message(WireMessage::from(message)).encode()).unwrap()
+    }
+
     #[test]
     fn messages_render_as_documented() {
         let stored = StoredMessage {
@@ -39,11 +44,8 @@ mod tests {
             fast: false,
             delivered: false,
         };
-        let frame: Value =
-            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&stored)).encode())
-                .unwrap();
         assert_eq!(
-            frame,
+            render(&stored),
             json!({"type":"message","room":"general","seq":3,"id":"00000000000000ab","from":"alice",
                    "avatar":null,"text":"<b>hi</b>","ts":"2023-11-14T22:13:20.123Z"})
         );
@@ -51,11 +53,8 @@ mod tests {
             fast: true,
             ..stored
         };
-        let frame: Value =
-            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&live_fast)).encode())
-                .unwrap();
         assert_eq!(
-            frame["seq"],
+            render(&live_fast)["seq"],
             Value::Null,
             "a fast message is seen live without a seq"
         );
@@ -64,11 +63,9 @@ mod tests {
             delivered: true,
             ..live_fast
         };
-        let frame: Value =
-            serde_json::from_str(&ServerFrame::Message(WireMessage::from(&delivered)).encode())
-                .unwrap();
         assert_eq!(
-            frame["delivered"], true,
+            render(&delivered)["delivered"],
+            true,
             "a delivered direct message says so"
         );
     }
