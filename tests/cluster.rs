@@ -548,6 +548,75 @@ async fn guarantees_and_policies_cross_replicas(kind: BrokerKind) {
     assert_eq!(newer.close_reason.as_deref(), Some("logged_out"));
 }
 
+/// Names that are syntax to some broker (`.`, `x.`, `a..b`, sixty-four
+/// dots) are only names: their rooms, their users' direct messages and
+/// their presence cross replicas, and the broker link stays up for everyone
+/// else on both replicas. A room named with a wildcard (`*`, `>`, `#`) is
+/// refused as a name and costs the link nothing either.
+async fn hostile_names_are_only_names(kind: BrokerKind) {
+    let _serial = serial().await;
+    let cluster = Cluster::start(kind, 2).await;
+    let long = ".".repeat(64);
+    let rooms = [".", "a..b", long.as_str()];
+    let (_x, mut dotted) = cluster.user("x.", 0, rooms[0]).await;
+    let (_d, mut dots) = cluster.user("..", 1, rooms[0]).await;
+    for room in &rooms[1..] {
+        dotted.join(room).await;
+        dots.join(room).await;
+    }
+    for ws in [&mut dotted, &mut dots] {
+        ws.wait_online(".", &["..", "x."], Duration::from_secs(20))
+            .await;
+    }
+    for room in rooms {
+        let first = dotted.say(room, "from x.", "a").await;
+        let second = dots.say(room, "from ..", "b").await;
+        for ws in [&mut dotted, &mut dots] {
+            let messages = ws.messages(2).await;
+            assert!(messages.iter().all(|m| m["room"] == room), "{messages:?}");
+            assert_eq!(texts(&messages), ["from x.", "from .."], "in {room}");
+            assert_eq!(seqs(&messages), [first, second], "in {room}");
+        }
+    }
+    let ack = dotted.direct("..", "just us", "dm").await;
+    assert_eq!(ack["room"], "@..:x.");
+    let received = dots.recv_type("message").await;
+    assert_eq!(
+        (received["room"].as_str(), received["text"].as_str()),
+        (Some("@..:x."), Some("just us"))
+    );
+
+    for wildcard in ["*", ">", "#", "a.*", "a.>"] {
+        dotted.send(json!({"type": "join", "room": wildcard})).await;
+        let refused = dotted.recv_type("error").await;
+        assert_eq!(refused["code"], "invalid_room", "{wildcard}: {refused}");
+    }
+
+    // The link held for plain users on both replicas.
+    let (_a, mut alice) = cluster.user("alice", 0, "lobby").await;
+    let (_b, mut bob) = cluster.user("bob", 1, "lobby").await;
+    alice
+        .wait_online("lobby", &["alice", "bob"], Duration::from_secs(20))
+        .await;
+    let seq = bob.say("lobby", "still linked", "s").await;
+    let message = alice.recv_type("message").await;
+    assert_eq!(
+        (message["text"].as_str(), message["seq"].as_u64()),
+        (Some("still linked"), Some(seq))
+    );
+    cluster.wait_connected(true).await;
+    for replica in &cluster.replicas {
+        let metrics = replica.metrics().await;
+        assert_eq!(metrics.value("rookery_broker_channels_refused_total"), 0.0);
+        assert_eq!(
+            metrics.value("rookery_broker_reconnects_total"),
+            0.0,
+            "{}",
+            replica.log()
+        );
+    }
+}
+
 /// The suite, once per broker, as `<broker>::<case>`.
 macro_rules! for_each_broker {
     ($($broker:ident => $kind:expr),* $(,)?) => {
@@ -578,6 +647,11 @@ macro_rules! for_each_broker {
                 #[actix_web::test]
                 async fn resume_on_a_lagging_replica_repeats_nothing() {
                     super::resume_on_a_lagging_replica_repeats_nothing($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn hostile_names_are_only_names() {
+                    super::hostile_names_are_only_names($kind).await;
                 }
 
                 #[actix_web::test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
+use super::events::is_valid_channel;
 use super::{Broker, BrokerError, BrokerEvent, Cluster, Received, Resync, Subscribed};
 
 /// First pause before reconnecting to a broker; doubles up to the max.
@@ -147,6 +148,7 @@ impl Driver {
                 tokio::select! {
                     _ = &mut pause => break,
                     command = commands.recv() => match command? {
+                        Command::Subscribe(channel, _) if !is_valid_channel(&channel) => refuse(&channel),
                         Command::Subscribe(channel, _) => { self.wanted.insert(channel); }
                         Command::Unsubscribe(channel) => { self.wanted.remove(&channel); }
                         Command::Publish(..) => dropped += 1,
@@ -159,6 +161,17 @@ impl Driver {
     }
 
     async fn apply(&mut self, command: Command) -> Result<(), BrokerError> {
+        if let Command::Subscribe(channel, _) | Command::Publish(channel, _) = &command {
+            if !is_valid_channel(channel) {
+                refuse(channel);
+                // A room waiting to hear its channel is live reads the store
+                // instead: it is as live as it will get.
+                if let Command::Subscribe(_, Some(notify)) = command {
+                    notify.do_send(Subscribed);
+                }
+                return Ok(());
+            }
+        }
         match command {
             Command::Subscribe(channel, notify) => {
                 // Wanted first: if the call fails or times out, the
@@ -185,4 +198,14 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// A channel no broker takes never reaches one: a broker error on it would
+/// read as a lost link, and the reconnect would subscribe it again, forever.
+fn refuse(channel: &str) {
+    crate::metrics::get().broker_channels_refused.inc();
+    tracing::error!(
+        channel,
+        "refusing a channel no broker takes; it stays local"
+    );
 }

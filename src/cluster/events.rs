@@ -114,13 +114,107 @@ pub const REPLICAS_CHANNEL: &str = "rookery.replicas";
 
 /// One replica's own channel: answers to its questions.
 pub fn node_channel(node: &str) -> String {
-    format!("rookery.node.{node}")
+    format!("rookery.node.{}", segment(node))
 }
 
 pub fn room_channel(room: &str) -> String {
-    format!("rookery.room.{room}")
+    format!("rookery.room.{}", segment(room))
 }
 
 pub fn user_channel(user: &str) -> String {
-    format!("rookery.user.{user}")
+    format!("rookery.user.{}", segment(user))
+}
+
+/// Longest channel a broker is asked for, in bytes: RabbitMQ's limit for a
+/// routing key. Every channel built here fits (names are bounded and at
+/// most triple in length when encoded).
+pub const MAX_CHANNEL: usize = 255;
+
+/// A name as one token of a channel. Names come from users and may hold
+/// what a broker reads as syntax: NATS splits subjects at `.` and refuses
+/// empty tokens (`x.`, `a..b`) and wildcards (`*`, `>`); AMQP topic keys
+/// read `#` alike. Everything but ASCII letters, digits, `_` and `-`
+/// is written `%XX` (each UTF-8 byte), so distinct names stay distinct
+/// channels and no name is syntax on any broker.
+fn segment(name: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    if !name.is_empty() && name.bytes().all(plain) {
+        return name.into();
+    }
+    let mut encoded = String::with_capacity(name.len() * 3 + 1);
+    if name.is_empty() {
+        // An empty token is itself invalid on NATS.
+        encoded.push('%');
+    }
+    for byte in name.bytes() {
+        if plain(byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded.into()
+}
+
+/// Whether every broker takes `channel` as one literal subject or routing
+/// key: dot-separated non-empty tokens of printable ASCII with no wildcard
+/// (`*`, `>`, `#`), at most [`MAX_CHANNEL`] bytes. The driver refuses any
+/// other before it reaches the broker, so one bad channel fails alone
+/// instead of taking the broker link down with it.
+pub fn is_valid_channel(channel: &str) -> bool {
+    channel.len() <= MAX_CHANNEL
+        && channel.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'*' | b'>' | b'#'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_make_valid_distinct_channels() {
+        let names = [
+            ".", "..", "x.", ".x", "a..b", "a.b", "a%2Eb", "*", ">", "#", "a b", "", "@a:b", "é",
+            "%",
+        ];
+        let long = "x.".repeat(32);
+        let channels: Vec<String> = names
+            .iter()
+            .copied()
+            .chain([long.as_str()])
+            .flat_map(|name| [room_channel(name), user_channel(name), node_channel(name)])
+            .collect();
+        for channel in &channels {
+            assert!(is_valid_channel(channel), "{channel}");
+        }
+        let distinct: std::collections::HashSet<_> = channels.iter().collect();
+        assert_eq!(distinct.len(), channels.len(), "two names share a channel");
+    }
+
+    #[test]
+    fn plain_names_stay_readable() {
+        assert_eq!(room_channel("general"), "rookery.room.general");
+        assert_eq!(user_channel("alice_01-x"), "rookery.user.alice_01-x");
+        assert_eq!(room_channel("a.b"), "rookery.room.a%2Eb");
+    }
+
+    #[test]
+    fn broker_syntax_is_not_a_valid_channel() {
+        for bad in [
+            "rookery.room.",
+            "rookery..x",
+            "rookery.*",
+            "rookery.>",
+            "a.#",
+            "a b",
+        ] {
+            assert!(!is_valid_channel(bad), "{bad}");
+        }
+        assert!(!is_valid_channel(&"x".repeat(MAX_CHANNEL + 1)));
+        assert!(is_valid_channel(REPLICAS_CHANNEL) && is_valid_channel(ADMIN_CHANNEL));
+    }
 }

@@ -13,6 +13,9 @@
 //! - `rookery.admin`: connection activity for admin users; subscribed while
 //!   an admin is connected.
 //!
+//! Names in channels are encoded (`events.rs`): a user's name is never a
+//! broker's syntax.
+//!
 //! Inbound events go to the registry, which routes them to the room. Events
 //! a replica published itself are dropped on arrival (Redis and RabbitMQ
 //! hand a publisher its own messages; NATS is told not to).

@@ -53,6 +53,9 @@ impl Broker for NatsBroker {
             task.abort();
         }
         let report = events.clone();
+        // The client says Connected for its first connection too, which
+        // `connect` returning reports already: only later ones are news.
+        let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
             .no_echo()
             .name("rookery")
@@ -63,12 +66,13 @@ impl Broker for NatsBroker {
                     .min(MAX_RECONNECT_DELAY)
             })
             .event_callback(move |event| {
-                let report = report.clone();
+                let (report, connected_before) = (report.clone(), connected_before.clone());
                 async move {
                     match event {
-                        // The first connect is reported by `connect` returning.
                         async_nats::Event::Connected => {
-                            let _ = report.send(BrokerEvent::Reconnected);
+                            if connected_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                let _ = report.send(BrokerEvent::Reconnected);
+                            }
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!("NATS disconnected; the client reconnects by itself");

@@ -66,6 +66,7 @@ pub struct Metrics {
     pub broker_reconnects: IntCounter,
     pub broker_published: IntCounter,
     pub broker_received: IntCounter,
+    pub broker_channels_refused: IntCounter,
     pub gap_fills: IntCounter,
     pub gap_skipped: IntCounter,
     pub resumes: Family,
@@ -254,6 +255,10 @@ impl Metrics {
             broker_received: counter(
                 "rookery_broker_received_total",
                 "Events received from other replicas through the broker.",
+            ),
+            broker_channels_refused: counter(
+                "rookery_broker_channels_refused_total",
+                "Channels no broker takes, refused before reaching it (should stay 0).",
             ),
             gap_fills: counter(
                 "rookery_gap_fills_total",
