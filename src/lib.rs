@@ -25,7 +25,8 @@
 //!   their own files) over plain parts with their own unit tests
 //!   ([`chat::room::sequencer`]: `seq` order, exactly once, gap fills;
 //!   [`chat::room::presence`]: who is online), and the
-//!   [`chat::registry::Registry`] that starts, joins and retires rooms, holds
+//!   [`chat::registry::Registry`] that starts, joins and retires rooms (on
+//!   the HTTP workers' threads, [`chat::registry::RoomThreads`]), holds
 //!   the connection policies (single session, refusals), and answers the
 //!   server API (rooms without members here, a user's connections on every
 //!   replica, disconnects); one file per concern.

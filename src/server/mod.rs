@@ -118,6 +118,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store,
         broker,
         api_keys,
+        room_threads: Default::default(),
     };
     let task = actix_web::rt::spawn(async move {
         let result = replica.run(listener, stop_rx).await;

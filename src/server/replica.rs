@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::SESSION_COOKIE;
 use crate::app::{self, AppState};
-use crate::chat::registry::{DrainAll, DrainStatus, Policies, Registry};
+use crate::chat::registry::{DrainAll, DrainStatus, Policies, Registry, RoomThreads};
 use crate::cluster::nats::NatsBroker;
 use crate::cluster::rabbitmq::RabbitBroker;
 use crate::cluster::redis::RedisBroker;
@@ -44,6 +44,8 @@ pub(super) struct Replica {
     pub(super) broker: Option<BrokerTarget>,
     /// Checked at start; none: no server API.
     pub(super) api_keys: Vec<crate::config::ApiKey>,
+    /// Where rooms run: the HTTP workers add themselves as they start.
+    pub(super) room_threads: RoomThreads,
 }
 
 fn broker(target: &BrokerTarget) -> Box<dyn Broker> {
@@ -66,8 +68,6 @@ impl Replica {
             return Ok(());
         };
 
-        let workers = self.config.worker_count();
-        let room_arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
         let cluster = match &self.broker {
             Some(target) => {
                 ClusterHandle::start(self.node_id.clone(), target.name(), broker(target))
@@ -84,7 +84,7 @@ impl Replica {
         let registry = Registry::new(
             self.store.clone(),
             cluster.clone(),
-            room_arbiters.iter().map(Arbiter::handle).collect(),
+            self.room_threads.clone(),
             policies,
             Backlog::new(self.config.store_queue.max(1), backlog::MAX_BYTES),
         )
@@ -110,9 +110,6 @@ impl Replica {
                 serving.await
             }
         };
-        for arbiter in room_arbiters {
-            arbiter.stop();
-        }
         result.unwrap_or_else(|join| Err(std::io::Error::other(join)))
     }
 
@@ -180,6 +177,7 @@ impl Replica {
         cookie_key: Key,
         draining: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
+        let room_threads = self.room_threads.clone();
         let config = &self.config;
         let upload_dir = config.upload_dir();
         let state = web::Data::new(AppState {
@@ -204,6 +202,9 @@ impl Replica {
         let session_ttl = Duration::hours(i64::from(config.session_ttl_hours));
         let cookie_secure = config.cookie_secure;
         Ok(HttpServer::new(move || {
+            // Runs once on each worker as it starts (one listener): rooms
+            // may run on this thread from now on.
+            room_threads.add_current();
             let session_middleware =
                 SessionMiddleware::builder(sessions.clone(), cookie_key.clone())
                     .cookie_name(SESSION_COOKIE.into())

@@ -13,10 +13,12 @@ mod backend;
 mod connections;
 mod remote;
 mod rooms;
+mod threads;
 
 pub use backend::{
     AskConnections, Connection, DisconnectUser, Publish, Watch, QUERY_WAIT, ROOM_LINGER,
 };
+pub use threads::RoomThreads;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -173,10 +175,9 @@ pub struct Registry {
     cluster: ClusterHandle,
     /// Shared by every room: what waits for the store.
     backlog: Backlog,
-    /// Room actors run on these threads, spread round-robin, so fan-out of
-    /// busy rooms uses every core instead of the registry's one.
-    arbiters: Vec<ArbiterHandle>,
-    next_arbiter: usize,
+    /// Where room actors run: the HTTP workers' threads, round-robin.
+    threads: RoomThreads,
+    rooms_started: usize,
     rooms: HashMap<String, RoomEntry>,
     sessions: HashMap<SessionId, SessionEntry>,
     users: HashMap<String, HashSet<SessionId>>,
@@ -205,17 +206,16 @@ impl Registry {
     pub fn new(
         store: Arc<dyn Store>,
         cluster: ClusterHandle,
-        arbiters: Vec<ArbiterHandle>,
+        threads: RoomThreads,
         policies: Policies,
         backlog: Backlog,
     ) -> Self {
-        assert!(!arbiters.is_empty(), "rooms need at least one arbiter");
         Self {
             store,
             cluster,
             backlog,
-            arbiters,
-            next_arbiter: 0,
+            threads,
+            rooms_started: 0,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
             users: HashMap::new(),

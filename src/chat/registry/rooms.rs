@@ -1,5 +1,5 @@
 //! Rooms on this replica: started on the first join (spread over the
-//! arbiters), given their members, retired once empty.
+//! HTTP workers' threads), given their members, retired once empty.
 
 use std::collections::HashSet;
 
@@ -17,15 +17,15 @@ impl Registry {
         if let Some(entry) = self.rooms.get(name) {
             return entry.addr.clone();
         }
-        let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
-        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let arbiter = self.threads.pick(self.rooms_started);
+        self.rooms_started = self.rooms_started.wrapping_add(1);
         let (store, cluster, backlog, room_name) = (
             self.store.clone(),
             self.cluster.clone(),
             self.backlog.clone(),
             name.to_owned(),
         );
-        let addr = Room::start_in_arbiter(arbiter, move |_| {
+        let addr = Room::start_in_arbiter(&arbiter, move |_| {
             Room::new(room_name, store, cluster, backlog)
         });
         self.rooms.insert(
