@@ -1,5 +1,8 @@
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     return_large_allocations();
@@ -53,8 +56,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Serves allocations of 4 MiB and more straight from the kernel, and
-/// gives them back when freed. glibc otherwise raises that threshold after
+/// For what still uses glibc's malloc (SQLite, the C libraries): serves
+/// allocations of 4 MiB and more straight from the kernel, and gives them
+/// back when freed. glibc otherwise raises that threshold after
 /// the first large free and keeps such blocks in each thread's arena: every
 /// password hash (argon2 works in 19 MiB) then stayed resident, 10 MB per
 /// login, 460 MB after 40 sequential ones.
