@@ -26,7 +26,9 @@ def get(row, *path):
     if row is None:
         return None
     for key in path:
-        row = row[key]
+        row = row.get(key)
+        if row is None:
+            return None
     return row
 
 
@@ -43,8 +45,8 @@ for (scenario, setting), peers in pairs.items():
             print("|---|---|---|---|")
         else:
             extra = " p99 before→now |" if with_before else ""
-            print(f"| setting | delivered/s {names} | p50 ms {names} | p99 ms {names} | max ms {names} | ack p99 ms {names} | missing {names} | throughput ratio | p99 ratio |{extra}")
-            print("|---|---|---|---|---|---|---|---|---|" + ("---|" if with_before else ""))
+            print(f"| setting | delivered/s {names} | p50 ms {names} | p99 ms {names} | max ms {names} | ack p99 ms {names} | missing {names} | server CPU ms per 1000 delivered {names} | throughput ratio | p99 ratio |{extra}")
+            print("|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_before else ""))
     fmt = lambda v: "–" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
     every = lambda *path: " / ".join(fmt(get(row, *path)) for row in side)
     def count(row):
@@ -60,7 +62,7 @@ for (scenario, setting), peers in pairs.items():
         continue
     line = (
         f"| {setting} | {every('delivered_per_s')} | {every('delivery', 'p50_ms')} | {every('delivery', 'p99_ms')} "
-        f"| {every('delivery', 'max_ms')} | {every('ack', 'p99_ms')} | {counts} "
+        f"| {every('delivery', 'max_ms')} | {every('ack', 'p99_ms')} | {counts} | {every('cpu_ms_per_1000')} "
         f"| {ratio(get(r, 'delivered_per_s'), get(s, 'delivered_per_s'), True)} "
         f"| {ratio(get(r, 'delivery', 'p99_ms'), get(s, 'delivery', 'p99_ms'), False)} |"
     )

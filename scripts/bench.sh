@@ -3,12 +3,17 @@
 # run, alternating the two servers: the numbers behind BENCHMARKS.md.
 #   scripts/bench.sh                 full run (about 30 minutes), release builds
 #   scripts/bench.sh --smoke         a few seconds per scenario (CI), debug builds
+#   scripts/bench.sh --pinned ...    one core each: every server on CPU 1
+#                                    (Rookery with WORKERS=1), the load tool on
+#                                    CPU 0 (the headline rows of BENCHMARKS.md)
 #   scripts/bench.sh fanout idle     only the scenarios named (linker, latency,
 #                                    fanout, api, idle, cluster, mongo),
 #                                    appending to the results
 # With ROOKERY_BEFORE=path/to/an/older/rookery, every Rookery run is repeated
 # against that build (rows labelled rookery-before): before and after from
 # one run.
+# Every row carries the server's CPU time over its measured window (logins
+# excluded) and per 1000 deliveries.
 # Results: bench/results/results.json, a table per scenario on stdout, and
 # bench/results/<scenario>.png. Servers start on free loopback ports with
 # fresh data and are stopped at the end.
@@ -17,6 +22,14 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 smoke=0; [ "${1:-}" = "--smoke" ] && { smoke=1; shift; }
+# Pinned: the server and the tool never share a core, and the server has
+# exactly one, so a server that spreads its work over threads gains nothing
+# over a single-threaded one (the two-core rows hide that).
+server_cpu=(); tool_cpu=(); workers=()
+if [ "${1:-}" = "--pinned" ]; then
+  shift; server_cpu=(taskset -c 1); tool_cpu=(taskset -c 0); workers=(WORKERS=1)
+  [ "$(nproc)" -ge 2 ] || { echo "--pinned needs two cores" >&2; exit 1; }
+fi
 scenarios=("$@"); [ ${#scenarios[@]} -gt 0 ] || scenarios=(linker latency fanout api idle cluster mongo)
 wanted() { [[ " ${scenarios[*]} " == *" $1 "* ]]; }
 
@@ -61,7 +74,7 @@ start_rookery() {
   local port; port=$(free_port)
   # Thousands of users logging in and connecting from one address: the
   # abuse limits are off, as they would be for a load test anywhere.
-  env "$@" HOST=127.0.0.1 PORT="$port" DATA_DIR="$dir" RATE_LIMIT=0 RUST_LOG=warn \
+  "${server_cpu[@]}" env "${workers[@]}" "$@" HOST=127.0.0.1 PORT="$port" DATA_DIR="$dir" RATE_LIMIT=0 RUST_LOG=warn \
     LOGIN_ATTEMPTS_PER_MINUTE=0 LOGIN_FAILURES_PER_MINUTE=0 REGISTRATIONS_PER_HOUR=0 \
     MAX_CONNECTIONS=0 WS_PER_USER=0 WS_PER_ADDRESS=0 \
     "${ROOKERY_BIN:-$rookery}" >"$dir/log" 2>&1 &
@@ -75,7 +88,7 @@ start_rookery() {
 # server_pid and server_url.
 start_peer() {
   local port; port=$(free_port)
-  env "$@" PORT="$port" node bench/peers/socketio/server.js >/dev/null 2>&1 &
+  "${server_cpu[@]}" env "$@" PORT="$port" node bench/peers/socketio/server.js >/dev/null 2>&1 &
   server_pid=$!; pids+=("$server_pid")
   wait_for_port "$port" "socket.io peer" "$server_pid"
   server_url="http://127.0.0.1:$port"
@@ -91,9 +104,8 @@ against() {
     rookery-before) ROOKERY_BIN="$before" start_rookery; peer=rookery; extra+=(--label rookery-before) ;;
     *) start_peer ;;
   esac
-  [ "$scenario" = idle ] && extra+=(--server-pid "$server_pid")
   echo "==> $scenario on $server $*"
-  "$bench" "$scenario" --peer "$peer" --target "$server_url" --json "$results" "${extra[@]}" "$@"
+  "${tool_cpu[@]}" "$bench" "$scenario" --server-pid "$server_pid" --peer "$peer" --target "$server_url" --json "$results" "${extra[@]}" "$@"
   stop "$server_pid"
   # A saturated linker run leaves gigabytes of messages: gone at once, not
   # at the end, or a full run fills the disk.
@@ -108,12 +120,14 @@ if [ $smoke -eq 1 ]; then
   cluster=(--members 10 --senders 2 --seconds 3); cluster_rates=(10)
   mongo=(--connections 20 --seconds 3 --interval-ms 1000)
 else
-  linker=(--connections 1000,2000,3000,4000 --seconds 10 --ramp 400)
+  # LINKER_CONNECTIONS=1000,2000 for a shorter run (each count logs its
+  # users in first: about a minute per thousand on one core).
+  linker=(--connections "${LINKER_CONNECTIONS:-1000,2000,3000,4000}" --seconds 10 --ramp 400)
   latency=(--connections 1000 --seconds 20 --ramp 400)
   fanout=(--members 1000 --rates 10,50,100,200,400,800,1600 --step-seconds 5)
   most=$(( fd_limit - 1000 < 50000 ? fd_limit - 1000 : 50000 ))
   [ "$most" -lt 50000 ] && echo "note: open-file limit $fd_limit: idle measures $most connections, not 50000"
-  idle_counts=(10000 "$most"); idle=(--users 200 --hold-seconds 15 --sources 4 --ramp 2000)
+  read -ra idle_counts <<<"${IDLE_COUNTS:-10000 $most}"; idle=(--users 200 --hold-seconds 15 --sources 4 --ramp 2000)
   # 200 messages/s across (the first row of BENCHMARKS.md), and 5 times it.
   cluster=(--members 200 --senders 10 --seconds 10); cluster_rates=(20 100)
   # One replica on the MongoDB-protocol server: 1000 connections at one
@@ -151,7 +165,7 @@ if wanted api; then
     start_rookery API_KEYS="$api_key" API_RATE_LIMIT=0
     extra=(); [ "$via" = api ] && extra=(--api-key "$api_key")
     echo "==> fanout through the $via path"
-    "$bench" fanout --peer rookery --target "$server_url" --json "$results" --label "rookery-$via" \
+    "${tool_cpu[@]}" "$bench" fanout --server-pid "$server_pid" --peer rookery --target "$server_url" --json "$results" --label "rookery-$via" \
       "${fanout[@]}" "${extra[@]}"
     stop "$server_pid"; rm -rf "$server_dir"; server_dir=
   done
@@ -184,7 +198,7 @@ if wanted mongo; then
       *) start_peer ;;
     esac
     echo "==> mongo on $server"
-    "$bench" linker --mode reliable --peer "$peer" --target "$server_url" --json "$results" \
+    "${tool_cpu[@]}" "$bench" linker --server-pid "$server_pid" --mode reliable --peer "$peer" --target "$server_url" --json "$results" \
       --scenario mongo "${extra[@]}" "${mongo[@]}"
     stop "$server_pid"
   done

@@ -55,6 +55,10 @@ struct Common {
     /// for an older build measured in the same run.
     #[arg(long)]
     label: Option<String>,
+    /// The server's process id: its CPU time over each measured window
+    /// (logins excluded) and, for idle, its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -112,9 +116,6 @@ enum Scenario {
         users: usize,
         #[arg(long, default_value_t = 10)]
         hold_seconds: u64,
-        /// The server's process id, to read its resident memory.
-        #[arg(long)]
-        server_pid: Option<u32>,
     },
     /// Members over several replicas; cross-replica latency.
     Cluster {
@@ -174,6 +175,7 @@ fn fleet(common: &Common, also: &[String]) -> anyhow::Result<Fleet> {
         progress: Arc::new(Progress::default()),
         cookies: Default::default(),
         label: common.label.clone(),
+        server_pid: common.server_pid,
     })
 }
 
@@ -238,7 +240,6 @@ async fn main() -> anyhow::Result<()> {
             connections,
             users,
             hold_seconds,
-            server_pid,
         } => {
             let fleet = fleet(&common, &[])?;
             let mut rows = Vec::new();
@@ -248,7 +249,6 @@ async fn main() -> anyhow::Result<()> {
                     connections: count,
                     users,
                     hold: Duration::from_secs(hold_seconds),
-                    server_pid,
                 };
                 rows.push(idle.run(&fleet).await?);
                 fleet

@@ -66,6 +66,10 @@ pub struct Row {
     pub ack: Latency,
     /// Idle scenario: server memory per connection, in bytes.
     pub rss_per_connection: Option<f64>,
+    /// The server's CPU time over the measured window, and per 1000
+    /// messages delivered in it: what a message costs, whatever the cores.
+    pub cpu_seconds: Option<f64>,
+    pub cpu_ms_per_1000: Option<f64>,
 }
 
 impl Row {
@@ -83,13 +87,24 @@ impl Row {
             delivery: Latency::default(),
             ack: Latency::default(),
             rss_per_connection: None,
+            cpu_seconds: None,
+            cpu_ms_per_1000: None,
         }
+    }
+
+    /// Records the server's CPU time over the window `delivered` messages
+    /// were delivered in.
+    pub fn set_cpu(&mut self, seconds: Option<f64>, delivered: u64) {
+        self.cpu_seconds = seconds;
+        self.cpu_ms_per_1000 = seconds
+            .filter(|_| delivered > 0)
+            .map(|seconds| seconds * 1000.0 * 1000.0 / delivered as f64);
     }
 }
 
 pub fn print_table(rows: &[Row]) {
     println!(
-        "{:<9} {:<8} {:<28} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "{:<9} {:<8} {:<28} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
         "scenario",
         "peer",
         "setting",
@@ -102,11 +117,12 @@ pub fn print_table(rows: &[Row]) {
         "ack p50",
         "ack p99",
         "missing",
-        "B/conn"
+        "B/conn",
+        "cpu ms/1k"
     );
     for row in rows {
         println!(
-            "{:<9} {:<8} {:<28} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>9}",
+            "{:<9} {:<8} {:<28} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>9} {:>10}",
             row.scenario,
             row.peer,
             row.setting,
@@ -121,6 +137,8 @@ pub fn print_table(rows: &[Row]) {
             row.missing,
             row.rss_per_connection
                 .map_or_else(|| "-".into(), |bytes| format!("{bytes:.0}")),
+            row.cpu_ms_per_1000
+                .map_or_else(|| "-".into(), |ms| format!("{ms:.1}")),
         );
     }
 }

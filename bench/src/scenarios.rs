@@ -39,6 +39,8 @@ pub struct Fleet {
     pub cookies: std::sync::Mutex<HashMap<String, String>>,
     /// The name rows carry instead of the peer's (e.g. an older build).
     pub label: Option<String>,
+    /// The server's process, when the tool may read its CPU time and memory.
+    pub server_pid: Option<u32>,
 }
 
 impl Fleet {
@@ -204,6 +206,7 @@ impl Linker {
             .await?;
         let start = Instant::now() + Duration::from_millis(200);
         let send_until = start + self.duration;
+        let cpu = CpuClock::at(fleet.server_pid, start).await;
         let mut running = JoinSet::new();
         for (index, (socket, user)) in sockets.into_iter().zip(users).enumerate() {
             // Spread the connections' send instants over the interval.
@@ -263,6 +266,7 @@ impl Linker {
         while let Some(tally) = running.join_next().await {
             total.merge(&tally?);
         }
+        let cpu_used = cpu.elapsed();
         let mode = if self.reliable { "reliable" } else { "fast" };
         // Linker's own interval is 10 ms; other intervals are other series.
         let scenario = match (&self.name, self.interval.as_millis()) {
@@ -284,6 +288,7 @@ impl Linker {
         row.missing = total.sent.saturating_sub(total.received);
         row.delivery = Latency::of(&total.delivery);
         row.ack = Latency::of(&total.ack);
+        row.set_cpu(cpu_used, total.received);
         Ok(row)
     }
 }
@@ -354,6 +359,16 @@ impl Fanout {
         let refused: Arc<Vec<std::sync::atomic::AtomicU64>> =
             Arc::new((0..steps).map(|_| Default::default()).collect());
         let step_refused = refused.clone();
+        // The server's CPU time at each step's start and at the end.
+        let server_pid = fleet.server_pid;
+        let clock = tokio::spawn(async move {
+            let mut readings = Vec::with_capacity(steps + 1);
+            for index in 0..=steps {
+                tokio::time::sleep_until((start + step * index as u32).into()).await;
+                readings.push(server_pid.and_then(cpu_seconds));
+            }
+            readings
+        });
         let speaking = tokio::spawn(async move {
             let mut sent = vec![0u64; rates.len()];
             let mut publishing = JoinSet::new();
@@ -421,6 +436,7 @@ impl Fanout {
             });
         }
         let sent = speaking.await?;
+        let readings = clock.await?;
         let mut merged: Vec<Histogram<u64>> = (0..steps).map(|_| histogram()).collect();
         while let Some(done) = receivers.join_next().await {
             let tallies = done?;
@@ -437,7 +453,8 @@ impl Fanout {
             .zip(sent)
             .zip(acks)
             .zip(refused.iter().map(|n| n.load(Ordering::Relaxed)))
-            .map(|((((rate, histogram), sent), acked), refused)| {
+            .zip(readings.windows(2))
+            .map(|(((((rate, histogram), sent), acked), refused), cpu)| {
                 let sent = sent - refused;
                 let mut row = Row::new(
                     if self.api_key.is_some() {
@@ -456,6 +473,9 @@ impl Fanout {
                 row.delivery = Latency::of(&histogram);
                 row.ack = Latency::of(&acked);
                 row.refused = refused;
+                if let [Some(from), Some(to)] = cpu {
+                    row.set_cpu(Some(to - from), histogram.len());
+                }
                 row
             })
             .collect())
@@ -468,7 +488,6 @@ pub struct Idle {
     /// Distinct users the connections log in as (logins are slow on purpose).
     pub users: usize,
     pub hold: Duration,
-    pub server_pid: Option<u32>,
 }
 
 impl Idle {
@@ -479,7 +498,7 @@ impl Idle {
         let targets = std::slice::from_ref(&fleet.target);
         let cookies = fleet.login_all(&users, &fleet.target).await?;
         // After the logins: password hashing's memory is not the connections'.
-        let before = self.server_pid.map(rss_bytes).transpose()?;
+        let before = fleet.server_pid.map(rss_bytes).transpose()?;
         let sockets = fleet.connect_all(&users, &cookies, targets, None).await?;
         // Keep reading, as idle browsers do, so heartbeats are answered.
         let mut holding = JoinSet::new();
@@ -502,7 +521,7 @@ impl Idle {
             });
         }
         tokio::time::sleep_until(until - Duration::from_millis(500)).await;
-        let after = self.server_pid.map(rss_bytes).transpose()?;
+        let after = fleet.server_pid.map(rss_bytes).transpose()?;
         let mut alive = 0;
         while let Some(held) = holding.join_next().await {
             alive += u64::from(held?);
@@ -624,6 +643,39 @@ fn peer_name(fleet: &Fleet) -> &str {
 }
 
 /// Resident memory of a process, from /proc.
+/// The CPU time (user and system, every thread) a process has used, in
+/// seconds; `None` once it is gone. `/proc` counts it in USER_HZ ticks,
+/// 100 per second on Linux whatever the kernel's own tick rate.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields resume after its ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, the 12th and 13th after it.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// The server's CPU time from one instant of a run (its measured window's
+/// start, after the logins) to when it is read.
+struct CpuClock {
+    pid: Option<u32>,
+    from: Option<f64>,
+}
+
+impl CpuClock {
+    async fn at(pid: Option<u32>, start: Instant) -> Self {
+        tokio::time::sleep_until(start.into()).await;
+        Self {
+            pid,
+            from: pid.and_then(cpu_seconds),
+        }
+    }
+
+    fn elapsed(&self) -> Option<f64> {
+        Some(cpu_seconds(self.pid?)? - self.from?)
+    }
+}
+
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
