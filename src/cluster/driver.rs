@@ -80,8 +80,8 @@ impl Driver {
                         }
                     }
                     event = events.recv() => match event {
-                        Some(BrokerEvent::Message { payload, .. }) => {
-                            self.cluster.do_send(Received { payload });
+                        Some(BrokerEvent::Message { channel, payload }) => {
+                            self.cluster.do_send(Received { channel, payload });
                         }
                         Some(BrokerEvent::Disconnected) => self.set_connected(false),
                         Some(BrokerEvent::Reconnected) => {

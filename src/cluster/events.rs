@@ -99,6 +99,46 @@ pub(super) struct Envelope {
     pub(super) event: ClusterEvent,
 }
 
+/// An envelope on its way out, borrowing what it carries.
+#[derive(Serialize)]
+struct Outbound<'a> {
+    node: &'a str,
+    event: &'a ClusterEvent,
+}
+
+impl Envelope {
+    /// `event` from `node` as bodies of at most `limit` bytes: a batch of
+    /// messages too large for one is split (each part still in `seq`
+    /// order); anything else that does not fit is left out (`Err` with its
+    /// size), as it would be refused on arrival.
+    pub(super) fn encode(
+        node: &str,
+        event: &ClusterEvent,
+        limit: usize,
+    ) -> Vec<Result<Vec<u8>, usize>> {
+        let body = serde_json::to_vec(&Outbound { node, event }).expect("cluster events serialize");
+        if body.len() <= limit {
+            return vec![Ok(body)];
+        }
+        match event {
+            ClusterEvent::Messages { room, messages } if messages.len() > 1 => {
+                let (first, second) = messages.split_at(messages.len() / 2);
+                [first, second]
+                    .into_iter()
+                    .flat_map(|part| {
+                        let part = ClusterEvent::Messages {
+                            room: room.clone(),
+                            messages: part.to_vec(),
+                        };
+                        Self::encode(node, &part, limit)
+                    })
+                    .collect()
+            }
+            _ => vec![Err(body.len())],
+        }
+    }
+}
+
 /// One open connection of a user, as a replica reports it to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
@@ -193,6 +233,64 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = channels.iter().collect();
         assert_eq!(distinct.len(), channels.len(), "two names share a channel");
+    }
+
+    fn message(seq: u64, text: &str) -> StoredMessage {
+        StoredMessage {
+            room: "lobby".into(),
+            seq,
+            from: "alice".into(),
+            text: text.into(),
+            ts: 0,
+            avatar: None,
+            id: format!("m{seq}"),
+            fast: false,
+            delivered: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_too_large_for_one_envelope_travels_in_order_in_several() {
+        let text = "\u{1}".repeat(4000);
+        let messages: Vec<StoredMessage> = (1..=256).map(|seq| message(seq, &text)).collect();
+        let limit = 100_000;
+        let bodies = Envelope::encode(
+            "n1",
+            &ClusterEvent::Messages {
+                room: "lobby".into(),
+                messages,
+            },
+            limit,
+        );
+        assert!(bodies.len() > 1);
+        let mut seqs = Vec::new();
+        for body in bodies {
+            let body = body.expect("every part fits");
+            assert!(body.len() <= limit);
+            let envelope: Envelope = serde_json::from_slice(&body).unwrap();
+            assert_eq!(envelope.node, "n1");
+            let ClusterEvent::Messages { room, messages } = envelope.event else {
+                panic!("a part is a batch of messages");
+            };
+            assert_eq!(room, "lobby");
+            seqs.extend(messages.iter().map(|m| m.seq));
+            assert!(messages.iter().all(|m| m.text == text));
+        }
+        assert_eq!(seqs, (1..=256).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_split_is_left_out() {
+        let users: Vec<String> = (0..100).map(|n| format!("user{n}")).collect();
+        let presence = ClusterEvent::Presence {
+            room: "lobby".into(),
+            users,
+            reply: false,
+        };
+        let encoded = Envelope::encode("n1", &presence, 100);
+        assert!(matches!(encoded[..], [Err(size)] if size > 100));
+        let encoded = Envelope::encode("n1", &presence, 10_000);
+        assert!(matches!(encoded[..], [Ok(_)]));
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //!   an admin is connected.
 //!
 //! Names in channels are encoded (`events.rs`): a user's name is never a
-//! broker's syntax.
+//! broker's syntax. Every envelope is signed with the cluster key and
+//! checked before it is parsed (`seal.rs`): the broker is a shared bus, and
+//! only replicas may speak on it.
 //!
 //! Inbound events go to the registry, which routes them to the room. Events
 //! a replica published itself are dropped on arrival (Redis and RabbitMQ
@@ -36,6 +38,7 @@ mod events;
 pub mod nats;
 pub mod rabbitmq;
 pub mod redis;
+mod seal;
 
 pub use broker::{Broker, BrokerError, BrokerEvent};
 use driver::{Command, Driver};
@@ -44,6 +47,7 @@ pub use events::{
     node_channel, room_channel, user_channel, ClusterEvent, Connection, ADMIN_CHANNEL,
     REPLICAS_CHANNEL,
 };
+pub use seal::{generate_key, Seal, MIN_KEY};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,10 +107,11 @@ pub struct Attach {
     pub resync: Recipient<Resync>,
 }
 
-/// A message the driver received.
+/// A message the driver received on `channel`.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Received {
+    channel: String,
     payload: Vec<u8>,
 }
 
@@ -119,6 +124,8 @@ struct Flush(oneshot::Sender<()>);
 /// The cluster adapter actor of one replica.
 pub struct Cluster {
     node: String,
+    /// Signs what this replica publishes, checks what it receives.
+    seal: Seal,
     broker_name: &'static str,
     broker: Option<Box<dyn Broker>>,
     commands: Option<mpsc::UnboundedSender<Command>>,
@@ -130,9 +137,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(node: String, broker_name: &'static str, broker: Box<dyn Broker>) -> Self {
+    pub fn new(
+        node: String,
+        seal: Seal,
+        broker_name: &'static str,
+        broker: Box<dyn Broker>,
+    ) -> Self {
         Self {
             node,
+            seal,
             broker_name,
             broker: Some(broker),
             commands: None,
@@ -218,13 +231,24 @@ impl Handler<Publish> for Cluster {
     type Result = ();
 
     fn handle(&mut self, publish: Publish, _ctx: &mut Self::Context) {
-        let envelope = Envelope {
-            node: self.node.clone(),
-            event: publish.event,
-        };
-        let payload = serde_json::to_vec(&envelope).expect("cluster events serialize");
-        for channel in publish.channels {
-            self.command(Command::Publish(channel, payload.clone()));
+        for body in Envelope::encode(&self.node, &publish.event, seal::MAX_BODY) {
+            let body = match body {
+                Ok(body) => body,
+                Err(size) => {
+                    // Only a presence snapshot of tens of thousands of users
+                    // gets here; every other event is bounded or split.
+                    tracing::error!(
+                        size,
+                        room = publish.event.room(),
+                        "a cluster event too large to publish is left out"
+                    );
+                    continue;
+                }
+            };
+            for channel in &publish.channels {
+                let payload = self.seal.sign(channel, &body);
+                self.command(Command::Publish(channel.clone(), payload));
+            }
         }
     }
 }
@@ -233,10 +257,21 @@ impl Handler<Received> for Cluster {
     type Result = ();
 
     fn handle(&mut self, received: Received, _ctx: &mut Self::Context) {
-        let envelope: Envelope = match serde_json::from_slice(&received.payload) {
+        let body = match self.seal.open(&received.channel, &received.payload) {
+            Ok(body) => body,
+            Err(refusal) => {
+                dropped(&received.channel, refusal.label(), "");
+                return;
+            }
+        };
+        let envelope: Envelope = match serde_json::from_slice(body) {
             Ok(envelope) => envelope,
             Err(err) => {
-                tracing::warn!(error = %err, "dropping an undecodable cluster message");
+                dropped(
+                    &received.channel,
+                    crate::metrics::dropped::UNDECODABLE,
+                    &err.to_string(),
+                );
                 return;
             }
         };
@@ -250,6 +285,24 @@ impl Handler<Received> for Cluster {
                 event: envelope.event,
             });
         }
+    }
+}
+
+/// Counts a message dropped unread; logs the 1st, 2nd, 4th, 8th… of each
+/// reason, so a flood of forgeries cannot flood the log.
+fn dropped(channel: &str, reason: &'static str, error: &str) {
+    let counter = crate::metrics::get().broker_dropped.get(reason);
+    counter.inc();
+    let count = counter.get();
+    if count.is_power_of_two() {
+        tracing::warn!(
+            channel,
+            reason,
+            error,
+            count,
+            "dropped a message from the broker: not a replica of this cluster (another key, \
+             another version, or something else publishing on the broker)"
+        );
     }
 }
 
@@ -271,9 +324,14 @@ pub struct ClusterHandle {
 }
 
 impl ClusterHandle {
-    /// Starts the cluster actor for `broker`.
-    pub fn start(node: String, broker_name: &'static str, broker: Box<dyn Broker>) -> Self {
-        let cluster = Cluster::new(node, broker_name, broker);
+    /// Starts the cluster actor for `broker`, signing with `seal`.
+    pub fn start(
+        node: String,
+        seal: Seal,
+        broker_name: &'static str,
+        broker: Box<dyn Broker>,
+    ) -> Self {
+        let cluster = Cluster::new(node, seal, broker_name, broker);
         let connected = cluster.connected.clone();
         Self {
             inner: Some((cluster.start(), broker_name, connected)),

@@ -56,7 +56,16 @@ impl Broker for NatsBroker {
         // The client says Connected for its first connection too, which
         // `connect` returning reports already: only later ones are news.
         let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new();
+        // The client reads the server from the URL but not its credentials.
+        let server: async_nats::ServerAddr = self
+            .url
+            .parse()
+            .map_err(|err| BrokerError::new("NATS_URL", err))?;
+        if let (Some(user), Some(pass)) = (server.username(), server.password()) {
+            options = options.user_and_password(user.to_owned(), pass.to_owned());
+        }
+        let client = options
             .no_echo()
             .name("rookery")
             .connection_timeout(CONNECT_TIMEOUT)

@@ -76,6 +76,22 @@ impl Config {
     }
 }
 
+impl Config {
+    /// `CLUSTER_KEY` as bytes, if set; an error if too short to be a key.
+    pub fn cluster_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(key) = self.cluster_key.as_deref().filter(|key| !key.is_empty()) else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            key.len() >= crate::cluster::MIN_KEY,
+            "CLUSTER_KEY has {} bytes; it needs at least {} (e.g. `openssl rand -hex 32`)",
+            key.len(),
+            crate::cluster::MIN_KEY
+        );
+        Ok(Some(key.as_bytes().to_vec()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +145,19 @@ mod tests {
             Config::from_flags(&["--scalable"]).cluster().is_err(),
             "SCALABLE without a broker is an error"
         );
+    }
+
+    #[test]
+    fn a_cluster_key_is_long_enough_or_refused() {
+        let key = |args: &[&str]| Config::from_flags(args).cluster_key();
+        assert_eq!(key(&[]).unwrap(), None);
+        assert_eq!(key(&["--cluster-key", ""]).unwrap(), None);
+        let long = "k".repeat(32);
+        assert_eq!(
+            key(&["--cluster-key", &long]).unwrap(),
+            Some(long.into_bytes())
+        );
+        let refused = key(&["--cluster-key", "short"]).unwrap_err().to_string();
+        assert!(refused.contains("at least 32"), "{refused}");
     }
 }

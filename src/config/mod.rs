@@ -87,6 +87,13 @@ pub struct Config {
     #[arg(long, env = "MONGO_DATABASE", default_value = "rookery")]
     pub mongo_database: String,
 
+    /// When an `ack` from the embedded SQLite store is durable: `full`
+    /// (the default) fsyncs each group commit, so it survives power loss;
+    /// `normal` survives only the process crashing, for more throughput
+    /// on slow disks.
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t)]
+    pub sqlite_synchronous: crate::store::sqlite::Synchronous,
+
     /// Run as one of several replicas, with the broker named by RABBIT_HOST
     /// (preferred), REDIS_HOST or NATS_HOST, as docker-chat did.
     #[arg(long, env = "SCALABLE", default_value_t = false)]
@@ -121,6 +128,13 @@ pub struct Config {
     pub nats_host: Option<String>,
     #[arg(long, env = "NATS_PORT", default_value_t = 4222)]
     pub nats_port: u16,
+
+    /// The key replicas sign their cluster messages with (at least 32
+    /// bytes). Unset: one is generated and kept in the database, which
+    /// every replica shares. Set it when replicas use separate databases,
+    /// or to rotate it (all replicas at once).
+    #[arg(long, env = "CLUSTER_KEY", hide_env_values = true)]
+    pub cluster_key: Option<String>,
 
     /// This replica's name in logs and /healthz; defaults to hostname plus a random suffix.
     #[arg(long, env = "NODE_ID")]

@@ -67,6 +67,17 @@ pub mod resume {
     pub const ALL: &[&str] = &[RECOVERED, CUT, FAILED];
 }
 
+/// Why a message from the broker was dropped unread.
+pub mod dropped {
+    /// Larger than any replica sends.
+    pub const SIZE: &str = "size";
+    /// Not signed with this cluster's key, or altered on the way.
+    pub const SIGNATURE: &str = "signature";
+    /// Signed, yet not an envelope this version reads.
+    pub const UNDECODABLE: &str = "undecodable";
+    pub const ALL: &[&str] = &[SIZE, SIGNATURE, UNDECODABLE];
+}
+
 /// Webhooks and their outcomes.
 pub mod hook {
     pub const AUTH: &str = "auth";

@@ -16,7 +16,7 @@ mod family;
 mod labels;
 
 pub use family::Family;
-pub use labels::{close, hook, login, mode, resume, STORE_OPERATIONS};
+pub use labels::{close, dropped, hook, login, mode, resume, STORE_OPERATIONS};
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -67,6 +67,7 @@ pub struct Metrics {
     pub broker_published: IntCounter,
     pub broker_received: IntCounter,
     pub broker_channels_refused: IntCounter,
+    pub broker_dropped: Family,
     pub gap_fills: IntCounter,
     pub gap_skipped: IntCounter,
     pub resumes: Family,
@@ -259,6 +260,12 @@ impl Metrics {
             broker_channels_refused: counter(
                 "rookery_broker_channels_refused_total",
                 "Channels no broker takes, refused before reaching it (should stay 0).",
+            ),
+            broker_dropped: family(
+                "rookery_broker_dropped_total",
+                "Messages from the broker dropped unread, by reason (size, signature, undecodable).",
+                "reason",
+                dropped::ALL,
             ),
             gap_fills: counter(
                 "rookery_gap_fills_total",

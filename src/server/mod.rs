@@ -79,6 +79,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let store = open_store(&config).await?;
     let broker = config.cluster()?;
     let api_keys = config.api_keys()?;
+    let cluster_key = config.cluster_key()?;
     if let Some(BrokerTarget::Redis(url)) = &broker {
         // The only broker URL that can be malformed in a way worth failing for.
         RedisBroker::new(url).context("REDIS_URL")?;
@@ -119,6 +120,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         broker,
         api_keys,
         room_threads: Default::default(),
+        cluster_key,
     };
     let task = actix_web::rt::spawn(async move {
         let result = replica.run(listener, stop_rx).await;
@@ -177,7 +179,8 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         None => {
             let path = config.data_dir.join("rookery.db");
             Arc::new(
-                SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))?,
+                SqliteStore::open_with(&path, config.sqlite_synchronous)
+                    .with_context(|| format!("opening {}", path.display()))?,
             )
         }
     };

@@ -21,7 +21,7 @@ use crate::chat::registry::{DrainAll, DrainStatus, Policies, Registry, RoomThrea
 use crate::cluster::nats::NatsBroker;
 use crate::cluster::rabbitmq::RabbitBroker;
 use crate::cluster::redis::RedisBroker;
-use crate::cluster::{Broker, ClusterHandle};
+use crate::cluster::{self, Broker, ClusterHandle, Seal};
 use crate::config::{BrokerTarget, Config};
 use crate::hooks::Hooks;
 use crate::http;
@@ -46,6 +46,15 @@ pub(super) struct Replica {
     pub(super) api_keys: Vec<crate::config::ApiKey>,
     /// Where rooms run: the HTTP workers add themselves as they start.
     pub(super) room_threads: RoomThreads,
+    /// `CLUSTER_KEY`, if configured; else the store keeps one.
+    pub(super) cluster_key: Option<Vec<u8>>,
+}
+
+/// What a replica needs from its store before it serves.
+struct Secrets {
+    cookie_key: Key,
+    /// For the cluster's messages; `None` for a single replica.
+    seal: Option<Seal>,
 }
 
 fn broker(target: &BrokerTarget) -> Box<dyn Broker> {
@@ -64,15 +73,16 @@ impl Replica {
         listener: TcpListener,
         mut stop: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
-        let Some(cookie_key) = self.wait_for_store(&listener, &mut stop).await? else {
+        let Some(Secrets { cookie_key, seal }) = self.wait_for_store(&listener, &mut stop).await?
+        else {
             return Ok(());
         };
 
-        let cluster = match &self.broker {
-            Some(target) => {
-                ClusterHandle::start(self.node_id.clone(), target.name(), broker(target))
+        let cluster = match (&self.broker, seal) {
+            (Some(target), Some(seal)) => {
+                ClusterHandle::start(self.node_id.clone(), seal, target.name(), broker(target))
             }
-            None => ClusterHandle::local(),
+            _ => ClusterHandle::local(),
         };
         let hooks = Hooks::from_config(&self.config);
         let policies = Policies {
@@ -113,18 +123,18 @@ impl Replica {
         result.unwrap_or_else(|join| Err(std::io::Error::other(join)))
     }
 
-    /// Retries until the store is usable and returns the cookie key, serving
+    /// Retries until the store is usable and returns the secrets, serving
     /// the standby app meanwhile; `None` if asked to stop first.
     async fn wait_for_store(
         &self,
         listener: &TcpListener,
         stop: &mut watch::Receiver<bool>,
-    ) -> std::io::Result<Option<Key>> {
+    ) -> std::io::Result<Option<Secrets>> {
         let target = self.store.describe();
         let mut standby: Option<ServerHandle> = None;
         let mut delay = STORE_RETRY_FIRST;
         let key = loop {
-            match self.load_cookie_key().await {
+            match self.load_secrets().await {
                 Ok(key) => break Some(key),
                 Err(err) => {
                     tracing::error!(
@@ -159,13 +169,27 @@ impl Replica {
         Ok(key)
     }
 
-    async fn load_cookie_key(&self) -> anyhow::Result<Key> {
+    async fn load_secrets(&self) -> anyhow::Result<Secrets> {
         self.store.migrate().await?;
         let key = self
             .store
             .secret("session_cookie_key", Key::generate().master().to_vec())
             .await?;
-        Key::try_from(key.as_slice()).context("the stored cookie key is too short")
+        let cookie_key =
+            Key::try_from(key.as_slice()).context("the stored cookie key is too short")?;
+        let seal = match (&self.broker, &self.cluster_key) {
+            (None, _) => None,
+            (Some(_), Some(key)) => Some(Seal::new(key)),
+            // Kept in the database every replica shares, as the cookie
+            // key is: the first replica's candidate becomes everyone's.
+            (Some(_), None) => Some(Seal::new(
+                &self
+                    .store
+                    .secret("cluster_key", cluster::generate_key())
+                    .await?,
+            )),
+        };
+        Ok(Secrets { cookie_key, seal })
     }
 
     fn app_server(

@@ -23,6 +23,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Redis and NATS ask for it, as the shipped stacks do: replicas must
+/// pass their URL's credentials on.
+const BROKER_PASSWORD: &str = "broker-secret";
+
 /// Replicas sharing one broker and one MongoDB-protocol database.
 pub struct Cluster {
     pub broker: BrokerServer,
@@ -187,10 +191,33 @@ impl BrokerServer {
     /// This broker's URL with another port: a proxy in front of it.
     fn url_on(&self, port: u16) -> String {
         match self.kind {
-            BrokerKind::Redis => format!("redis://127.0.0.1:{port}"),
+            BrokerKind::Redis => format!("redis://:{BROKER_PASSWORD}@127.0.0.1:{port}"),
             BrokerKind::Rabbitmq => format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
-            BrokerKind::Nats => format!("nats://127.0.0.1:{port}"),
+            BrokerKind::Nats => format!("nats://rookery:{BROKER_PASSWORD}@127.0.0.1:{port}"),
         }
+    }
+
+    /// A client of the broker that is not a replica: it can publish and
+    /// listen on any channel, as any process that reaches the broker can.
+    pub async fn intruder(
+        &self,
+    ) -> (
+        Box<dyn rookery::cluster::Broker>,
+        tokio::sync::mpsc::UnboundedReceiver<rookery::cluster::BrokerEvent>,
+    ) {
+        use rookery::cluster::{nats, rabbitmq, redis, Broker};
+        let url = self.url_on(self.port);
+        let mut broker: Box<dyn Broker> = match self.kind {
+            BrokerKind::Redis => Box::new(redis::RedisBroker::new(&url).unwrap()),
+            BrokerKind::Rabbitmq => Box::new(rabbitmq::RabbitBroker::new(&url)),
+            BrokerKind::Nats => Box::new(nats::NatsBroker::new(&url)),
+        };
+        let (events, received) = tokio::sync::mpsc::unbounded_channel();
+        broker
+            .connect(events)
+            .await
+            .expect("the broker takes a client");
+        (broker, received)
     }
 
     /// Environment that points a replica at this broker.
@@ -226,6 +253,7 @@ impl BrokerServer {
                 command
                     .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
                     .args(["--save", "", "--appendonly", "no"])
+                    .args(["--requirepass", BROKER_PASSWORD])
                     .arg("--dir")
                     .arg(self.dir.path());
                 command
@@ -233,6 +261,7 @@ impl BrokerServer {
             BrokerKind::Nats => {
                 let mut command = Command::new("nats-server");
                 command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+                command.args(["--user", "rookery", "--pass", BROKER_PASSWORD]);
                 command
             }
             BrokerKind::Rabbitmq => self.rabbitmq_command(),
@@ -395,6 +424,11 @@ impl Replica {
     /// stay open and nothing answers, as on an overloaded or paused host.
     pub fn freeze(&self, frozen: bool) {
         self.signal(if frozen { "-STOP" } else { "-CONT" });
+    }
+
+    /// The process id, for tools that attach to it.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// The process's resident memory, in KiB.

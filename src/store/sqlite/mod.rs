@@ -39,9 +39,36 @@ struct Readers {
     next: AtomicUsize,
 }
 
+/// When the writer's commit, and so an `ack`, is durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Synchronous {
+    /// The WAL is fsynced at every commit (one per group of writes): an
+    /// acked message survives power loss and an OS crash.
+    #[default]
+    Full,
+    /// The WAL is fsynced only at checkpoints: an acked message survives
+    /// the process crashing, not the machine.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the database file and brings its schema
+    /// up to date; commits are fsynced.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Self::open_with(path, Synchronous::Full)
+    }
+
+    /// [`SqliteStore::open`], with commits as durable as `synchronous`.
+    pub fn open_with(path: &Path, synchronous: Synchronous) -> anyhow::Result<Self> {
         let writer = connect(path)?;
         schema::upgrade(&writer, path)?;
         let connections = (0..READERS)
@@ -49,7 +76,7 @@ impl SqliteStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(Self {
             path: path.to_owned(),
-            writer: writer::Writer::start(writer, path)?,
+            writer: writer::Writer::start(writer, path, synchronous.pragma())?,
             readers: std::sync::Arc::new(Readers {
                 connections,
                 next: AtomicUsize::new(0),
@@ -128,8 +155,8 @@ impl SqliteStore {
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // WAL lets history reads run beside writes; NORMAL sync is durable across
-    // process crashes (an OS crash may lose the last transactions).
+    // WAL lets history reads run beside writes. Only the writer commits;
+    // it sets its own `synchronous` (`Synchronous`).
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // After a checkpoint, the WAL file shrinks back to this instead of

@@ -102,8 +102,11 @@ type Finish = Arc<std::sync::atomic::AtomicBool>;
 
 impl Writer {
     /// Starts the writer thread on `conn`, and the checkpointer beside it.
-    /// Both stop once every handle is dropped.
-    pub fn start(conn: Connection, path: &Path) -> rusqlite::Result<Self> {
+    /// Both stop once every handle is dropped. `synchronous` is SQLite's
+    /// pragma: with `FULL` every group's commit fsyncs the WAL before any
+    /// of its jobs is answered, so one fsync covers the whole group.
+    pub fn start(conn: Connection, path: &Path, synchronous: &str) -> rusqlite::Result<Self> {
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let (jobs, queue) = mpsc::channel();
@@ -311,7 +314,7 @@ mod tests {
         let conn = connect(&path).unwrap();
         conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
             .unwrap();
-        (dir, Writer::start(conn, &path).unwrap())
+        (dir, Writer::start(conn, &path, "FULL").unwrap())
     }
 
     #[actix_web::test]
