@@ -1,6 +1,7 @@
 """Markdown tables for BENCHMARKS.md from rookery-bench's JSON rows:
 Rookery and the socket.io peer side by side, with the ratio, and where the
-run measured an older build too (ROOKERY_BEFORE), that build in the middle.
+run measured them too, Rookery with SQLITE_SYNCHRONOUS=normal
+(ROOKERY_NORMAL=1) and an older build (ROOKERY_BEFORE) in between.
     python3 bench/tables.py bench/results/results.json
 """
 import json
@@ -13,6 +14,9 @@ for row in rows:
     key = (row["scenario"], row["setting"])
     pairs.setdefault(key, {})[row["peer"]] = row
 with_before = any(row["peer"] == "rookery-before" for row in rows)
+SHORT = {"rookery": "R", "rookery-normal": "R normal", "rookery-before": "before", "socketio": "S"}
+present = {row["peer"] for row in rows}
+order = [peer for peer in SHORT if peer in present or peer in ("rookery", "socketio")]
 
 
 def ratio(ours, theirs, higher_is_better):
@@ -33,10 +37,10 @@ def get(row, *path):
 
 
 current = None
-names = "R / before / S" if with_before else "R / S"
+names = " / ".join(SHORT[peer] for peer in order)
 for (scenario, setting), peers in pairs.items():
     r, b, s = peers.get("rookery"), peers.get("rookery-before"), peers.get("socketio")
-    side = [r, b, s] if with_before else [r, s]
+    side = [peers.get(peer) for peer in order]
     if scenario != current:
         current = scenario
         print(f"\n#### {scenario}\n")

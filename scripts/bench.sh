@@ -11,7 +11,9 @@
 #                                    appending to the results
 # With ROOKERY_BEFORE=path/to/an/older/rookery, every Rookery run is repeated
 # against that build (rows labelled rookery-before): before and after from
-# one run.
+# one run. With ROOKERY_NORMAL=1, also against this build with
+# SQLITE_SYNCHRONOUS=normal (rows labelled rookery-normal): what fsynced
+# acks cost.
 # Every row carries the server's CPU time over its measured window (logins
 # excluded) and per 1000 deliveries.
 # Results: bench/results/results.json, a table per scenario on stdout, and
@@ -58,8 +60,10 @@ fi
 rookery="target/$profile/rookery"
 bench="target/$profile/rookery-bench"
 before="${ROOKERY_BEFORE:-}"
-servers=(rookery socketio)
-[ -n "$before" ] && servers=(rookery rookery-before socketio)
+servers=(rookery)
+[ -n "${ROOKERY_NORMAL:-}" ] && servers+=(rookery-normal)
+[ -n "$before" ] && servers+=(rookery-before)
+servers+=(socketio)
 out=bench/results
 [ $smoke -eq 1 ] && out=$(mktemp -d) && scratch+=("$out")
 mkdir -p "$out"
@@ -102,6 +106,7 @@ against() {
   case "$server" in
     rookery) start_rookery ;;
     rookery-before) ROOKERY_BIN="$before" start_rookery; peer=rookery; extra+=(--label rookery-before) ;;
+    rookery-normal) start_rookery SQLITE_SYNCHRONOUS=normal; peer=rookery; extra+=(--label rookery-normal) ;;
     *) start_peer ;;
   esac
   echo "==> $scenario on $server $*"
@@ -195,6 +200,7 @@ if wanted mongo; then
     case "$server" in
       rookery) start_rookery MONGO_URL="$db" ;;
       rookery-before) ROOKERY_BIN="$before" start_rookery MONGO_URL="$db"; peer=rookery; extra=(--label rookery-before) ;;
+      rookery-normal) continue ;;
       *) start_peer ;;
     esac
     echo "==> mongo on $server"
@@ -206,6 +212,8 @@ fi
 wanted cluster || { "$bench" plot "$results" --out "$out"; exit 0; }
 for rate in "${cluster_rates[@]}"; do
 for server in "${servers[@]}"; do
+  # The cluster runs on MongoDB: SQLITE_SYNCHRONOUS changes nothing there.
+  [ "$server" = rookery-normal ] && continue
   replicas=(); peer=$server; extra=()
   # A database per run, so no run starts on another's messages.
   cluster_db="mongodb://127.0.0.1:$mongo_port/bench_cluster_${server//-/_}_$rate"
