@@ -7,7 +7,8 @@
 #
 #   scripts/chaos.sh                 the short lane (what CI runs), all brokers
 #   scripts/chaos.sh --long          every fault twice, 10 s each, 32 clients
-#   options: --seed N  --brokers redis,nats,rabbitmq  --faults kill_broker,cut_link,...
+#   options: --seed N|random  --brokers redis,nats,rabbitmq  --faults kill_broker,cut_link,...
+#   (without --seed, the fixed schedule the test suite runs)
 #
 # Faults: kill_replica terminate_replica freeze_replica kill_broker cut_link
 # kill_database freeze_database. The same seed replays the same schedule,

@@ -91,10 +91,7 @@ async fn fast_messages_arrive_at_once_without_ack_and_later_in_history_under_the
         (Some("quick"), Some(1), Some(id.as_str())),
         "history has the fast message with a seq, under the id it was seen with"
     );
-    assert!(bob
-        .quiet_for(QUIET)
-        .await
-        .is_none_or(|f| f["type"] != "message"));
+    bob.none_for("message", QUIET).await;
 }
 
 #[actix_web::test]
@@ -109,13 +106,7 @@ async fn direct_messages_wait_for_an_offline_user_and_are_fetched_once_in_pages(
         .await;
     until_type(&mut alice, "ack").await;
     alice.direct("bob", "three", "d3").await;
-    assert!(
-        alice
-            .quiet_for(QUIET)
-            .await
-            .is_none_or(|f| f["type"] != "delivered"),
-        "nothing is delivered while bob is away"
-    );
+    alice.none_for("delivered", QUIET).await;
 
     let bob_client = Client::new(&server);
     bob_client.login("bob").await;
@@ -149,10 +140,7 @@ async fn direct_messages_wait_for_an_offline_user_and_are_fetched_once_in_pages(
 
     // Delivered now: a new connection has nothing pending.
     let mut again = bob_client.ws().await;
-    assert!(again
-        .quiet_for(QUIET)
-        .await
-        .is_none_or(|f| f["type"] != "pending"));
+    again.none_for("pending", QUIET).await;
 }
 
 #[actix_web::test]
@@ -178,10 +166,7 @@ async fn a_recipient_online_gets_it_live_and_the_sender_hears_it_was_delivered()
     // Reached bob live: not pending for his next connection, not fetched.
     drop(bob);
     let mut later = bob_client.ws().await;
-    assert!(later
-        .quiet_for(QUIET)
-        .await
-        .is_none_or(|f| f["type"] != "pending"));
+    later.none_for("pending", QUIET).await;
     let (missed, left) = fetch_missed(&mut later, 10).await;
     assert!(missed.is_empty());
     assert_eq!(left, 0);
@@ -497,10 +482,7 @@ async fn a_retried_send_is_stored_once_and_acked_with_the_first_seq() {
             (3, "hello".into())
         ]
     );
-    assert!(bob
-        .quiet_for(QUIET)
-        .await
-        .is_none_or(|f| f["type"] != "message"));
+    bob.none_for("message", QUIET).await;
 
     // A direct message the same way, and a retry that names no ref.
     let mut carol = Client::logged_in(&server, "carol").await.ws().await;
@@ -511,10 +493,7 @@ async fn a_retried_send_is_stored_once_and_acked_with_the_first_seq() {
     again.send(retried).await;
     assert_eq!(again.recv_type("ack").await["seq"], 1);
     assert_eq!(carol.recv_type("message").await["text"], "psst");
-    assert!(carol
-        .quiet_for(QUIET)
-        .await
-        .is_none_or(|f| f["type"] != "message"));
+    carol.none_for("message", QUIET).await;
     again
         .send(json!({"type": "send", "room": "lobby", "text": "x", "retry": true}))
         .await;

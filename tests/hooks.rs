@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::webhook::Webhook;
 use common::{Client, TestServer, PASSWORD};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Close code for "policy violation": revoked and replaced connections.
 const POLICY: u16 = 1008;
@@ -111,10 +111,57 @@ async fn the_authorize_webhook_gates_direct_messages_and_joins_and_its_allows_ar
     let mallory = Client::new(&server);
     mallory.login("mallory").await;
     let mut ws = mallory.ws().await;
-    assert!(ws
-        .quiet_for(Duration::from_millis(400))
-        .await
-        .is_none_or(|f| f["type"] != "pending"));
+    ws.none_for("pending", Duration::from_millis(400)).await;
+}
+
+/// A receiver that hangs, fails, answers garbage or 8 MiB, or redirects is
+/// no decision: the login is refused with 503 within the hook timeout (the
+/// redirect is not followed, the huge answer not read past 64 KiB), and
+/// the same for a direct message with the authorize hook, which is refused
+/// with `authorization_unavailable`.
+#[actix_web::test]
+async fn a_broken_receiver_is_no_decision_and_costs_a_timeout_at_most() {
+    use common::webhook::Misbehaviour;
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    for how in Misbehaviour::ALL {
+        let (auth, _auth) = Webhook::misbehaving(how);
+        let (authorize, _authorize) = Webhook::misbehaving(how);
+        let (_dir, server) = server_with(|c| {
+            c.auth_webhook_url = Some(auth);
+            c.webhook_timeout_ms = TIMEOUT.as_millis() as u64;
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let status = Client::new(&server)
+            .login_with("ann", PASSWORD)
+            .await
+            .status();
+        let took = started.elapsed();
+        assert_eq!(status, 503, "{how:?}: the login is refused");
+        assert!(took < TIMEOUT * 4, "{how:?}: the login took {took:?}");
+        server.stop().await;
+
+        let (_dir, server) = server_with(|c| {
+            c.authorize_webhook_url = Some(authorize);
+            c.webhook_timeout_ms = TIMEOUT.as_millis() as u64;
+        })
+        .await;
+        Client::logged_in(&server, "bob").await;
+        let mut alice = Client::logged_in(&server, "alice").await.ws().await;
+        let started = std::time::Instant::now();
+        alice
+            .send(json!({"type": "direct", "to": "bob", "text": "hi", "ref": "x"}))
+            .await;
+        let error = alice.recv_type("error").await;
+        let took = started.elapsed();
+        assert_eq!(
+            (error["code"].as_str(), error["ref"].as_str()),
+            (Some("authorization_unavailable"), Some("x")),
+            "{how:?}"
+        );
+        assert!(took < TIMEOUT * 4, "{how:?}: the refusal took {took:?}");
+        server.stop().await;
+    }
 }
 
 #[actix_web::test]
@@ -249,14 +296,13 @@ async fn connection_events_reach_the_events_webhook_and_admin_connections() {
     let mut squatter = squatter_client.ws().await;
     let mut carol = Client::logged_in(&server, "carol").await.ws().await;
     let _dave = Client::logged_in(&server, "dave").await.ws().await;
-    let frame: Option<Value> = carol.quiet_for(Duration::from_millis(400)).await;
-    assert!(frame.is_none_or(|f| f["type"] != "user_connected"));
-    while let Some(frame) = squatter.quiet_for(Duration::from_millis(300)).await {
-        assert_ne!(
-            frame["type"], "user_connected",
-            "a squatted admin name gets no connection events"
-        );
-    }
+    carol
+        .none_for("user_connected", Duration::from_millis(400))
+        .await;
+    // A squatted admin name gets no connection events.
+    squatter
+        .none_for("user_connected", Duration::from_millis(300))
+        .await;
     // The operator takes "ops" over: the squatter's login is over too.
     rookery::server::create_operator_account(&config, "ops", "the operator's own")
         .await
@@ -295,8 +341,5 @@ async fn with_single_session_a_new_connection_replaces_the_old_one() {
     // Other users are not affected.
     let mut bob = Client::logged_in(&server, "bob").await.ws().await;
     bob.join("lobby").await;
-    assert!(second
-        .quiet_for(Duration::from_millis(300))
-        .await
-        .is_none_or(|f| f["type"] != "error"));
+    second.none_for("error", Duration::from_millis(300)).await;
 }

@@ -333,10 +333,7 @@ async fn a_frozen_database_answers_within_the_bound_and_never_contradicts_itself
     }
     assert_eq!(a.say("general", "after", "r2").await, 3);
     assert_eq!(b.recv_type("message").await["seq"], 3);
-    assert!(b
-        .quiet_for(Duration::from_millis(500))
-        .await
-        .is_none_or(|f| f["type"] != "message"));
+    b.none_for("message", Duration::from_millis(500)).await;
     server.stop().await;
 }
 

@@ -431,7 +431,19 @@ mod cases {
         );
         assert_eq!(store.session_load("stale", now).await.unwrap(), None);
 
-        store.session_touch("live", now + 120_000).await.unwrap();
+        store
+            .session_touch("stale", now + 120_000, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.session_load("stale", now).await.unwrap(),
+            None,
+            "an expired session is not touched back to life"
+        );
+        store
+            .session_touch("live", now + 120_000, now)
+            .await
+            .unwrap();
         assert!(
             store
                 .session_load("live", now + 90_000)

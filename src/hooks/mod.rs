@@ -31,6 +31,9 @@ use crate::store::now_millis;
 const MAX_CACHED_DECISIONS: usize = 100_000;
 /// Events waiting for the events hook at most; beyond, new ones are dropped.
 const MAX_QUEUED_EVENTS: usize = 10_000;
+/// Largest reply read from a hook: decisions are a few fields, so anything
+/// larger is a broken or hostile receiver, not an answer.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -121,6 +124,9 @@ impl Hooks {
     pub fn from_config(config: &Config) -> Arc<Self> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.webhook_timeout_ms))
+            // A hook answers where it was asked; a redirect (to an internal
+            // address, say) is an answer that is not a decision.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds with a timeout");
         let events = config.events_webhook_url.clone().map(|url| {
@@ -192,7 +198,7 @@ impl Hooks {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<T, HookError> {
-        let response = self
+        let mut response = self
             .client
             .post(url)
             .json(body)
@@ -202,10 +208,25 @@ impl Hooks {
         if !response.status().is_success() {
             return Err(HookError::Status(response.status().as_u16()));
         }
-        response
-            .json()
+        let too_large = || HookError::BadReply(format!("more than {MAX_REPLY_BYTES} bytes"));
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_REPLY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut reply = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|err| HookError::BadReply(err.to_string()))
+            .map_err(|err| HookError::Unreachable(err.to_string()))?
+        {
+            if reply.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(too_large());
+            }
+            reply.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&reply).map_err(|err| HookError::BadReply(err.to_string()))
     }
 
     /// Asks the auth hook about a login; `None` when there is no auth hook

@@ -208,8 +208,8 @@ impl Store for Bounded {
         .await
     }
 
-    async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()> {
-        self.within("session_touch", self.inner.session_touch(key, expires))
+    async fn session_touch(&self, key: &str, expires: Millis, now: Millis) -> StoreResult<()> {
+        self.within("session_touch", self.inner.session_touch(key, expires, now))
             .await
     }
 

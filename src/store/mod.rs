@@ -285,7 +285,9 @@ pub trait Store: Send + Sync + 'static {
         expires: Millis,
         now: Millis,
     ) -> StoreResult<bool>;
-    async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()>;
+    /// Extends a live session to `expires`; an expired one stays expired
+    /// (a late touch must not revive a login that timed out).
+    async fn session_touch(&self, key: &str, expires: Millis, now: Millis) -> StoreResult<()>;
     async fn session_delete(&self, key: &str) -> StoreResult<()>;
 
     /// Returns the secret stored under `name`, storing `candidate` first if

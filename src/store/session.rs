@@ -77,7 +77,10 @@ impl SessionStore for StoreSessions {
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
-        Ok(self.store.session_touch(key.as_ref(), expiry(ttl)).await?)
+        Ok(self
+            .store
+            .session_touch(key.as_ref(), expiry(ttl), now_millis())
+            .await?)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {

@@ -373,9 +373,38 @@ impl Ws {
         }
     }
 
-    /// Whether any frame arrives within `wait`.
-    pub async fn quiet_for(&mut self, wait: Duration) -> Option<Value> {
-        tokio::time::timeout(wait, self.recv()).await.ok()
+    /// Every frame that arrives within `wait`: the whole window is read,
+    /// so what follows a first, harmless frame is seen too. Panics if the
+    /// connection ends meanwhile.
+    pub async fn frames_for(&mut self, wait: Duration) -> Vec<Value> {
+        let until = tokio::time::Instant::now() + wait;
+        let mut frames: Vec<Value> = self.backlog.drain(..).collect();
+        loop {
+            match tokio::time::timeout_at(until, self.stream.next()).await {
+                Err(_) => return frames,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    self.note(&frame);
+                    frames.push(frame);
+                }
+                Ok(Some(Ok(Message::Close(close)))) => {
+                    panic!("the connection closed ({close:?}) after {frames:?}")
+                }
+                Ok(Some(Err(err))) => panic!("the connection broke ({err}) after {frames:?}"),
+                Ok(None) => panic!("the connection ended after {frames:?}"),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Asserts that no frame of `kind` arrives within `wait`, whatever
+    /// else does.
+    pub async fn none_for(&mut self, kind: &str, wait: Duration) {
+        let frames = self.frames_for(wait).await;
+        assert!(
+            frames.iter().all(|frame| frame["type"] != kind),
+            "a {kind} frame arrived: {frames:?}"
+        );
     }
 
     /// Resumes `room` after `since` (the last seq shown), returning the

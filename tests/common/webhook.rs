@@ -10,6 +10,31 @@ use serde_json::Value;
 
 type Reply = dyn Fn(&Value) -> Value + Send + Sync;
 
+/// How a broken receiver answers.
+#[derive(Clone, Copy, Debug)]
+pub enum Misbehaviour {
+    /// Never answers.
+    Hangs,
+    /// HTTP 500.
+    Fails,
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// 200 with 8 MiB of JSON.
+    Huge,
+    /// 307 to an address that would say yes.
+    Redirects,
+}
+
+impl Misbehaviour {
+    pub const ALL: [Self; 5] = [
+        Self::Hangs,
+        Self::Fails,
+        Self::Garbage,
+        Self::Huge,
+        Self::Redirects,
+    ];
+}
+
 pub struct Webhook {
     pub url: String,
     received: Arc<Mutex<Vec<Value>>>,
@@ -47,6 +72,49 @@ impl Webhook {
             received,
             handle,
         }
+    }
+
+    /// A receiver that answers every POST badly, as `how` says: the URL.
+    /// Dropped with the returned handle.
+    pub fn misbehaving(how: Misbehaviour) -> (String, actix_web::dev::ServerHandle) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            App::new().default_service(web::to(move |request: actix_web::HttpRequest| async move {
+                if request.path() == "/yes" {
+                    return HttpResponse::Ok().json(serde_json::json!({"allowed": true}));
+                }
+                match how {
+                    Misbehaviour::Hangs => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        HttpResponse::Ok().finish()
+                    }
+                    Misbehaviour::Fails => HttpResponse::InternalServerError().finish(),
+                    Misbehaviour::Garbage => HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body("<html>not a decision"),
+                    Misbehaviour::Huge => {
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(format!(
+                                r#"{{"allowed":true,"pad":"{}"}}"#,
+                                "x".repeat(8 * 1024 * 1024)
+                            ))
+                    }
+                    Misbehaviour::Redirects => HttpResponse::TemporaryRedirect()
+                        .insert_header(("Location", "/yes"))
+                        .finish(),
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        (url, handle)
     }
 
     /// A URL where nothing listens: a webhook that is down.

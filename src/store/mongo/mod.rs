@@ -291,8 +291,8 @@ impl Store for MongoStore {
         sessions::update(self, key, state, expires, now).await
     }
 
-    async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()> {
-        sessions::touch(self, key, expires).await
+    async fn session_touch(&self, key: &str, expires: Millis, now: Millis) -> StoreResult<()> {
+        sessions::touch(self, key, expires, now).await
     }
 
     async fn session_delete(&self, key: &str) -> StoreResult<()> {

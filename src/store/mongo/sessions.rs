@@ -57,11 +57,16 @@ pub(super) async fn update(
     Ok(result.matched_count > 0)
 }
 
-pub(super) async fn touch(store: &MongoStore, key: &str, expires: Millis) -> StoreResult<()> {
+pub(super) async fn touch(
+    store: &MongoStore,
+    key: &str,
+    expires: Millis,
+    now: Millis,
+) -> StoreResult<()> {
     store
         .sessions
         .update_one(
-            doc! { "_id": key },
+            doc! { "_id": key, "expires": { "$gt": DateTime::from_millis(now) } },
             doc! { "$set": { "expires": DateTime::from_millis(expires) } },
         )
         .await

@@ -316,8 +316,8 @@ impl Store for SqliteStore {
         sessions::update(self, key, state, expires, now).await
     }
 
-    async fn session_touch(&self, key: &str, expires: Millis) -> StoreResult<()> {
-        sessions::touch(self, key, expires).await
+    async fn session_touch(&self, key: &str, expires: Millis, now: Millis) -> StoreResult<()> {
+        sessions::touch(self, key, expires, now).await
     }
 
     async fn session_delete(&self, key: &str) -> StoreResult<()> {

@@ -66,13 +66,18 @@ pub(super) async fn update(
         .await
 }
 
-pub(super) async fn touch(store: &SqliteStore, key: &str, expires: Millis) -> StoreResult<()> {
+pub(super) async fn touch(
+    store: &SqliteStore,
+    key: &str,
+    expires: Millis,
+    now: Millis,
+) -> StoreResult<()> {
     let key = key.to_owned();
     store
         .write(move |conn| {
             conn.execute(
-                "UPDATE sessions SET expires = ?2 WHERE key = ?1",
-                params![key, expires],
+                "UPDATE sessions SET expires = ?2 WHERE key = ?1 AND expires > ?3",
+                params![key, expires, now],
             )
             .map(drop)
         })
