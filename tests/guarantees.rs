@@ -541,11 +541,11 @@ fn syscalls(trace: &str) -> Vec<Syscall> {
     trace
         .lines()
         .filter_map(|line| {
-            // `PID SECONDS.MICROS name(FD</path>, ...) = result`
-            let mut fields = line.splitn(3, ' ');
-            let _pid = fields.next()?;
-            let at = fields.next()?.parse().ok()?;
-            let call = fields.next()?;
+            // `PID SECONDS.MICROS name(FD</path>, ...) = result`, the pid
+            // padded with spaces to a width.
+            let (_pid, rest) = line.trim_start().split_once(' ')?;
+            let (at, call) = rest.trim_start().split_once(' ')?;
+            let at = at.parse().ok()?;
             let (name, rest) = call.split_once('(')?;
             let path = rest
                 .split_once('<')
