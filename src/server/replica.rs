@@ -147,7 +147,9 @@ impl Replica {
                         let server = http::health::standby_server(
                             listener.try_clone()?,
                             self.node_id.clone(),
-                            format!("waiting for the database at {target}"),
+                            // Where the database is stays in the log
+                            // above: this is served on the public port.
+                            "waiting for the database".into(),
                         )?;
                         standby = Some(server.handle());
                         actix_web::rt::spawn(server);
