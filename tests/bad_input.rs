@@ -226,6 +226,57 @@ async fn a_burst_over_the_rate_limit_is_refused_then_recovers() {
     server.stop().await;
 }
 
+/// Pings and binary frames count against the rate limit like text frames
+/// (each costs the server an answer): a flood of either gets few answers
+/// and ends with 1008 after 100 refused in a row.
+#[actix_web::test]
+async fn ping_and_binary_floods_are_rate_limited_and_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.rate_limit = 5;
+    config.rate_burst = 5;
+    let server = TestServer::start_with(config).await;
+    for binary in [false, true] {
+        let mut ws = Client::logged_in(&server, "flood").await.ws().await;
+        for _ in 0..400 {
+            let frame = if binary {
+                Message::Binary(vec![0u8; 100].into())
+            } else {
+                Message::Ping(vec![1u8; 100].into())
+            };
+            if ws.stream.send(frame).await.is_err() {
+                break;
+            }
+        }
+        let mut answers = 0;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let code = loop {
+            let next = tokio::time::timeout_at(deadline, ws.stream.next())
+                .await
+                .expect("the flood ends the connection within 10 s");
+            match next {
+                Some(Ok(Message::Pong(_) | Message::Text(_))) => answers += 1,
+                Some(Ok(Message::Close(close))) => break close.map(|close| u16::from(close.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break None,
+            }
+        };
+        assert_eq!(
+            code,
+            Some(u16::from(CloseCode::Policy)),
+            "binary {binary}: {answers} answers"
+        );
+        assert!(
+            answers <= 10,
+            "binary {binary}: {answers} answers to 400 frames"
+        );
+    }
+    let mut other = Client::logged_in(&server, "calm").await.ws().await;
+    other.join("general").await;
+    other.say("general", "served", "ok").await;
+    server.stop().await;
+}
+
 /// A flood over the rate limit costs the server no parsing and ends: after
 /// 100 refused frames in a row the connection closes with 1008, and others
 /// are served. A short refused send still names its `ref`.

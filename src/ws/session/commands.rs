@@ -14,17 +14,28 @@ use crate::metrics;
 use crate::protocol::{self, ClientFrame, ErrorCode, MessageOptions, Rejected, ServerFrame};
 
 impl WsSession {
+    /// Whether a frame (text, binary or ping: each costs the server an
+    /// answer) is over the rate limit. A client that stays over it for
+    /// [`MAX_REFUSED_IN_A_ROW`] frames is closed (1008).
+    pub(super) fn over_rate(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.limiter.allow() {
+            self.refused_in_a_row = 0;
+            return false;
+        }
+        metrics::get().frames_rate_limited.inc();
+        self.refused_in_a_row += 1;
+        if self.refused_in_a_row > MAX_REFUSED_IN_A_ROW {
+            tracing::info!(user = %self.user, "client stays over the frame rate; closing");
+            self.end(metrics::close::FLOOD, |this| {
+                this.close(CloseCode::Policy, "over the frame rate limit", ctx)
+            });
+        }
+        true
+    }
+
     pub(super) fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         // Counted before parsing: parsing is the cost a flood is after.
-        if !self.limiter.allow() {
-            metrics::get().frames_rate_limited.inc();
-            self.refused_in_a_row += 1;
-            if self.refused_in_a_row > MAX_REFUSED_IN_A_ROW {
-                tracing::info!(user = %self.user, "client stays over the frame rate; closing");
-                return self.end(metrics::close::FLOOD, |this| {
-                    this.close(CloseCode::Policy, "over the frame rate limit", ctx)
-                });
-            }
+        if self.over_rate(ctx) {
             // A send's ref tells the client which one was dropped; only a
             // short frame is looked into for it.
             let reference = (text.len() <= REF_PEEK_BYTES)
@@ -37,7 +48,6 @@ impl WsSession {
             );
             return self.reject(rejected, ctx);
         }
-        self.refused_in_a_row = 0;
         match protocol::parse(text) {
             Ok(frame) => {
                 metrics::get().frames_received.inc(frame.kind());

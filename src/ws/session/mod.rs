@@ -228,6 +228,9 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
             }
             Ok(AggregatedMessage::Binary(_)) => {
                 metrics::get().frames_received.inc("binary");
+                if self.over_rate(ctx) {
+                    return;
+                }
                 self.reject(
                     Rejected::new(
                         ErrorCode::Unsupported,
@@ -237,7 +240,12 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                     ctx,
                 )
             }
-            Ok(AggregatedMessage::Ping(payload)) => self.enqueue(Outbound::Pong(payload), ctx),
+            // A ping asks for an answer as a frame does: over the rate, none.
+            Ok(AggregatedMessage::Ping(payload)) => {
+                if !self.over_rate(ctx) {
+                    self.enqueue(Outbound::Pong(payload), ctx)
+                }
+            }
             // Only a pong shows the client reads what it is sent: one that
             // only writes (its pings stuck behind a full outbox) is dead.
             Ok(AggregatedMessage::Pong(_)) => self.last_heard = Instant::now(),
