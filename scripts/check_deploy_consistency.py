@@ -78,9 +78,20 @@ route = load_all("k8s/ingress/traefik/ingressroute.yaml")[0]
 route_cookie = route["spec"]["routes"][0]["services"][0]["sticky"]["cookie"]
 for key in ("name", "httpOnly", "sameSite"):
     expect(f"k8s IngressRoute sticky cookie {key}", route_cookie[key], cookie[key])
-nginx = load_all("k8s/ingress/ingress-nginx.yaml")[0]["metadata"]["annotations"]
-expect("ingress-nginx affinity", nginx["nginx.ingress.kubernetes.io/affinity"], "cookie")
-expect("ingress-nginx cookie name", nginx["nginx.ingress.kubernetes.io/session-cookie-name"], cookie["name"])
+plain = load_all("k8s/ingress/ingress-nginx.yaml")[0]
+tls_docs = load_all("k8s/ingress/tls/ingress-nginx-tls.yaml")
+tls = next(doc for doc in tls_docs if doc["kind"] == "Ingress")
+for name, ingress in (("ingress-nginx", plain), ("TLS ingress-nginx", tls)):
+    nginx = ingress["metadata"]["annotations"]
+    expect(f"{name} affinity", nginx["nginx.ingress.kubernetes.io/affinity"], "cookie")
+    expect(f"{name} cookie name", nginx["nginx.ingress.kubernetes.io/session-cookie-name"], cookie["name"])
+# The TLS example replaces the plain one: the same rules and backend.
+expect("TLS ingress rules", tls["spec"]["rules"], plain["spec"]["rules"])
+tls_config = next(doc for doc in tls_docs if doc["kind"] == "ConfigMap")
+expect("TLS example COOKIE_SECURE", tls_config["data"]["COOKIE_SECURE"], "true")
+env_from = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+if {"configMapRef": {"name": tls_config["metadata"]["name"], "optional": True}} not in env_from:
+    failures.append("the Deployment does not read the TLS example's ConfigMap (optional)")
 
 if failures:
     print("deployment files disagree with what is tested:", *failures, sep="\n  ")

@@ -328,3 +328,83 @@ async fn a_flood_over_the_rate_limit_is_closed() {
     other.join("general").await;
     other.say("general", "served", "ok").await;
 }
+
+/// Answers to `count` sends: the refs acked and the refs refused with
+/// `rate_limited`, in arrival order.
+async fn acks_and_refusals(ws: &mut common::Ws, count: usize) -> (Vec<i64>, Vec<i64>) {
+    let (mut acked, mut limited) = (Vec::new(), Vec::new());
+    while acked.len() + limited.len() < count {
+        let frame = ws.recv().await;
+        match frame["type"].as_str().unwrap() {
+            "ack" => acked.push(frame["ref"].as_i64().unwrap()),
+            "error" => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                limited.push(frame["ref"].as_i64().unwrap());
+            }
+            _ => {}
+        }
+    }
+    (acked, limited)
+}
+
+/// A user has one message budget whatever number of connections they
+/// open: a second connection does not double it. A `group` costs one per
+/// recipient, all at once; one larger than the budget ever holds is
+/// refused whole, saying so, and nothing of it is stored.
+#[actix_web::test]
+async fn a_users_connections_share_one_message_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.user_rate_limit = 1;
+    config.user_rate_burst = 4;
+    let server = TestServer::start_with(config).await;
+    let ann = Client::logged_in(&server, "ann").await;
+    let mut first = ann.ws().await;
+    let mut second = ann.ws().await;
+    first.join("general").await;
+    second.join("general").await;
+    let send =
+        |i: i64| json!({"type": "send", "room": "general", "text": format!("m{i}"), "ref": i});
+    for i in 0..3 {
+        first.send(send(i)).await;
+    }
+    assert_eq!(
+        acks_and_refusals(&mut first, 3).await,
+        (vec![0, 1, 2], vec![])
+    );
+    for i in 3..6 {
+        second.send(send(i)).await;
+    }
+    assert_eq!(
+        acks_and_refusals(&mut second, 3).await,
+        (vec![3], vec![4, 5]),
+        "the second connection had what the first left"
+    );
+
+    for name in ["b1", "b2", "b3", "b4", "b5"] {
+        Client::logged_in(&server, name).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
+    second
+        .send(
+            json!({"type": "group", "to": ["b1", "b2", "b3", "b4", "b5"], "text": "all", "ref": 9}),
+        )
+        .await;
+    let refused = second.recv_type("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["ref"].as_i64()),
+        (Some("rate_limited"), Some(9))
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("at once"),
+        "{refused}"
+    );
+    second
+        .send(json!({"type": "group", "to": ["b1", "b2", "b3"], "text": "some", "ref": 10}))
+        .await;
+    assert_eq!(acks_and_refusals(&mut second, 3).await.0, vec![10, 10, 10]);
+    let mut b4 = Client::logged_in(&server, "b4").await.ws().await;
+    b4.none_for("pending", std::time::Duration::from_millis(500))
+        .await;
+    server.stop().await;
+}

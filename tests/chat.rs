@@ -61,6 +61,7 @@ async fn history_on_join_and_scroll_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = rookery::Config::local(dir.path());
     config.rate_limit = 0;
+    config.user_rate_limit = 0;
     let server = TestServer::start_with(config).await;
     let alice = Client::logged_in(&server, "alice").await;
     let mut a = alice.ws().await;

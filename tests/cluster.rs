@@ -704,6 +704,53 @@ async fn only_replicas_speak_on_the_bus(kind: BrokerKind) {
     }
 }
 
+/// A user's message budget is one across replicas: what they spent on
+/// one replica is charged on the other within a report period, so two
+/// replicas do not give them twice the rate. The report is an ordinary
+/// cluster event; one broker shows it.
+#[actix_web::test]
+async fn a_users_budget_is_one_across_replicas() {
+    let _serial = serial().await;
+    let extra = [
+        ("USER_RATE_LIMIT", "1".to_owned()),
+        ("USER_RATE_BURST", "10".to_owned()),
+    ];
+    let cluster = Cluster::start_with(BrokerKind::Nats, 2, &extra).await;
+    let (client, mut here) = cluster.user("ann", 0, "lobby").await;
+    let elsewhere = Client::at(cluster.replicas[1].url(""), client.jar.clone());
+    let mut there = elsewhere.ws().await;
+    there.join("lobby").await;
+    for n in 0..10 {
+        here.say("lobby", &format!("here {n}"), &format!("h{n}"))
+            .await;
+    }
+    // Reported within a second; by then the other replica's bucket has
+    // refilled about two.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    for n in 0..10 {
+        there
+            .send(json!({"type": "send", "room": "lobby", "text": format!("there {n}"), "ref": n}))
+            .await;
+    }
+    let mut acked = 0;
+    let mut refused = 0;
+    while acked + refused < 10 {
+        let frame = there.recv().await;
+        match frame["type"].as_str() {
+            Some("ack") => acked += 1,
+            Some("error") => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        (1..=4).contains(&acked),
+        "{acked} of 10 taken on the second replica after the first spent the budget"
+    );
+}
+
 /// The suite, once per broker, as `<broker>::<case>`.
 macro_rules! for_each_broker {
     ($($broker:ident => $kind:expr),* $(,)?) => {

@@ -274,6 +274,7 @@ async fn a_full_store_backlog_refuses_sends_with_overloaded_and_loses_nothing() 
     let dir = tempfile::tempdir().unwrap();
     let mut config = rookery::Config::local(dir.path());
     config.rate_limit = 0;
+    config.user_rate_limit = 0;
     config.store_queue = 4;
     let server = TestServer::start_with(config).await;
     let mut alice = Client::logged_in(&server, "alice").await.ws().await;

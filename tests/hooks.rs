@@ -307,6 +307,22 @@ async fn connection_events_reach_the_events_webhook_and_admin_connections() {
     rookery::server::create_operator_account(&config, "ops", "the operator's own")
         .await
         .unwrap();
+    let photo = reqwest::multipart::Form::new().part(
+        "avatar",
+        reqwest::multipart::Part::bytes(common::PNG.to_vec()).file_name("me.png"),
+    );
+    let upload = squatter_client
+        .http
+        .post(server.url("/avatar"))
+        .multipart(photo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        upload.status(),
+        401,
+        "the squatter's login cannot set the operator's photo"
+    );
     assert!(
         squatter_client.try_ws().await.is_err(),
         "no new chat connection"
@@ -324,6 +340,60 @@ async fn events_are_dropped_not_queued_forever_while_the_events_webhook_is_down(
     let mut ws = Client::logged_in(&server, "bob").await.ws().await;
     ws.join("lobby").await;
     ws.say("lobby", "chat goes on", "1").await;
+}
+
+fn events_dropped() -> u64 {
+    rookery::metrics::get()
+        .webhook_calls
+        .with_label_values(&["events", "dropped"])
+        .get()
+}
+
+/// A receiver slower than the events: at most `EVENTS_QUEUE` wait (and
+/// one in flight), the rest are dropped and counted, chat does not wait,
+/// and what was kept arrives in order, followed by events from after the
+/// backlog cleared.
+#[actix_web::test]
+async fn a_slow_events_webhook_holds_at_most_the_queue_and_counts_the_rest() {
+    let hook = Webhook::start(|_| {
+        std::thread::sleep(Duration::from_millis(150));
+        json!({})
+    });
+    let url = hook.url.clone();
+    let (_dir, server) = server_with(|c| {
+        c.events_webhook_url = Some(url);
+        c.events_queue = 3;
+    })
+    .await;
+    let dropped_before = events_dropped();
+    let eve = Client::logged_in(&server, "eve").await;
+    for _ in 0..10 {
+        let mut ws = eve.ws().await;
+        ws.join("lobby").await;
+        ws.stream.close(None).await.unwrap();
+    }
+    let mut talker = eve.ws().await;
+    talker.join("lobby").await;
+    talker.say("lobby", "chat did not wait", "1").await;
+    // 21 events: one in flight, 3 queued, the rest dropped (a few may
+    // slip in as the receiver takes one). What was kept is through
+    // within a second or two.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let dropped = events_dropped() - dropped_before;
+    assert!(dropped >= 12, "{dropped} dropped");
+    let kept = hook.received();
+    assert_eq!(
+        kept.len() as u64 + dropped,
+        21,
+        "each event is sent or counted"
+    );
+    drop(talker);
+    let all = hook.wait_for(kept.len() + 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        all.last().unwrap()["type"],
+        "user_disconnected",
+        "later events still go"
+    );
 }
 
 #[actix_web::test]

@@ -181,7 +181,17 @@ async fn json_logs_are_one_object_per_line_and_keep_secrets_out() {
     let cookie = bob.cookie_header().unwrap();
     let cookie = cookie.split_once('=').unwrap().1.to_owned();
     ws.stream.close(None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every line up to the connection's end, at debug level (the
+    // server's and its libraries').
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !replica.log().contains(r#""message":"disconnected""#) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no disconnect logged: {}",
+            replica.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let log = replica.log();
     let mut lines = 0;

@@ -244,7 +244,12 @@ async fn five_replicas_behind_traefik_chat_as_one() {
         let since = user.last();
         // Pinned anew by traefik once its health check has dropped the
         // old replica; the WebSocket then follows the new cookie.
+        let deadline = Instant::now() + Duration::from_secs(60);
         let (node, reconnected) = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no live replica took the user back within a minute"
+            );
             match node_of(&user.client).await {
                 Some(node) if node != drained && node != killed => {
                     if let Ok(ws) = user.client.try_ws().await {

@@ -3,6 +3,8 @@
 //! back.
 
 use actix_session::{Session, SessionInsertError};
+use actix_web::cookie::{CookieJar, Key};
+use actix_web::HttpRequest;
 
 /// The session entry naming the logged-in user.
 const USER_KEY: &str = "user";
@@ -26,6 +28,15 @@ pub fn may_act_for(session: &Session, account: &crate::store::User) -> bool {
 /// The id of the session's login (none for logins from before it existed).
 pub fn current_login(session: &Session) -> Option<String> {
     session.get::<String>(LOGIN_KEY).ok().flatten()
+}
+
+/// The store key of the request's login session: the session cookie holds
+/// it encrypted (actix-session's private cookies) under `key`.
+pub fn login_key(req: &HttpRequest, cookie: &str, key: &Key) -> Option<String> {
+    let mut jar = CookieJar::new();
+    jar.add_original(req.cookie(cookie)?);
+    let key = jar.private(key).get(cookie)?.value().to_owned();
+    Some(key)
 }
 
 /// Writes a login into the session: the user, the login's id, and whether

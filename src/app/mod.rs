@@ -1,9 +1,10 @@
 //! What every endpoint shares, below both `http` and
 //! `ws`: the replica's state handed to handlers, who a session is
 //! logged in as, what a request says about its sender, and the admission
-//! limits (connection caps, login throttles).
+//! limits (connection caps, login throttles, users' message budgets).
 
 pub mod admission;
+pub mod budget;
 pub mod login;
 pub mod request;
 pub mod throttle;
@@ -28,6 +29,12 @@ pub struct AppState {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     pub throttle: Arc<throttle::LoginThrottle>,
     pub socket_caps: Arc<admission::SocketCaps>,
+    /// The session cookie's key: a chat connection reads its login's
+    /// store key from the cookie, to notice when the login expires.
+    pub cookie_key: actix_web::cookie::Key,
+    /// Each user's message budget, shared with the registry (which tells
+    /// the other replicas).
+    pub budgets: Arc<budget::Budgets>,
 }
 
 impl AppState {

@@ -23,10 +23,18 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::Config;
 
 /// Keys remembered per bucket set, at most: past it the full (idle)
-/// buckets are forgotten, and if all are in use, every bucket is.
+/// buckets are forgotten, and if all are in use, the least recently used
+/// eighth is; an attacker who floods keys loses their own oldest buckets,
+/// never the one they are being throttled on.
 const MAX_KEYS: usize = 100_000;
+/// Evicted at once when every bucket is in use, so a flood of new keys
+/// pays one scan per this many keys, not per key.
+const EVICT: usize = MAX_KEYS / 8;
 /// Logins that may wait for a hashing slot; past it, 503.
 const MAX_HASH_QUEUE: usize = 64;
+/// How long a login waits for a hashing slot before it is refused with
+/// 503: under a flood, a bystander hears at once, not behind the queue.
+const MAX_HASH_WAIT: Duration = Duration::from_millis(500);
 
 /// A token bucket over minutes or hours.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +75,9 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
             buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
             if buckets.len() >= MAX_KEYS {
-                buckets.clear();
+                let mut touched: Vec<Instant> = buckets.values().map(|b| b.at).collect();
+                let (_, &mut cutoff, _) = touched.select_nth_unstable(EVICT);
+                buckets.retain(|_, bucket| bucket.at > cutoff);
             }
         }
         let bucket = buckets.entry(key.clone()).or_insert(Bucket {
@@ -154,12 +164,16 @@ impl LoginThrottle {
             .map_or(Ok(()), |wait| Err(RetryAfter(wait)))
     }
 
-    /// A slot to hash a password in; `None` when too many wait already.
+    /// A slot to hash a password in; `None` when too many wait already,
+    /// or none came free within [`MAX_HASH_WAIT`].
     pub async fn hashing_slot(&self) -> Option<SemaphorePermit<'_>> {
         // Given back however the wait ends, a login dropped meanwhile (its
         // client gone) included.
         let place = Waiting::enter(&self.waiting)?;
-        let permit = self.hashing.acquire().await.ok();
+        let permit = tokio::time::timeout(MAX_HASH_WAIT, self.hashing.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok);
         drop(place);
         permit
     }
@@ -246,6 +260,27 @@ mod tests {
         let keyed = Keyed::new(0, Duration::from_secs(60));
         let now = Instant::now();
         assert!((0..1000).all(|_| keyed.check(&"a", true, now).is_none()));
+    }
+
+    #[test]
+    fn a_key_flood_forgets_the_oldest_buckets_not_the_throttled_one() {
+        let keyed = Keyed::new(1, Duration::from_secs(3600));
+        let start = Instant::now();
+        for key in 0..MAX_KEYS as u32 - 1 {
+            keyed.check(&key, true, start);
+        }
+        let later = start + Duration::from_secs(1);
+        let guessed = u32::MAX;
+        keyed.check(&guessed, true, later);
+        assert!(keyed.check(&guessed, true, later).is_some());
+        for key in MAX_KEYS as u32..MAX_KEYS as u32 + 1000 {
+            keyed.check(&key, true, later);
+        }
+        assert!(
+            keyed.check(&guessed, true, later).is_some(),
+            "new keys made room by forgetting the throttled one"
+        );
+        assert!(keyed.check(&0, false, later).is_none(), "the oldest went");
     }
 
     #[test]

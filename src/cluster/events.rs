@@ -59,6 +59,10 @@ pub enum ClusterEvent {
         query: u64,
         connections: Vec<Connection>,
     },
+    /// On [`REPLICAS_CHANNEL`], once a second: users who spent a notable
+    /// share of their message budget on the sending replica, and how much;
+    /// the others charge it too.
+    Spent { spent: Vec<(String, u32)> },
     /// A backend closed `user`'s connections, on [`REPLICAS_CHANNEL`]:
     /// every replica closes its own and refuses new ones until `until`.
     UserDisconnected {
@@ -80,6 +84,7 @@ impl ClusterEvent {
             | Self::Delivered { room, .. } => Some(room),
             Self::SessionOpened { .. }
             | Self::LoginEnded { .. }
+            | Self::Spent { .. }
             | Self::UserActivity { .. }
             | Self::ConnectionsAsked { .. }
             | Self::Connections { .. }

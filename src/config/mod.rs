@@ -47,6 +47,17 @@ pub struct Config {
     #[arg(long, env = "RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 
+    /// Messages per second a user may store on average across all their
+    /// connections and replicas (a `group` counts once per recipient);
+    /// 0 disables the limit.
+    #[arg(long, env = "USER_RATE_LIMIT", default_value_t = 20)]
+    pub user_rate_limit: u32,
+
+    /// Messages a user may store at once above their average rate; also the
+    /// largest `group` they can send.
+    #[arg(long, env = "USER_RATE_BURST", default_value_t = 60)]
+    pub user_rate_burst: u32,
+
     /// Messages that may wait for the store at once, replica-wide; past it a
     /// reliable send is refused with `overloaded` instead of queueing.
     #[arg(long, env = "STORE_QUEUE", default_value_t = 20_000)]
@@ -59,6 +70,12 @@ pub struct Config {
     /// How long a login lasts without activity, in hours.
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 7)]
     pub session_ttl_hours: u32,
+
+    /// How often an open chat connection checks that its login still
+    /// exists (not expired, not deleted from the store), in seconds; one
+    /// whose login is gone is closed with `logged_out`.
+    #[arg(long, env = "LOGIN_RECHECK_SECONDS", default_value_t = 60)]
+    pub login_recheck_secs: u64,
 
     /// Seconds in-flight requests and connections get to finish at shutdown.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value_t = 10)]
@@ -163,6 +180,11 @@ pub struct Config {
     /// Receives user_connected / user_disconnected events.
     #[arg(long, env = "EVENTS_WEBHOOK_URL")]
     pub events_webhook_url: Option<String>,
+
+    /// Connection events waiting for a slow or unreachable events webhook,
+    /// at most; past it new events are dropped (and counted).
+    #[arg(long, env = "EVENTS_QUEUE", default_value_t = 10_000)]
+    pub events_queue: usize,
 
     /// Milliseconds any webhook may take before it counts as down.
     #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 2000)]

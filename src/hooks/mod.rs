@@ -29,8 +29,6 @@ use crate::store::now_millis;
 
 /// Allow decisions kept at most, so the cache cannot grow without bound.
 const MAX_CACHED_DECISIONS: usize = 100_000;
-/// Events waiting for the events hook at most; beyond, new ones are dropped.
-const MAX_QUEUED_EVENTS: usize = 10_000;
 /// Largest reply read from a hook: decisions are a few fields, so anything
 /// larger is a broken or hostile receiver, not an answer.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
@@ -130,7 +128,7 @@ impl Hooks {
             .build()
             .expect("the HTTP client builds with a timeout");
         let events = config.events_webhook_url.clone().map(|url| {
-            let (sender, queue) = mpsc::channel(MAX_QUEUED_EVENTS);
+            let (sender, queue) = mpsc::channel(config.events_queue.max(1));
             tokio::spawn(send_events(client.clone(), url, queue));
             sender
         });
@@ -316,6 +314,11 @@ impl Hooks {
         if let Some(events) = &self.events {
             if events.try_send(event).is_err() {
                 tracing::warn!("events webhook is behind; dropping a connection event");
+                metrics::get().webhook(
+                    metrics::hook::EVENTS,
+                    metrics::hook::DROPPED,
+                    Duration::ZERO,
+                );
             }
         }
     }

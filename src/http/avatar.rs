@@ -1,8 +1,10 @@
 //! Profile photo upload: `POST /avatar`, multipart field `avatar`.
 //!
 //! The file type is decided by the bytes, never by the client's file name or
-//! content type, and the file is stored under a random name we choose, so a
-//! client can neither upload a script disguised as an image nor pick a path.
+//! content type; the image is decoded within bounds and encoded again
+//! ([`super::images`]), and stored under a random name we choose, so a
+//! client can neither upload a script disguised as an image, nor a
+//! decompression bomb, nor leak their GPS position, nor pick a path.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +15,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::app::login::current_user;
+use tokio::sync::Semaphore;
+
+use super::images::{self, Refused};
+use crate::app::login::{current_user, may_act_for};
 use crate::app::AppState;
 use crate::chat::registry::AvatarChanged;
 
@@ -21,9 +26,22 @@ use crate::chat::registry::AvatarChanged;
 pub const AVATAR_DIR: &str = "avatars";
 /// Largest accepted photo.
 pub const MAX_AVATAR_BYTES: usize = 2 * 1024 * 1024;
-/// Widest and tallest accepted photo, in pixels: a few kilobytes can
-/// declare 50000×50000, which a browser then decodes into gigabytes.
-pub const MAX_AVATAR_SIDE: usize = 4096;
+/// Widest and tallest accepted photo (and each frame of an animation), in
+/// pixels: a few kilobytes can declare 50000×50000, which a browser then
+/// decodes into gigabytes.
+pub const MAX_AVATAR_SIDE: u32 = 4096;
+/// What decoding one photo may take: a 4096×4096 frame and its canvas.
+const PHOTO_BOUNDS: images::Bounds = images::Bounds {
+    max_side: MAX_AVATAR_SIDE,
+    max_decoded: 2 * 4096 * 4096 * 4,
+    max_frames: 500,
+    max_animation: 64 * 1024 * 1024,
+};
+/// Photos decoded at once, on blocking threads: each may take 128 MiB and
+/// seconds of CPU. Past it an upload waits, at most [`DECODE_WAIT`].
+const DECODING_AT_ONCE: usize = 2;
+const DECODE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+static DECODING: Semaphore = Semaphore::const_new(DECODING_AT_ONCE);
 /// Room for multipart headers and small extra fields around the photo.
 const MAX_FORM_OVERHEAD: usize = 64 * 1024;
 const URL_PREFIX: &str = "/avatars/";
@@ -40,21 +58,6 @@ fn too_large() -> HttpResponse {
             MAX_AVATAR_BYTES / (1024 * 1024)
         ),
     )
-}
-
-/// The image format of `bytes`, by magic number, as a file extension.
-pub fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("jpg")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("gif")
-    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
-        Some("webp")
-    } else {
-        None
-    }
 }
 
 /// The file behind an avatar URL we issued, or `None` for anything else, so
@@ -137,6 +140,19 @@ pub async fn upload(
     let Some(user) = current_user(&session) else {
         return reply(StatusCode::UNAUTHORIZED, "log in first");
     };
+    // A login from before the operator took the account over is the
+    // squatter's: it must not set the operator's photo.
+    match state.store.find_user(&user).await {
+        Ok(Some(account)) if may_act_for(&session, &account) => {}
+        Ok(_) => return reply(StatusCode::UNAUTHORIZED, "log in again"),
+        Err(err) => {
+            tracing::warn!(error = %err, "store unavailable at avatar upload");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage is unavailable, try again",
+            );
+        }
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -148,30 +164,38 @@ pub async fn upload(
         Upload::Photo(bytes) => bytes,
         Upload::Refused(response) => return response,
     };
-    let Some(ext) = sniff_image(&photo) else {
+    if images::sniff(&photo).is_none() {
         return reply(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "only PNG, JPEG, GIF or WebP images are accepted",
+            Refused::Unsupported.to_string(),
+        );
+    }
+    let Ok(Ok(slot)) = tokio::time::timeout(DECODE_WAIT, DECODING.acquire()).await else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many photos are being processed; try again",
         );
     };
-    match imagesize::blob_size(&photo) {
-        Ok(size) if size.width <= MAX_AVATAR_SIDE && size.height <= MAX_AVATAR_SIDE => {}
-        Ok(size) => {
-            return reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "the photo is {}×{} pixels; at most {MAX_AVATAR_SIDE}×{MAX_AVATAR_SIDE} are accepted",
-                    size.width, size.height
-                ),
-            )
+    let cleaned = tokio::task::spawn_blocking(move || images::clean(&photo, &PHOTO_BOUNDS)).await;
+    drop(slot);
+    let cleaned = match cleaned {
+        Ok(Ok(cleaned)) => cleaned,
+        Ok(Err(refused)) => {
+            let status = match refused {
+                Refused::Unsupported | Refused::Damaged(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return reply(status, refused.to_string());
         }
-        Err(_) => {
+        Err(err) => {
+            tracing::error!(error = %err, "photo decoding failed");
             return reply(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the image's size cannot be read: it is damaged or cut short",
-            )
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the photo could not be processed",
+            );
         }
-    }
+    };
+    let (ext, photo) = (cleaned.ext, cleaned.bytes);
 
     let dir = state.config.upload_dir().join(AVATAR_DIR);
     let name = format!("{:032x}.{ext}", rand::random::<u128>());
@@ -215,17 +239,6 @@ async fn write_file(dir: &Path, path: &Path, bytes: Vec<u8>) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sniffs_by_content() {
-        assert_eq!(sniff_image(b"\x89PNG\r\n\x1a\n...."), Some("png"));
-        assert_eq!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("jpg"));
-        assert_eq!(sniff_image(b"GIF89a.."), Some("gif"));
-        assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("webp"));
-        assert_eq!(sniff_image(b"<svg onload=alert(1)>"), None);
-        assert_eq!(sniff_image(b"RIFF\0\0\0\0WAVE"), None);
-        assert_eq!(sniff_image(b""), None);
-    }
 
     #[test]
     fn only_our_own_files_are_ever_deleted() {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod avatar;
 pub mod health;
+pub mod images;
 pub mod metrics;
 pub mod pages;
 
@@ -57,6 +58,61 @@ pub fn security_headers() -> DefaultHeaders {
             "default-src 'self'; img-src 'self' data:; object-src 'none'; \
              base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
         ))
+}
+
+/// What a browser that reached us over HTTPS keeps to HTTPS: a year.
+const HSTS: &str = "max-age=31536000";
+
+/// Whether the client reached us over HTTPS: `COOKIE_SECURE` says every
+/// client does; behind a trusted proxy (`TRUST_FORWARDED`), the proxy's
+/// `X-Forwarded-Proto` (its last value: the one the proxy set) says so.
+fn over_https(req: &ServiceRequest) -> bool {
+    let Some(state) = req.app_data::<web::Data<crate::app::AppState>>() else {
+        return false;
+    };
+    if state.config.cookie_secure {
+        return true;
+    }
+    state.config.trust_forwarded
+        && req
+            .headers()
+            .get_all("x-forwarded-proto")
+            .last()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Over HTTPS, answers carry HSTS and every cookie is `Secure`, so a
+/// login made over HTTPS never travels over plain HTTP, whether the
+/// operator set `COOKIE_SECURE` or the proxy terminates TLS.
+pub async fn https_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let https = over_https(&req);
+    let mut response = next.call(req).await?;
+    if https {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static(HSTS),
+        );
+        let cookies: Vec<_> = headers.get_all(header::SET_COOKIE).cloned().collect();
+        headers.remove(header::SET_COOKIE);
+        for value in cookies {
+            let secure = value
+                .to_str()
+                .ok()
+                .and_then(|text| actix_web::cookie::Cookie::parse(text.to_owned()).ok())
+                .and_then(|mut cookie| {
+                    cookie.set_secure(true);
+                    header::HeaderValue::from_str(&cookie.to_string()).ok()
+                });
+            headers.append(header::SET_COOKIE, secure.unwrap_or(value));
+        }
+    }
+    Ok(response)
 }
 
 /// Refuses a POST (log in, log out, upload a photo) from a page on another

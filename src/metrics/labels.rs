@@ -91,7 +91,9 @@ pub mod hook {
     pub const REFUSED: &str = "refused";
     /// No usable answer: down, too slow, or an error status.
     pub const FAILED: &str = "failed";
-    pub const RESULTS: &[&str] = &[OK, REFUSED, FAILED];
+    /// Never sent: the events queue was full (`EVENTS_QUEUE`).
+    pub const DROPPED: &str = "dropped";
+    pub const RESULTS: &[&str] = &[OK, REFUSED, FAILED, DROPPED];
 }
 
 /// Store operations (`rookery_store_errors_total{operation}`).

@@ -67,6 +67,14 @@ fn broker(target: &BrokerTarget) -> Box<dyn Broker> {
     }
 }
 
+/// What the HTTP handlers share with the rest of the replica.
+struct Parts {
+    registry: Addr<Registry>,
+    cluster: ClusterHandle,
+    hooks: Arc<Hooks>,
+    budgets: Arc<app::budget::Budgets>,
+}
+
 impl Replica {
     pub(super) async fn run(
         self,
@@ -85,11 +93,16 @@ impl Replica {
             _ => ClusterHandle::local(),
         };
         let hooks = Hooks::from_config(&self.config);
+        let budgets = Arc::new(app::budget::Budgets::new(
+            self.config.user_rate_limit,
+            self.config.user_rate_burst,
+        ));
         let policies = Policies {
             node: self.node_id.clone(),
             hooks: hooks.clone(),
             admins: self.config.admin_users.iter().cloned().collect(),
             single_session: self.config.single_session,
+            budgets: budgets.clone(),
         };
         let registry = Registry::new(
             self.store.clone(),
@@ -100,14 +113,13 @@ impl Replica {
         )
         .start();
         let draining = Arc::new(AtomicBool::new(false));
-        let server = self.app_server(
-            listener,
-            registry.clone(),
-            cluster.clone(),
+        let parts = Parts {
+            registry: registry.clone(),
+            cluster: cluster.clone(),
             hooks,
-            cookie_key,
-            draining.clone(),
-        )?;
+            budgets,
+        };
+        let server = self.app_server(listener, parts, cookie_key, draining.clone())?;
         let handle = server.handle();
         let mut serving = actix_web::rt::spawn(server);
         let result = tokio::select! {
@@ -197,12 +209,16 @@ impl Replica {
     fn app_server(
         &self,
         listener: TcpListener,
-        registry: Addr<Registry>,
-        cluster: ClusterHandle,
-        hooks: Arc<Hooks>,
+        parts: Parts,
         cookie_key: Key,
         draining: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
+        let Parts {
+            registry,
+            cluster,
+            hooks,
+            budgets,
+        } = parts;
         let room_threads = self.room_threads.clone();
         let config = &self.config;
         let upload_dir = config.upload_dir();
@@ -216,6 +232,8 @@ impl Replica {
             draining,
             throttle: Arc::new(app::throttle::LoginThrottle::new(config)),
             socket_caps: app::admission::SocketCaps::new(config.ws_per_user, config.ws_per_address),
+            cookie_key: cookie_key.clone(),
+            budgets,
         });
         let api = http::api::Api::new(&self.api_keys, config.api_rate_limit).map(web::Data::new);
         if api.is_some() {
@@ -252,6 +270,7 @@ impl Replica {
                 })
                 .wrap(middleware::from_fn(app::admission::over_capacity))
                 .wrap(http::security_headers())
+                .wrap(middleware::from_fn(http::https_only))
                 .wrap(middleware::Compress::default())
                 .wrap(middleware::Logger::new("%r %s %b %Dms").exclude("/healthz"))
                 .configure(http::health_routes)

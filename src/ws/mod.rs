@@ -13,7 +13,7 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
 use self::session::WsSession;
 use crate::app::admission::OverCap;
-use crate::app::login::{current_login, current_user, may_act_for};
+use crate::app::login::{current_login, current_user, login_key, may_act_for};
 use crate::app::request::{client_address, same_origin};
 use crate::app::AppState;
 use crate::chat::next_session_id;
@@ -88,6 +88,11 @@ pub async fn upgrade(
     .cut_with(hangup)
     .holding(place)
     .of_login(current_login(&session))
+    .rechecking_login(
+        login_key(&req, crate::server::SESSION_COOKIE, &state.cookie_key),
+        std::time::Duration::from_secs(config.login_recheck_secs.max(1)),
+    )
+    .budgeted(state.budgets.clone())
     .as_admin(admin);
     WsSession::create(|ctx| {
         ctx.add_stream(stream);

@@ -358,6 +358,7 @@ impl Replica {
             .env("PORT", "0")
             .env("WORKERS", "2")
             .env("RATE_LIMIT", "0")
+            .env("USER_RATE_LIMIT", "0")
             // Tests register and log in many users from one address.
             .env("LOGIN_ATTEMPTS_PER_MINUTE", "0")
             .env("LOGIN_FAILURES_PER_MINUTE", "0")

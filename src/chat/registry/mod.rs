@@ -33,6 +33,9 @@ use crate::hooks::Hooks;
 use crate::store::backlog::Backlog;
 use crate::store::{Delivery, Millis, Store};
 
+/// How often the replicas tell each other who spent their message budget.
+const BUDGET_REPORT: Duration = Duration::from_secs(1);
+
 /// A WebSocket connection of `user` opened.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -163,6 +166,9 @@ pub struct Policies {
     pub admins: HashSet<String>,
     /// At most one connection per user, cluster-wide.
     pub single_session: bool,
+    /// Users' message budgets: what they spend here is told to the other
+    /// replicas, and what they spend there is charged here.
+    pub budgets: Arc<crate::app::budget::Budgets>,
 }
 
 struct RoomEntry {
@@ -244,9 +250,25 @@ impl Actor for Registry {
             self.cluster.subscribe(REPLICAS_CHANNEL.to_owned(), None);
         }
         ctx.run_interval(backend::SWEEP, |this, _ctx| this.sweep_watched());
+        ctx.run_interval(BUDGET_REPORT, |this, _ctx| this.report_spending());
         if let Some(every) = self.policies.hooks.validity_interval() {
             ctx.run_interval(every, |this, ctx| this.check_validity(ctx));
         }
+    }
+}
+
+impl Registry {
+    /// Tells the other replicas who spent a notable share of their message
+    /// budget here (see [`crate::app::budget`]).
+    fn report_spending(&mut self) {
+        let spent = self.policies.budgets.report();
+        if spent.is_empty() || !self.cluster.is_clustered() {
+            return;
+        }
+        self.cluster.publish(
+            vec![REPLICAS_CHANNEL.to_owned()],
+            crate::cluster::ClusterEvent::Spent { spent },
+        );
     }
 }
 

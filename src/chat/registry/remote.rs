@@ -25,6 +25,12 @@ impl Handler<Remote> for Registry {
                 return;
             }
             ClusterEvent::LoginEnded { user, login } => return self.end_login(user, login),
+            ClusterEvent::Spent { spent } => {
+                for (user, count) in spent {
+                    self.policies.budgets.debit(user, *count);
+                }
+                return;
+            }
             ClusterEvent::UserActivity { user, connected } => {
                 return self.push_to_admins(user, &remote.node, *connected);
             }

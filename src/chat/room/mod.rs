@@ -274,7 +274,8 @@ impl Handler<FromCluster> for Room {
             | ClusterEvent::UserActivity { .. }
             | ClusterEvent::ConnectionsAsked { .. }
             | ClusterEvent::Connections { .. }
-            | ClusterEvent::UserDisconnected { .. } => {}
+            | ClusterEvent::UserDisconnected { .. }
+            | ClusterEvent::Spent { .. } => {}
             ClusterEvent::Typing { user, active, .. } => {
                 let frame = ServerFrame::Typing {
                     room: &self.name,

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest};
 use blake2::{Blake2b512, Digest};
 use futures_util::StreamExt;
@@ -100,42 +100,82 @@ fn digest(bytes: &[u8]) -> [u8; 64] {
     Blake2b512::digest(bytes).into()
 }
 
-/// Routes the API under `/api/v1` if it is on.
+/// Where the API is mounted.
+pub const PREFIX: &str = "/api/v1";
+
+/// Every operation the API serves: path (under [`PREFIX`]), method and
+/// handler. The router is built from this table, and the OpenAPI test
+/// compares the document with it, so neither can drift from the other.
+fn operations() -> Vec<(&'static str, Method, actix_web::Route)> {
+    vec![
+        (
+            "/rooms/{room}/messages",
+            Method::POST,
+            web::post().to(messages::publish),
+        ),
+        (
+            "/rooms/{room}/messages",
+            Method::GET,
+            web::get().to(rooms::history),
+        ),
+        (
+            "/rooms/{room}/presence",
+            Method::GET,
+            web::get().to(rooms::presence),
+        ),
+        (
+            "/users/{user}/messages",
+            Method::POST,
+            web::post().to(messages::direct),
+        ),
+        (
+            "/users/{user}/connections",
+            Method::GET,
+            web::get().to(users::connections),
+        ),
+        (
+            "/users/{user}/disconnect",
+            Method::POST,
+            web::post().to(users::disconnect),
+        ),
+        (
+            "/broadcast",
+            Method::POST,
+            web::post().to(messages::broadcast),
+        ),
+    ]
+}
+
+/// The operations routed (method, full path), besides the document itself.
+pub fn served() -> Vec<(Method, String)> {
+    operations()
+        .into_iter()
+        .map(|(path, method, _)| (method, format!("{PREFIX}{path}")))
+        .collect()
+}
+
+/// Routes the API under [`PREFIX`] if it is on.
 pub fn routes(cfg: &mut web::ServiceConfig, api: Option<web::Data<Api>>) {
     let Some(api) = api else {
         return;
     };
-    cfg.service(
-        web::scope("/api/v1")
-            .app_data(api)
-            .app_data(
-                web::PathConfig::default().error_handler(|err, _| {
-                    ApiError::bad_request(format!("bad path: {err}")).into()
-                }),
-            )
-            .app_data(
-                web::QueryConfig::default().error_handler(|err, _| {
-                    ApiError::bad_request(format!("bad query: {err}")).into()
-                }),
-            )
-            .route("/openapi.json", web::get().to(openapi::document))
-            .route("/rooms/{room}/messages", web::post().to(messages::publish))
-            .route("/rooms/{room}/messages", web::get().to(rooms::history))
-            .route("/rooms/{room}/presence", web::get().to(rooms::presence))
-            .route("/users/{user}/messages", web::post().to(messages::direct))
-            .route(
-                "/users/{user}/connections",
-                web::get().to(users::connections),
-            )
-            .route(
-                "/users/{user}/disconnect",
-                web::post().to(users::disconnect),
-            )
-            .route("/broadcast", web::post().to(messages::broadcast))
-            .default_service(web::to(|| async {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
-            })),
-    );
+    let mut scope = web::scope(PREFIX)
+        .app_data(api)
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|err, _| ApiError::bad_request(format!("bad path: {err}")).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _| ApiError::bad_request(format!("bad query: {err}")).into()),
+        )
+        .route("/openapi.json", web::get().to(openapi::document));
+    for (path, _, route) in operations() {
+        scope = scope.route(path, route);
+    }
+    cfg.service(scope.default_service(web::to(|| async {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+    })));
 }
 
 /// A request from a backend with a valid key, within its key's rate.

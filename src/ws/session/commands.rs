@@ -9,9 +9,10 @@ use super::{
     WsSession, MAX_REFUSED_IN_A_ROW, MAX_REPLAY_BACKLOG_BYTES, MAX_ROOMS_PER_SESSION,
     REF_PEEK_BYTES,
 };
+use crate::app::budget::Refusal;
 use crate::chat::{registry, room};
 use crate::metrics;
-use crate::protocol::{self, ClientFrame, ErrorCode, MessageOptions, Rejected, ServerFrame};
+use crate::protocol::{self, ClientFrame, ErrorCode, MessageOptions, Ref, Rejected, ServerFrame};
 
 impl WsSession {
     /// Whether a frame (text, binary or ping: each costs the server an
@@ -31,6 +32,27 @@ impl WsSession {
             });
         }
         true
+    }
+
+    /// Takes `cost` messages from the user's budget (shared by all their
+    /// connections and replicas), or says why not.
+    pub(super) fn charge(&self, cost: usize, reference: Option<&Ref>) -> Result<(), Rejected> {
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+        self.budgets.charge(&self.user, cost).map_err(|refusal| {
+            metrics::get().frames_rate_limited.inc();
+            let message = match refusal {
+                Refusal::Spent => {
+                    "your account sends faster than it may across all its connections; \
+                     this one was not sent, slow down"
+                        .to_owned()
+                }
+                Refusal::Never { burst } => format!(
+                    "this costs {cost} messages and your account may send {burst} at once; \
+                     nothing was sent"
+                ),
+            };
+            Rejected::new(ErrorCode::RateLimited, message, reference.cloned())
+        })
     }
 
     pub(super) fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -108,9 +130,12 @@ impl WsSession {
                 if let Err(rejected) = protocol::check_text(&text, reference.as_ref()) {
                     return self.reject(rejected, ctx);
                 }
-                let Some(addr) = self.rooms.get(&room) else {
+                let Some(addr) = self.rooms.get(&room).cloned() else {
                     return self.reject(not_joined(&room, reference), ctx);
                 };
+                if let Err(rejected) = self.charge(1, reference.as_ref()) {
+                    return self.reject(rejected, ctx);
+                }
                 let options = MessageOptions {
                     reference,
                     delivery,

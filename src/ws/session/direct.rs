@@ -86,6 +86,21 @@ impl WsSession {
             );
             return self.reject(rejected, ctx);
         }
+        if let Err(rejected) = self.charge(1, options.reference.as_ref()) {
+            return self.reject(rejected, ctx);
+        }
+        self.send_direct(to, text, options, ctx);
+    }
+
+    /// A direct message checked and paid for: asks the authorize hook, then
+    /// posts it to the conversation.
+    pub(super) fn send_direct(
+        &mut self,
+        to: String,
+        text: String,
+        options: MessageOptions,
+        ctx: &mut Context<Self>,
+    ) {
         let reference = options.reference.clone();
         self.authorized(
             OwnedTarget::User(to.clone()),

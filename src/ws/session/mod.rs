@@ -28,6 +28,7 @@ use self::outbox::Outbound;
 use super::rate_limit::RateLimiter;
 use super::socket::Hangup;
 use crate::app::admission::Held;
+use crate::app::budget::Budgets;
 use crate::chat::registry::{self, Registry};
 use crate::chat::room::Room;
 use crate::chat::{Drain, Evict, Outgoing, SessionId, SetAvatar};
@@ -102,6 +103,13 @@ pub struct WsSession {
     ending: &'static str,
     /// [`registry::Ready`] was sent.
     ready: bool,
+    /// The store key of the login this connection was opened with, and
+    /// how often to check it still exists.
+    login_key: Option<(String, Duration)>,
+    /// When the login is next checked.
+    login_check_at: Instant,
+    /// The user's message budget, shared by all their connections.
+    budgets: Arc<Budgets>,
 }
 
 impl WsSession {
@@ -138,6 +146,9 @@ impl WsSession {
             admin: false,
             place: None,
             ready: false,
+            login_key: None,
+            login_check_at: Instant::now(),
+            budgets: Arc::new(Budgets::new(0, 1)),
         }
     }
 
@@ -151,6 +162,22 @@ impl WsSession {
     /// the session ends.
     pub fn holding(mut self, place: Held) -> Self {
         self.place = Some(place);
+        self
+    }
+
+    /// Checks every `every` that the login (by its store key) still
+    /// exists; the first check comes at a random point of the first
+    /// period, so connections opened together (a restart's reconnects) do
+    /// not check together.
+    pub fn rechecking_login(mut self, key: Option<String>, every: Duration) -> Self {
+        self.login_check_at = Instant::now() + every.mul_f64(rand::random::<f64>());
+        self.login_key = key.map(|key| (key, every));
+        self
+    }
+
+    /// Charges what it stores to the user's budget in `budgets`.
+    pub fn budgeted(mut self, budgets: Arc<Budgets>) -> Self {
+        self.budgets = budgets;
         self
     }
 

@@ -7,9 +7,10 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::{WsSession, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_OUTBOX, MAX_OUTBOX_BYTES};
-use crate::chat::registry;
+use crate::chat::{registry, Evict};
 use crate::metrics;
 use crate::protocol::Rejected;
+use crate::store::now_millis;
 use actix_ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
 
@@ -158,5 +159,27 @@ impl WsSession {
             .outbox_bytes
             .observe(self.outbox_bytes as f64);
         self.enqueue(Outbound::Ping, ctx);
+        self.recheck_login(ctx);
+    }
+
+    /// A login that expired or was deleted from the store (by an operator,
+    /// or a logout whose broadcast this replica missed) ends its open
+    /// connections too, within one check period. A store that cannot
+    /// answer is no verdict.
+    fn recheck_login(&mut self, ctx: &mut Context<Self>) {
+        let Some((key, every)) = self.login_key.clone() else {
+            return;
+        };
+        if Instant::now() < self.login_check_at {
+            return;
+        }
+        self.login_check_at = Instant::now() + every;
+        let store = self.store.clone();
+        let check = async move { store.session_load(&key, now_millis()).await };
+        ctx.spawn(check.into_actor(self).map(|found, _this, ctx| {
+            if let Ok(None) = found {
+                ctx.notify(Evict::LoggedOut);
+            }
+        }));
     }
 }

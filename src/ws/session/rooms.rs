@@ -85,8 +85,12 @@ impl WsSession {
             );
             return self.reject(rejected, ctx);
         }
+        // One direct message stored per recipient, all paid at once.
+        if let Err(rejected) = self.charge(recipients.len(), options.reference.as_ref()) {
+            return self.reject(rejected, ctx);
+        }
         for recipient in recipients {
-            self.direct(recipient, text.clone(), options.clone(), ctx);
+            self.send_direct(recipient, text.clone(), options.clone(), ctx);
         }
     }
 
