@@ -513,11 +513,31 @@ mod cases {
         let store = backend.open().await;
         let room = "@bob:mallory";
         let cap = rookery::store::MAX_INBOX;
-        for start in (0..cap + 5).step_by(1000) {
-            let batch = (start..(start + 1000).min(cap + 5))
+        let share = rookery::store::MAX_INBOX_PER_SENDER;
+        // One sender fills their share of bob's inbox and no more.
+        for start in (0..share + 5).step_by(1000) {
+            let batch = (start..(start + 1000).min(share + 5))
                 .map(|n| direct("mallory", "bob", &format!("spam {n}"), None))
                 .collect();
             store.append(room, batch, 10).await.unwrap();
+        }
+        assert_eq!(store.pending_count("bob").await.unwrap(), share);
+        // Everyone else still reaches him.
+        store
+            .append("@alice:bob", vec![direct("alice", "bob", "real", None)], 11)
+            .await
+            .unwrap();
+        assert_eq!(store.pending_count("bob").await.unwrap(), share + 1);
+        // Many senders together fill the whole inbox, and no more.
+        let senders = (cap / share) as usize;
+        for sender in (1..senders).map(|n| format!("s{n}")) {
+            let batch = (0..share)
+                .map(|n| direct(&sender, "bob", &format!("hi {n}"), None))
+                .collect();
+            store
+                .append(&format!("@bob:{sender}"), batch, 12)
+                .await
+                .unwrap();
         }
         assert_eq!(store.pending_count("bob").await.unwrap(), cap);
         // The other way round, in the same batch, is another inbox.
@@ -525,13 +545,13 @@ mod cases {
             direct("mallory", "bob", "one more", None),
             direct("bob", "mallory", "stop it", None),
         ];
-        store.append(room, both, 11).await.unwrap();
+        store.append(room, both, 13).await.unwrap();
         assert_eq!(store.pending_count("bob").await.unwrap(), cap);
         assert_eq!(store.pending_count("mallory").await.unwrap(), 1);
         // Every one is stored all the same: the conversation has them.
         let newest = store.history(room, None, 3).await.unwrap();
-        assert_eq!(newest[2].seq, cap + 7);
-        assert_eq!(newest[0].text, format!("spam {}", cap + 4));
+        assert_eq!(newest[2].seq, share + 7);
+        assert_eq!(newest[0].text, format!("spam {}", share + 4));
     }
 
     pub async fn undelivered_direct_messages_are_fetched_once(backend: Backend) {

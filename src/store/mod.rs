@@ -68,6 +68,11 @@ pub const RETRY_SCAN: u64 = 10_000;
 /// cannot grow somebody's offline mail without bound.
 pub const MAX_INBOX: u64 = 10_000;
 
+/// Of a recipient's inbox, what one sender's messages may take: a stranger
+/// flooding someone's offline mail fills a tenth of it, and everyone
+/// else's direct messages still raise `pending`.
+pub const MAX_INBOX_PER_SENDER: u64 = MAX_INBOX / 10;
+
 /// Where a retry's original is.
 pub(crate) enum Original {
     Stored(StoredMessage),

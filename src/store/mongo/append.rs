@@ -146,7 +146,9 @@ impl MongoStore {
     async fn insert(&self, room: &str, batch: &[NewMessage], ts: Millis) -> StoreResult<Appended> {
         // How full each recipient's inbox is (a direct room has two)
         // decides which of the batch go in it, decided once for the batch.
+        // So does the sender's share of it.
         let mut room_for: HashMap<&str, u64> = HashMap::new();
+        let mut share_for: HashMap<(&str, &str), u64> = HashMap::new();
         let mut in_inbox = Vec::with_capacity(batch.len());
         for message in batch {
             let Some(recipient) = message.to.as_deref() else {
@@ -161,9 +163,28 @@ impl MongoStore {
                     .map_err(unavailable)?;
                 room_for.insert(recipient, crate::store::MAX_INBOX.saturating_sub(waiting));
             }
+            let sender = message.from.as_str();
+            if !share_for.contains_key(&(recipient, sender)) {
+                let theirs = self
+                    .messages
+                    .count_documents(doc! { "to": recipient, "delivered": false, "from": sender })
+                    .await
+                    .map_err(unavailable)?;
+                share_for.insert(
+                    (recipient, sender),
+                    crate::store::MAX_INBOX_PER_SENDER.saturating_sub(theirs),
+                );
+            }
             let left = room_for.get_mut(recipient).expect("just counted");
-            in_inbox.push(*left > 0);
-            *left = left.saturating_sub(1);
+            let share = share_for
+                .get_mut(&(recipient, sender))
+                .expect("just counted");
+            let kept = *left > 0 && *share > 0;
+            in_inbox.push(kept);
+            if kept {
+                *left -= 1;
+                *share -= 1;
+            }
         }
         let mut stored = Vec::with_capacity(batch.len());
         let mut others: Vec<MessageDoc> = Vec::new();

@@ -35,6 +35,14 @@ pub(super) async fn migrate(store: &MongoStore) -> StoreResult<()> {
         .await
         .map_err(unavailable)?;
     store
+        .messages
+        .create_index(index(
+            doc! { "to": 1, "from": 1, "delivered": 1 },
+            named("messages_undelivered_by_sender").build(),
+        ))
+        .await
+        .map_err(unavailable)?;
+    store
         .reads
         .create_index(index(
             doc! { "room": 1, "user": 1 },

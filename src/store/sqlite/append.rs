@@ -34,23 +34,9 @@ pub(super) async fn append(
                 .query_row(params![room, count, ts], |row| row.get(0))?;
             next = (last - count + 1) as u64;
         }
-        // Each recipient's inbox (a direct room has two), counted once
-        // per batch on the index of what waits.
-        let mut waiting: std::collections::HashMap<String, u64> =
-            std::collections::HashMap::new();
-        let mut inbox = |recipient: &str| -> rusqlite::Result<bool> {
-            let count = match waiting.get(recipient) {
-                Some(count) => *count,
-                None => conn
-                    .prepare_cached(
-                        "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
-                    )?
-                    .query_row([recipient], |row| row.get::<_, i64>(0))?
-                    as u64,
-            };
-            waiting.insert(recipient.to_owned(), count + 1);
-            Ok(count < crate::store::MAX_INBOX)
-        };
+        // Each recipient's inbox (a direct room has two), and the
+        // sender's share of it, counted once per batch.
+        let mut inboxes = Inboxes::default();
         let mut inserted: Vec<StoredMessage> = Vec::with_capacity(count as usize);
         let mut insert = conn.prepare_cached(
             "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm, client_ref)
@@ -63,7 +49,7 @@ pub(super) async fn append(
             let seq = next;
             next += 1;
             let kept = match &message.to {
-                Some(recipient) => inbox(recipient)?,
+                Some(recipient) => inboxes.keeps(conn, recipient, &message.from)?,
                 None => false,
             };
             insert.execute(params![
@@ -156,4 +142,63 @@ fn retried(
         found.push(original.map(Original::Stored));
     }
     Ok(found)
+}
+
+/// How many direct messages wait for each recipient (`None`) and from
+/// each sender (`Some`), read once per batch on the indexes of what waits
+/// and counted on from there.
+#[derive(Default)]
+struct Inboxes {
+    waiting: std::collections::HashMap<(String, Option<String>), u64>,
+}
+
+impl Inboxes {
+    fn count(
+        &mut self,
+        conn: &rusqlite::Connection,
+        recipient: &str,
+        sender: Option<&str>,
+    ) -> rusqlite::Result<u64> {
+        let key = (recipient.to_owned(), sender.map(str::to_owned));
+        if let Some(count) = self.waiting.get(&key) {
+            return Ok(*count);
+        }
+        let count = match sender {
+            None => conn
+                .prepare_cached(
+                    "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
+                )?
+                .query_row([recipient], |row| row.get::<_, i64>(0))?,
+            Some(sender) => conn
+                .prepare_cached(
+                    "SELECT count(*) FROM messages
+                     WHERE recipient = ?1 AND sender = ?2 AND delivered = 0",
+                )?
+                .query_row([recipient, sender], |row| row.get::<_, i64>(0))?,
+        } as u64;
+        self.waiting.insert(key, count);
+        Ok(count)
+    }
+
+    /// Whether a message from `sender` goes into `recipient`'s inbox: it
+    /// has room, and the sender has not filled their share of it.
+    fn keeps(
+        &mut self,
+        conn: &rusqlite::Connection,
+        recipient: &str,
+        sender: &str,
+    ) -> rusqlite::Result<bool> {
+        let all = self.count(conn, recipient, None)?;
+        let theirs = self.count(conn, recipient, Some(sender))?;
+        let kept = all < crate::store::MAX_INBOX && theirs < crate::store::MAX_INBOX_PER_SENDER;
+        if kept {
+            for key in [
+                (recipient.to_owned(), None),
+                (recipient.to_owned(), Some(sender.to_owned())),
+            ] {
+                *self.waiting.entry(key).or_default() += 1;
+            }
+        }
+        Ok(kept)
+    }
 }

@@ -128,6 +128,8 @@ pub(super) fn upgrade(writer: &Connection, path: &Path) -> anyhow::Result<()> {
         "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_room_seq ON messages (room, seq);
          CREATE INDEX IF NOT EXISTS users_by_folded_name ON users (name COLLATE NOCASE);
          CREATE INDEX IF NOT EXISTS undelivered ON messages (recipient, ts, room, seq)
+         WHERE delivered = 0;
+         CREATE INDEX IF NOT EXISTS undelivered_by_sender ON messages (recipient, sender)
          WHERE delivered = 0;",
     )?;
     writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
