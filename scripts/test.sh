@@ -2,6 +2,7 @@
 # Runs every check Rookery has, on a fresh machine: installs what is missing
 # (apt-get, pip, npm), starts the servers the tests talk to on free loopback
 # ports, then formatting, lints, unit and integration tests, the
+# server API fuzzed from its OpenAPI document (scripts/fuzz_api.sh), the
 # headless-Chromium browser test against a real server on a free port, a
 # benchmark smoke run, and the compose stacks on a private Docker engine
 # (scripts/stacks.sh). Everything started here is stopped on exit.
@@ -58,8 +59,11 @@ echo "==> cargo test"
 MONGO_URL="$test_mongo_url" SECANTUSD="$SECANTUSD" TRAEFIK="$TRAEFIK" \
   OPENAPI_SPEC_VALIDATOR="$VALIDATE/openapi-spec-validator" cargo test --workspace --quiet
 
-echo "==> browser test (headless Chromium)"
 cargo build --quiet --bin rookery
+echo "==> server API fuzzing (schemathesis, from the OpenAPI document, against a live replica)"
+scripts/fuzz_api.sh target/debug/rookery
+
+echo "==> browser test (headless Chromium)"
 node tests/browser/run.mjs target/debug/rookery
 
 echo "==> benchmark smoke run (every scenario, both servers, a few seconds each)"

@@ -233,11 +233,49 @@ pub fn peek_reference(text: &str) -> Option<Ref> {
 fn is_visible(c: char) -> bool {
     !(c.is_whitespace()
         || c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
-            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{E0000}'..='\u{E0FFF}'))
+        || INVISIBLE
+            .iter()
+            .any(|(first, last)| (*first..=*last).contains(&c)))
+}
+
+/// The characters that render as nothing, besides spaces and controls.
+const INVISIBLE: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{034F}', '\u{034F}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{115F}', '\u{1160}'),
+    ('\u{17B4}', '\u{17B5}'),
+    ('\u{180B}', '\u{180F}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{206F}'),
+    ('\u{2800}', '\u{2800}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{FE00}', '\u{FE0F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFA0}', '\u{FFA0}'),
+    ('\u{E0000}', '\u{E0FFF}'),
+];
+
+/// A regular expression (JSON Schema's dialect) that a text matches when
+/// it shows something: one character that is not a space, a control or
+/// one of [`INVISIBLE`]. Built from the same table as the check, for the
+/// OpenAPI document. The tag characters (U+E0000 and up) cannot be
+/// written in a pattern without the `u` flag; a text of nothing but them
+/// is the one thing the pattern lets through and the check refuses.
+pub fn visible_text_pattern() -> String {
+    let mut class = String::from("[^\\s\\x00-\\x1f\\x7f-\\x9f");
+    for (first, last) in INVISIBLE
+        .iter()
+        .filter(|(first, _)| u32::from(*first) <= 0xFFFF)
+    {
+        class.push_str(&format!("\\u{:04x}", u32::from(*first)));
+        if first != last {
+            class.push_str(&format!("-\\u{:04x}", u32::from(*last)));
+        }
+    }
+    class.push(']');
+    class
 }
 
 /// Checks a message text against the protocol's limits.

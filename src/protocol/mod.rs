@@ -27,8 +27,8 @@ pub mod server;
 mod tests;
 
 pub use client::{
-    check_text, parse, peek_reference, ClientFrame, Delivery, MessageOptions, Ref, FRAME_KINDS,
-    MAX_REF_BYTES,
+    check_text, parse, peek_reference, visible_text_pattern, ClientFrame, Delivery, MessageOptions,
+    Ref, FRAME_KINDS, MAX_REF_BYTES,
 };
 pub use errors::{ErrorCode, Evict, Rejected};
 pub use server::{rfc3339, ReadPosition, ServerFrame, WireMessage};

@@ -41,7 +41,8 @@ pub struct PublishRequest {
     #[schema(example = "deploys")]
     pub system: Option<String>,
     /// Fan out before storing, with no `seq` in the answer (it is stored
-    /// in the background, like a member's `"delivery":"fast"`).
+    /// in the background, like a member's `"delivery":"fast"`). Ignored
+    /// with an `Idempotency-Key`: a repeat is recognised only once stored.
     #[serde(default)]
     pub fast: bool,
 }
@@ -141,15 +142,11 @@ fn check_text(text: &str) -> Result<(), ApiError> {
     protocol::check_text(text, None).map_err(ApiError::refused)
 }
 
-/// A `fast` message is fanned out before it is stored, so a repeat cannot
-/// be recognised: a key would promise what it cannot keep.
-fn fast_without_key(fast: bool, idempotency: &Option<String>) -> Result<(), ApiError> {
-    match (fast, idempotency) {
-        (true, Some(_)) => Err(ApiError::bad_request(
-            "a fast message cannot carry an Idempotency-Key: it is sent before it is stored",
-        )),
-        _ => Ok(()),
-    }
+/// A `fast` message is fanned out before it is stored, so a repeat could
+/// not be recognised: with an Idempotency-Key the message is stored first,
+/// which keeps the key's promise.
+fn fast_unless_keyed(fast: bool, idempotency: &Option<String>) -> bool {
+    fast && idempotency.is_none()
 }
 
 fn check_public_room(room: &str) -> Result<(), ApiError> {
@@ -273,14 +270,14 @@ pub async fn publish(
     let idempotency = idempotency_key(&req)?;
     let request: PublishRequest = read_json(body).await?;
     check_text(&request.text)?;
-    fast_without_key(request.fast, &idempotency)?;
+    let fast = fast_unless_keyed(request.fast, &idempotency);
     let sender = sender(&state, request.from, request.system).await?;
     let published = post(
         &state,
         room,
         &sender,
         request.text,
-        request.fast,
+        fast,
         idempotency.as_deref(),
     )
     .await?;
@@ -384,7 +381,7 @@ pub async fn broadcast(
         }
     }
     check_text(&request.text)?;
-    fast_without_key(request.fast, &idempotency)?;
+    let fast = fast_unless_keyed(request.fast, &idempotency);
     caller.spend(&api, request.rooms.len())?;
     let sender = sender(&state, request.from, request.system).await?;
     let posts = request.rooms.iter().map(|room| {
@@ -393,7 +390,7 @@ pub async fn broadcast(
             room.clone(),
             &sender,
             request.text.clone(),
-            request.fast,
+            fast,
             idempotency.as_deref(),
         )
     });

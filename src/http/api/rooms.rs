@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, Caller};
 use crate::app::AppState;
-use crate::chat::names::{direct_participants, is_valid_public_room};
+use crate::chat::names::{direct_room, is_valid_public_room, is_valid_user_name};
 use crate::chat::registry::{Watch, QUERY_WAIT};
 use crate::chat::room::Online;
 use crate::protocol::{rfc3339, ErrorCode, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
@@ -57,8 +57,8 @@ impl From<StoredMessage> for Message {
     }
 }
 
-/// Which page: the newest (neither), the one before `before`, or the one
-/// after `after`.
+/// Which page: the newest (neither), the one before `before`, the one
+/// after `after`, or, with both, the one after `after` up to `before`.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -71,9 +71,16 @@ pub struct Page {
     pub limit: Option<u32>,
 }
 
-fn check_room(room: &str) -> Result<(), ApiError> {
-    if is_valid_public_room(room) || direct_participants(room).is_some() {
-        return Ok(());
+/// The room `room` names: a public room, or a direct one with its two
+/// participants in either order (`@bob:alice` is `@alice:bob`).
+fn check_room(room: &str) -> Result<String, ApiError> {
+    if is_valid_public_room(room) {
+        return Ok(room.to_owned());
+    }
+    if let Some((a, b)) = room.strip_prefix('@').and_then(|pair| pair.split_once(':')) {
+        if is_valid_user_name(a) && is_valid_user_name(b) {
+            return Ok(direct_room(a, b));
+        }
     }
     Err(ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -106,8 +113,7 @@ pub async fn presence(
     state: web::Data<AppState>,
     room: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = room.into_inner();
-    check_room(&room)?;
+    let room = check_room(&room.into_inner())?;
     let (addr, fresh) = state
         .registry
         .send(Watch { room: room.clone() })
@@ -150,8 +156,7 @@ pub async fn history(
     room: web::Path<String>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = room.into_inner();
-    check_room(&room)?;
+    let room = check_room(&room.into_inner())?;
     let limit = page.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
     if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -160,13 +165,14 @@ pub async fn history(
     }
     // One more than asked tells whether there is more.
     let (read, newest_first) = match (page.before, page.after) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request("give `before` or `after`, not both"))
-        }
         (before, None) => (state.store.history(&room, before, limit + 1).await, true),
-        (None, Some(after)) => (state.store.after(&room, after, limit + 1).await, false),
+        (_, Some(after)) => (state.store.after(&room, after, limit + 1).await, false),
     };
     let mut messages = read.map_err(ApiError::store)?;
+    if let (Some(before), Some(_)) = (page.before, page.after) {
+        // Within the range: what lies at `before` or past it is no more.
+        messages.retain(|message| message.seq < before);
+    }
     let more = messages.len() > limit as usize;
     if more {
         // `history` answers oldest first: the extra one is the oldest.

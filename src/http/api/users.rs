@@ -45,8 +45,24 @@ pub struct DisconnectRequest {
     pub reason: Reason,
     /// Refuse new connections of the user for this many seconds (0 to
     /// 86400; 0 by default): each is closed at once with the same reason.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub refuse_seconds: u64,
+}
+
+/// A count that JSON may write as `30` or `30.0` (JSON Schema's integers
+/// include both); `30.5` or a negative is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            let float = number.as_f64()?;
+            (float.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&float))
+                .then_some(float as u64)
+        })
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("{number} is not a whole number of seconds"))
+        })
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Default, Clone, Copy)]
