@@ -648,3 +648,46 @@ async fn an_ack_comes_after_the_message_reached_the_disk() {
         );
     }
 }
+
+/// With `RETENTION_MESSAGES`, a room keeps its newest messages only: a
+/// newcomer's history starts at the oldest kept, a client resuming from
+/// before it is told `recovered:false` (never a silent hole), and the
+/// room's seq goes on.
+#[actix_web::test]
+async fn retention_keeps_the_newest_and_a_resume_from_before_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.retention_messages = 3;
+    config.retention_check_secs = 1;
+    let server = TestServer::start_with(config).await;
+    let alice = Client::logged_in(&server, "alice").await;
+    let mut ws = alice.ws().await;
+    ws.join("kept").await;
+    for n in 1..=6 {
+        ws.say("kept", &format!("m{n}"), &format!("r{n}")).await;
+    }
+    let bob = Client::logged_in(&server, "bob").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let history = loop {
+        let mut newcomer = bob.ws().await;
+        let joined = newcomer.join("kept").await;
+        let seqs: Vec<u64> = joined["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        if seqs.len() == 3 || std::time::Instant::now() > deadline {
+            break seqs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(history, [4, 5, 6], "the newest three are kept");
+    let mut back = bob.ws().await;
+    back.send(json!({"type": "resume", "rooms": {"kept": 1}}))
+        .await;
+    let joined = back.recv_type("joined").await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_eq!(ws.say("kept", "m7", "r7").await, 7);
+    server.stop().await;
+}

@@ -554,6 +554,84 @@ mod cases {
         assert_eq!(newest[0].text, format!("spam {}", share + 4));
     }
 
+    /// Retention deletes what is too old and what is past each room's cap,
+    /// and a room's seq goes on from where it was, even once every one of
+    /// its messages was pruned.
+    pub async fn retention_prunes_and_seq_goes_on(backend: Backend) {
+        use rookery::store::Retention;
+        let store = backend.open().await;
+        let day = 24 * 60 * 60 * 1000;
+        let now = 100 * day;
+        store
+            .append("old", messages("alice", &["a", "b", "c"]), now - 10 * day)
+            .await
+            .unwrap();
+        store
+            .append(
+                "@alice:bob",
+                vec![direct("alice", "bob", "long ago", None)],
+                now - 10 * day,
+            )
+            .await
+            .unwrap();
+        store
+            .append(
+                "busy",
+                messages("alice", &["1", "2", "3", "4", "5", "6"]),
+                now - day,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.pending_count("bob").await.unwrap(), 1);
+        let week = Retention {
+            max_age: Some(7 * day),
+            per_room: None,
+        };
+        assert_eq!(store.prune(week, now).await.unwrap(), 4);
+        assert!(store.history("old", None, 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.pending_count("bob").await.unwrap(),
+            0,
+            "pruned mail waits no more"
+        );
+        assert_eq!(store.history("busy", None, 10).await.unwrap().len(), 6);
+        assert_eq!(
+            store.prune(week, now).await.unwrap(),
+            0,
+            "nothing more to do"
+        );
+        // A handle that has not seen the room (another replica's) too.
+        let fresh = backend.open().await;
+        let appended = fresh
+            .append("old", messages("alice", &["again"]), now)
+            .await
+            .unwrap();
+        assert_eq!(
+            appended.messages[0].seq, 4,
+            "seqs are never handed out twice"
+        );
+
+        let capped = Retention {
+            max_age: None,
+            per_room: Some(4),
+        };
+        assert_eq!(store.prune(capped, now).await.unwrap(), 2);
+        let kept: Vec<u64> = store
+            .history("busy", None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(kept, [3, 4, 5, 6]);
+        assert_eq!(store.history("old", None, 10).await.unwrap().len(), 1);
+        let appended = store
+            .append("busy", messages("alice", &["7"]), now)
+            .await
+            .unwrap();
+        assert_eq!(appended.messages[0].seq, 7);
+    }
+
     pub async fn undelivered_direct_messages_are_fetched_once(backend: Backend) {
         let store = backend.open().await;
         let other = backend.open().await;
@@ -766,6 +844,7 @@ conformance!(
     message_ids_come_back_with_history,
     undelivered_direct_messages_are_fetched_once,
     an_offline_inbox_keeps_at_most_its_cap,
+    retention_prunes_and_seq_goes_on,
     live_delivery_confirms_once,
     concurrent_fetches_split_the_pending_messages,
     read_positions_only_move_forward,

@@ -71,6 +71,18 @@ pub struct Config {
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 24 * 7)]
     pub session_ttl_hours: u32,
 
+    /// Messages older than this many days are deleted (0: kept forever).
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
+
+    /// Each room keeps its newest this many messages (0: no cap).
+    #[arg(long, env = "RETENTION_MESSAGES", default_value_t = 0)]
+    pub retention_messages: u64,
+
+    /// Seconds between two prunes, when a retention is set.
+    #[arg(long, env = "RETENTION_CHECK_SECONDS", default_value_t = 600)]
+    pub retention_check_secs: u64,
+
     /// How often an open chat connection checks that its login still
     /// exists (not expired, not deleted from the store), in seconds; one
     /// whose login is gone is closed with `logged_out`.
@@ -325,6 +337,18 @@ impl Config {
                 .unwrap_or_else(|| "rookery".into());
             format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
         })
+    }
+}
+
+impl Config {
+    /// What the store keeps of the messages.
+    pub fn retention(&self) -> crate::store::Retention {
+        const DAY_MILLIS: crate::store::Millis = 24 * 60 * 60 * 1000;
+        crate::store::Retention {
+            max_age: (self.retention_days > 0)
+                .then(|| crate::store::Millis::from(self.retention_days) * DAY_MILLIS),
+            per_room: (self.retention_messages > 0).then_some(self.retention_messages),
+        }
     }
 }
 

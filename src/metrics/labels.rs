@@ -109,6 +109,7 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "history",
     "after",
     "mark_delivered",
+    "prune",
     "pending_count",
     "fetch_missed",
     "set_read",

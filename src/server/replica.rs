@@ -27,7 +27,7 @@ use crate::hooks::Hooks;
 use crate::http;
 use crate::store::backlog::{self, Backlog};
 use crate::store::session::StoreSessions;
-use crate::store::Store;
+use crate::store::{now_millis, Retention, Store, PRUNE_BATCH};
 
 /// First pause between attempts to reach the database; doubles up to the max.
 const STORE_RETRY_FIRST: StdDuration = StdDuration::from_millis(500);
@@ -121,6 +121,11 @@ impl Replica {
         };
         let server = self.app_server(listener, parts, cookie_key, draining.clone())?;
         let handle = server.handle();
+        let retention = self.config.retention();
+        let pruning = (!retention.keeps_everything()).then(|| {
+            let every = StdDuration::from_secs(self.config.retention_check_secs.max(1));
+            actix_web::rt::spawn(prune_forever(self.store.clone(), retention, every))
+        });
         let mut serving = actix_web::rt::spawn(server);
         let result = tokio::select! {
             result = &mut serving => result,
@@ -132,6 +137,9 @@ impl Replica {
                 serving.await
             }
         };
+        if let Some(pruning) = pruning {
+            pruning.abort();
+        }
         result.unwrap_or_else(|join| Err(std::io::Error::other(join)))
     }
 
@@ -342,5 +350,34 @@ async fn drain(registry: &Addr<Registry>, draining: &AtomicBool, timeout: StdDur
             return;
         }
         tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Deletes what the retention no longer keeps, every `every`, a batch at a
+/// time (a full batch is followed by the next at once). Every replica
+/// prunes; deleting what another already deleted costs a lookup.
+async fn prune_forever(store: Arc<dyn Store>, retention: Retention, every: StdDuration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let mut total = 0;
+        loop {
+            match store.prune(retention, now_millis()).await {
+                Ok(deleted) => {
+                    total += deleted;
+                    if deleted < PRUNE_BATCH {
+                        break;
+                    }
+                    // Appends wait behind a prune on the writer: let them in.
+                    tokio::time::sleep(StdDuration::from_millis(100)).await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not prune old messages; trying again later");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, "pruned messages past the retention");
+        }
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage,
-    User,
+    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult,
+    StoredMessage, User,
 };
 
 /// The most any store operation takes before it fails (README: "operations
@@ -216,6 +216,10 @@ impl Store for Bounded {
     async fn session_delete(&self, key: &str) -> StoreResult<()> {
         self.within("session_delete", self.inner.session_delete(key))
             .await
+    }
+
+    async fn prune(&self, retention: Retention, now: Millis) -> StoreResult<u64> {
+        self.within("prune", self.inner.prune(retention, now)).await
     }
 
     async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {

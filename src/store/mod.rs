@@ -73,6 +73,29 @@ pub const MAX_INBOX: u64 = 10_000;
 /// else's direct messages still raise `pending`.
 pub const MAX_INBOX_PER_SENDER: u64 = MAX_INBOX / 10;
 
+/// What the store keeps of the messages (`RETENTION_DAYS`,
+/// `RETENTION_MESSAGES`); `None` keeps everything. A room's `seq` goes on
+/// from where it was whatever is pruned: pruning leaves gaps before the
+/// oldest kept message, which a `resume` from before it reports as
+/// `recovered:false`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages older than this are deleted.
+    pub max_age: Option<Millis>,
+    /// Each room keeps its newest this many.
+    pub per_room: Option<u64>,
+}
+
+impl Retention {
+    pub fn keeps_everything(&self) -> bool {
+        self.max_age.is_none() && self.per_room.is_none()
+    }
+}
+
+/// Messages one [`Store::prune`] deletes at most, so a first prune of a
+/// large history does not hold the store's writer for long.
+pub const PRUNE_BATCH: u64 = 10_000;
+
 /// Where a retry's original is.
 pub(crate) enum Original {
     Stored(StoredMessage),
@@ -294,6 +317,11 @@ pub trait Store: Send + Sync + 'static {
     /// (a late touch must not revive a login that timed out).
     async fn session_touch(&self, key: &str, expires: Millis, now: Millis) -> StoreResult<()>;
     async fn session_delete(&self, key: &str) -> StoreResult<()>;
+
+    /// Deletes messages `retention` no longer keeps as of `now`, about
+    /// [`PRUNE_BATCH`] at most; how many it deleted (call again while it
+    /// is the whole batch).
+    async fn prune(&self, retention: Retention, now: Millis) -> StoreResult<u64>;
 
     /// Returns the secret stored under `name`, storing `candidate` first if
     /// there is none. Every process sharing the store ends up with the same

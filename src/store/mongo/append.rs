@@ -95,7 +95,9 @@ impl MongoStore {
         })
     }
 
-    /// The highest stored `seq` of `room`, 0 if it has none.
+    /// The highest `seq` `room` has given out, 0 if none: its newest
+    /// stored message, or, once retention pruned them all, what the room
+    /// list remembers (a seq is never handed out twice).
     async fn stored_last_seq(&self, room: &str) -> StoreResult<u64> {
         let newest = self
             .messages
@@ -103,7 +105,21 @@ impl MongoStore {
             .sort(doc! { "seq": -1 })
             .await
             .map_err(unavailable)?;
-        Ok(newest.map_or(0, |message| message.seq as u64))
+        let stored = newest.map_or(0, |message| message.seq as u64);
+        if stored > 0 {
+            return Ok(stored);
+        }
+        let listed = self
+            .rooms
+            .find_one(doc! { "_id": room })
+            .await
+            .map_err(unavailable)?
+            .and_then(|room| {
+                room.get_i64("last_seq")
+                    .ok()
+                    .or_else(|| room.get_i32("last_seq").ok().map(i64::from))
+            });
+        Ok(listed.map_or(0, |seq| seq.max(0) as u64))
     }
 
     /// After a failed insert of `pending` at the seqs after `last`: what
@@ -164,16 +180,15 @@ impl MongoStore {
                 room_for.insert(recipient, crate::store::MAX_INBOX.saturating_sub(waiting));
             }
             let sender = message.from.as_str();
-            if !share_for.contains_key(&(recipient, sender)) {
+            if let std::collections::hash_map::Entry::Vacant(entry) =
+                share_for.entry((recipient, sender))
+            {
                 let theirs = self
                     .messages
                     .count_documents(doc! { "to": recipient, "delivered": false, "from": sender })
                     .await
                     .map_err(unavailable)?;
-                share_for.insert(
-                    (recipient, sender),
-                    crate::store::MAX_INBOX_PER_SENDER.saturating_sub(theirs),
-                );
+                entry.insert(crate::store::MAX_INBOX_PER_SENDER.saturating_sub(theirs));
             }
             let left = room_for.get_mut(recipient).expect("just counted");
             let share = share_for

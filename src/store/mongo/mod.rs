@@ -27,6 +27,7 @@ mod append;
 mod documents;
 mod history;
 mod inbox;
+mod prune;
 mod schema;
 mod sessions;
 mod users;
@@ -43,8 +44,8 @@ use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use serde::de::DeserializeOwned;
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage,
-    User,
+    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult,
+    StoredMessage, User,
 };
 use crate::config::MongoConfig;
 use documents::{MessageDoc, SessionDoc, UserDoc};
@@ -297,6 +298,10 @@ impl Store for MongoStore {
 
     async fn session_delete(&self, key: &str) -> StoreResult<()> {
         sessions::delete(self, key).await
+    }
+
+    async fn prune(&self, retention: Retention, now: Millis) -> StoreResult<u64> {
+        prune::prune(self, retention, now).await
     }
 
     async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {

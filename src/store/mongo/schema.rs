@@ -42,6 +42,12 @@ pub(super) async fn migrate(store: &MongoStore) -> StoreResult<()> {
         ))
         .await
         .map_err(unavailable)?;
+    // Retention by age deletes by time.
+    store
+        .messages
+        .create_index(index(doc! { "ts": 1 }, named("messages_by_time").build()))
+        .await
+        .map_err(unavailable)?;
     store
         .reads
         .create_index(index(

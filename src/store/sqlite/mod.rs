@@ -7,6 +7,7 @@
 
 mod append;
 mod inbox;
+mod prune;
 mod schema;
 mod sessions;
 mod users;
@@ -20,8 +21,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode};
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Store, StoreError, StoreResult, StoredMessage,
-    User,
+    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult,
+    StoredMessage, User, PRUNE_BATCH,
 };
 
 /// Reader connections: reads of different rooms (history on joins, gap
@@ -322,6 +323,12 @@ impl Store for SqliteStore {
 
     async fn session_delete(&self, key: &str) -> StoreResult<()> {
         sessions::delete(self, key).await
+    }
+
+    async fn prune(&self, retention: Retention, now: Millis) -> StoreResult<u64> {
+        let batch = PRUNE_BATCH;
+        self.write(move |conn| prune::prune(conn, retention, now, batch))
+            .await
     }
 
     async fn secret(&self, name: &str, candidate: Vec<u8>) -> StoreResult<Vec<u8>> {
