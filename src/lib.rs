@@ -9,11 +9,15 @@
 //! - [`config`]: flags and environment variables, and what each component
 //!   derives from them (the API's keys, the broker, the database).
 //! - [`http`]: the route table, server-rendered pages (askama templates in
-//!   `templates/`, assets in `static/`), login, avatar uploads, health, and
-//!   [`http::api`], the server API for backends (`/api/v1`).
+//!   `templates/`, assets in `static/`), login, avatar uploads (decoded
+//!   within bounds and encoded again, [`http::images`]), health, and
+//!   [`http::api`], the server API for backends (`/api/v1`; its OpenAPI
+//!   document states every rule it enforces).
 //! - [`app`]: what every endpoint shares, below both `http` and `ws`: the
 //!   replica state handed to handlers, who a session is logged in as, what
-//!   a request says about its sender, connection caps and login throttles.
+//!   a request says about its sender, connection caps, login throttles and
+//!   each user's message budget across connections and replicas
+//!   ([`app::budget`]).
 //! - [`protocol`]: the whole wire protocol (client frames, server frames,
 //!   error codes and close reasons, the bounded JSON reader), depending on
 //!   nothing else in the crate.
@@ -40,7 +44,7 @@
 //! - [`store`]: the [`store::Store`] trait with the embedded SQLite backend
 //!   (one writer thread committing every room's writes together) and the
 //!   shared MongoDB one, each a folder by concern (schema, append, inbox,
-//!   sessions, users); [`store::StoreError::rejected`] is how a client hears
+//!   sessions, users, prune for the retention); [`store::StoreError::rejected`] is how a client hears
 //!   of a store failure; [`store::backlog`] bounds what waits for them,
 //!   [`store::bounded`] bounds how long they take; the actix-session store
 //!   built on it.
@@ -73,7 +77,13 @@
 //!   **delivered** to one of the recipient's connections
 //!   ([`store::Delivery`]; told when the sender asked to be, `confirm`), or
 //!   **read** up to a seq (a read position).
-//! - **inbox**: the direct messages waiting for a recipient who was away.
+//! - **inbox**: the direct messages waiting for a recipient who was away
+//!   (each sender may fill a tenth of it).
+//! - **budget**: how many messages a user may store, across all their
+//!   connections and replicas ([`app::budget`]); the frame **rate** is per
+//!   connection.
+//! - **retention**: what the store keeps of the messages; **pruning**
+//!   deletes the rest ([`store::Retention`]).
 //! - **resume**: a reconnecting client names the last seq it has of each
 //!   room, and the room replays what came after.
 //! - **replica**: one process; **node**: its name to the others; **drain**:

@@ -165,7 +165,7 @@ impl LoginThrottle {
     }
 
     /// A slot to hash a password in; `None` when too many wait already,
-    /// or none came free within [`MAX_HASH_WAIT`].
+    /// or none came free within `MAX_HASH_WAIT`.
     pub async fn hashing_slot(&self) -> Option<SemaphorePermit<'_>> {
         // Given back however the wait ends, a login dropped meanwhile (its
         // client gone) included.

@@ -259,7 +259,7 @@ const INVISIBLE: &[(char, char)] = &[
 
 /// A regular expression (JSON Schema's dialect) that a text matches when
 /// it shows something: one character that is not a space, a control or
-/// one of [`INVISIBLE`]. Built from the same table as the check, for the
+/// one of `INVISIBLE`. Built from the same table as the check, for the
 /// OpenAPI document. The tag characters (U+E0000 and up) cannot be
 /// written in a pattern without the `u` flag; a text of nothing but them
 /// is the one thing the pattern lets through and the check refuses.
