@@ -27,7 +27,7 @@ function startServer() {
   return new Promise((resolveStart, reject) => {
     const server = spawn(binary, [], {
       // No rate limit: one step below sends hundreds of messages at once.
-      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, RUST_LOG: "warn", RATE_LIMIT: "0", REGISTRATIONS_PER_HOUR: "0" },
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, RUST_LOG: "warn", RATE_LIMIT: "0", USER_RATE_LIMIT: "0", REGISTRATIONS_PER_HOUR: "0" },
       stdio: ["ignore", "pipe", "inherit"],
     });
     const timer = setTimeout(() => reject(new Error("server did not start in 30 s")), 30000);
