@@ -375,10 +375,12 @@ async fn a_users_connections_share_one_message_budget() {
     for i in 3..6 {
         second.send(send(i)).await;
     }
-    assert_eq!(
-        acks_and_refusals(&mut second, 3).await,
-        (vec![3], vec![4, 5]),
-        "the second connection had what the first left"
+    // The first left one of four (a slow machine may have refilled one
+    // more meanwhile); a budget per connection would take all three.
+    let (acked, refused) = acks_and_refusals(&mut second, 3).await;
+    assert!(
+        acked.len() <= 2 && !refused.is_empty(),
+        "the second connection had only what the first left: {acked:?} {refused:?}"
     );
 
     for name in ["b1", "b2", "b3", "b4", "b5"] {

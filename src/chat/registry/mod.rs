@@ -35,6 +35,8 @@ use crate::store::{Delivery, Millis, Store};
 
 /// How often the replicas tell each other who spent their message budget.
 const BUDGET_REPORT: Duration = Duration::from_secs(1);
+/// Users in one report envelope at most (about 50 bytes each).
+const SPENT_PER_REPORT: usize = 4096;
 
 /// A WebSocket connection of `user` opened.
 #[derive(Message)]
@@ -265,10 +267,15 @@ impl Registry {
         if spent.is_empty() || !self.cluster.is_clustered() {
             return;
         }
-        self.cluster.publish(
-            vec![REPLICAS_CHANNEL.to_owned()],
-            crate::cluster::ClusterEvent::Spent { spent },
-        );
+        // Well under the envelope's size limit each, however many spent.
+        for part in spent.chunks(SPENT_PER_REPORT) {
+            self.cluster.publish(
+                vec![REPLICAS_CHANNEL.to_owned()],
+                crate::cluster::ClusterEvent::Spent {
+                    spent: part.to_vec(),
+                },
+            );
+        }
     }
 }
 
