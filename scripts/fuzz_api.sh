@@ -29,9 +29,10 @@ wait_for_port "$port" rookery "$!"
 
 run() { # mode, checks, extra arguments
   local mode=$1 checks=$2; shift 2
-  if ! "$FUZZ/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+  # From the scratch directory: schemathesis keeps its cache where it runs.
+  if ! (cd "$dir" && "$FUZZ/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
       -H "Authorization: Bearer $key" --mode "$mode" --checks "$checks" \
-      --seed "$seed" --no-shrink --workers 1 --max-failures 10 "$@"; then
+      --seed "$seed" --no-shrink --workers 1 --max-failures 10 "$@"); then
     echo "--- the replica's log:" >&2; tail -n 50 "$dir/log" >&2
     return 1
   fi
