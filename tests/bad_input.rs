@@ -194,11 +194,11 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
 
 #[actix_web::test]
 async fn a_burst_over_the_rate_limit_is_refused_then_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.rate_limit = 5;
-    config.rate_burst = 5;
-    let server = TestServer::start_with(config).await;
+    let (_dir, server) = TestServer::configured(|c| {
+        c.rate_limit = 5;
+        c.rate_burst = 5;
+    })
+    .await;
     let alice = Client::logged_in(&server, "alice").await;
     let mut ws = alice.ws().await;
     ws.join("general").await; // one token
@@ -206,18 +206,7 @@ async fn a_burst_over_the_rate_limit_is_refused_then_recovers() {
         ws.send(json!({"type": "send", "room": "general", "text": format!("m{i}"), "ref": i}))
             .await;
     }
-    let (mut acked, mut limited) = (Vec::new(), Vec::new());
-    while acked.len() + limited.len() < 10 {
-        let frame = ws.recv().await;
-        match frame["type"].as_str().unwrap() {
-            "ack" => acked.push(frame["ref"].as_i64().unwrap()),
-            "error" => {
-                assert_eq!(frame["code"], "rate_limited");
-                limited.push(frame["ref"].as_i64().unwrap());
-            }
-            _ => {}
-        }
-    }
+    let (acked, limited) = ws.acks_and_refusals(10).await;
     assert_eq!(acked, vec![0, 1, 2, 3], "the burst allowance, in order");
     assert_eq!(limited, (4..10).collect::<Vec<_>>());
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
@@ -231,11 +220,11 @@ async fn a_burst_over_the_rate_limit_is_refused_then_recovers() {
 /// and ends with 1008 after 100 refused in a row.
 #[actix_web::test]
 async fn ping_and_binary_floods_are_rate_limited_and_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.rate_limit = 5;
-    config.rate_burst = 5;
-    let server = TestServer::start_with(config).await;
+    let (_dir, server) = TestServer::configured(|c| {
+        c.rate_limit = 5;
+        c.rate_burst = 5;
+    })
+    .await;
     for binary in [false, true] {
         let mut ws = Client::logged_in(&server, "flood").await.ws().await;
         for _ in 0..400 {
@@ -282,11 +271,11 @@ async fn ping_and_binary_floods_are_rate_limited_and_closed() {
 /// are served. A short refused send still names its `ref`.
 #[actix_web::test]
 async fn a_flood_over_the_rate_limit_is_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.rate_limit = 5;
-    config.rate_burst = 5;
-    let server = TestServer::start_with(config).await;
+    let (_dir, server) = TestServer::configured(|c| {
+        c.rate_limit = 5;
+        c.rate_burst = 5;
+    })
+    .await;
     let mut ws = Client::logged_in(&server, "flood").await.ws().await;
     ws.join("general").await;
     // The join took one of the five tokens; these take the rest.
@@ -329,35 +318,17 @@ async fn a_flood_over_the_rate_limit_is_closed() {
     other.say("general", "served", "ok").await;
 }
 
-/// Answers to `count` sends: the refs acked and the refs refused with
-/// `rate_limited`, in arrival order.
-async fn acks_and_refusals(ws: &mut common::Ws, count: usize) -> (Vec<i64>, Vec<i64>) {
-    let (mut acked, mut limited) = (Vec::new(), Vec::new());
-    while acked.len() + limited.len() < count {
-        let frame = ws.recv().await;
-        match frame["type"].as_str().unwrap() {
-            "ack" => acked.push(frame["ref"].as_i64().unwrap()),
-            "error" => {
-                assert_eq!(frame["code"], "rate_limited", "{frame}");
-                limited.push(frame["ref"].as_i64().unwrap());
-            }
-            _ => {}
-        }
-    }
-    (acked, limited)
-}
-
 /// A user has one message budget whatever number of connections they
 /// open: a second connection does not double it. A `group` costs one per
 /// recipient, all at once; one larger than the budget ever holds is
 /// refused whole, saying so, and nothing of it is stored.
 #[actix_web::test]
 async fn a_users_connections_share_one_message_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.user_rate_limit = 1;
-    config.user_rate_burst = 4;
-    let server = TestServer::start_with(config).await;
+    let (_dir, server) = TestServer::configured(|c| {
+        c.user_rate_limit = 1;
+        c.user_rate_burst = 4;
+    })
+    .await;
     let ann = Client::logged_in(&server, "ann").await;
     let mut first = ann.ws().await;
     let mut second = ann.ws().await;
@@ -368,16 +339,13 @@ async fn a_users_connections_share_one_message_budget() {
     for i in 0..3 {
         first.send(send(i)).await;
     }
-    assert_eq!(
-        acks_and_refusals(&mut first, 3).await,
-        (vec![0, 1, 2], vec![])
-    );
+    assert_eq!(first.acks_and_refusals(3).await, (vec![0, 1, 2], vec![]));
     for i in 3..6 {
         second.send(send(i)).await;
     }
     // The first left one of four (a slow machine may have refilled one
     // more meanwhile); a budget per connection would take all three.
-    let (acked, refused) = acks_and_refusals(&mut second, 3).await;
+    let (acked, refused) = second.acks_and_refusals(3).await;
     assert!(
         acked.len() <= 2 && !refused.is_empty(),
         "the second connection had only what the first left: {acked:?} {refused:?}"
@@ -404,7 +372,7 @@ async fn a_users_connections_share_one_message_budget() {
     second
         .send(json!({"type": "group", "to": ["b1", "b2", "b3"], "text": "some", "ref": 10}))
         .await;
-    assert_eq!(acks_and_refusals(&mut second, 3).await.0, vec![10, 10, 10]);
+    assert_eq!(second.acks_and_refusals(3).await.0, vec![10, 10, 10]);
     let mut b4 = Client::logged_in(&server, "b4").await.ws().await;
     b4.none_for("pending", std::time::Duration::from_millis(500))
         .await;

@@ -58,11 +58,11 @@ async fn two_users_see_each_others_messages_once_in_sequence() {
 
 #[actix_web::test]
 async fn history_on_join_and_scroll_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.rate_limit = 0;
-    config.user_rate_limit = 0;
-    let server = TestServer::start_with(config).await;
+    let (_dir, server) = TestServer::configured(|c| {
+        c.rate_limit = 0;
+        c.user_rate_limit = 0;
+    })
+    .await;
     let alice = Client::logged_in(&server, "alice").await;
     let mut a = alice.ws().await;
     a.join("archive").await;

@@ -732,19 +732,7 @@ async fn a_users_budget_is_one_across_replicas() {
             .send(json!({"type": "send", "room": "lobby", "text": format!("there {n}"), "ref": n}))
             .await;
     }
-    let mut acked = 0;
-    let mut refused = 0;
-    while acked + refused < 10 {
-        let frame = there.recv().await;
-        match frame["type"].as_str() {
-            Some("ack") => acked += 1,
-            Some("error") => {
-                assert_eq!(frame["code"], "rate_limited", "{frame}");
-                refused += 1;
-            }
-            _ => {}
-        }
-    }
+    let acked = there.acks_and_refusals(10).await.0.len();
     assert!(
         (1..=4).contains(&acked),
         "{acked} of 10 taken on the second replica after the first spent the budget"

@@ -271,12 +271,12 @@ async fn read_receipts_reach_members_and_come_back_with_the_room() {
 /// is not, and the room takes messages again right after.
 #[actix_web::test]
 async fn a_full_store_backlog_refuses_sends_with_overloaded_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.rate_limit = 0;
-    config.user_rate_limit = 0;
-    config.store_queue = 4;
-    let server = TestServer::start_with(config).await;
+    let (_dir, server) = TestServer::configured(|c| {
+        c.rate_limit = 0;
+        c.user_rate_limit = 0;
+        c.store_queue = 4;
+    })
+    .await;
     let mut alice = Client::logged_in(&server, "alice").await.ws().await;
     alice.join("flood").await;
 
@@ -655,11 +655,11 @@ async fn an_ack_comes_after_the_message_reached_the_disk() {
 /// room's seq goes on.
 #[actix_web::test]
 async fn retention_keeps_the_newest_and_a_resume_from_before_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.retention_messages = 3;
-    config.retention_check_secs = 1;
-    let server = TestServer::start_with(config).await;
+    let (_dir, server) = TestServer::configured(|c| {
+        c.retention_messages = 3;
+        c.retention_check_secs = 1;
+    })
+    .await;
     let alice = Client::logged_in(&server, "alice").await;
     let mut ws = alice.ws().await;
     ws.join("kept").await;

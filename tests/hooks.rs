@@ -14,16 +14,6 @@ use serde_json::json;
 /// Close code for "policy violation": revoked and replaced connections.
 const POLICY: u16 = 1008;
 
-async fn server_with(
-    configure: impl FnOnce(&mut rookery::Config),
-) -> (tempfile::TempDir, TestServer) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    configure(&mut config);
-    let server = TestServer::start_with(config).await;
-    (dir, server)
-}
-
 #[actix_web::test]
 async fn the_auth_webhook_decides_who_logs_in_and_as_whom() {
     let hook = Webhook::start(|body| {
@@ -31,7 +21,8 @@ async fn the_auth_webhook_decides_who_logs_in_and_as_whom() {
         let by_token = body["token"] == "t0k3n";
         json!({"allowed": by_password || by_token, "name": format!("ext_{}", body["name"].as_str().unwrap())})
     });
-    let (_dir, server) = server_with(|c| c.auth_webhook_url = Some(hook.url.clone())).await;
+    let (_dir, server) =
+        TestServer::configured(|c| c.auth_webhook_url = Some(hook.url.clone())).await;
 
     let client = Client::new(&server);
     let response = client.login_with("ann", "sesame").await;
@@ -66,7 +57,8 @@ async fn the_auth_webhook_decides_who_logs_in_and_as_whom() {
 
 #[actix_web::test]
 async fn logins_are_denied_while_the_auth_webhook_is_down() {
-    let (_dir, server) = server_with(|c| c.auth_webhook_url = Some(Webhook::down())).await;
+    let (_dir, server) =
+        TestServer::configured(|c| c.auth_webhook_url = Some(Webhook::down())).await;
     let client = Client::new(&server);
     assert_eq!(client.login_with("ann", PASSWORD).await.status(), 503);
     assert!(client.try_ws().await.is_err());
@@ -77,7 +69,8 @@ async fn the_authorize_webhook_gates_direct_messages_and_joins_and_its_allows_ar
     let hook = Webhook::start(
         |body| json!({"allowed": body["to"] != "mallory" && body["room"] != "secret"}),
     );
-    let (_dir, server) = server_with(|c| c.authorize_webhook_url = Some(hook.url.clone())).await;
+    let (_dir, server) =
+        TestServer::configured(|c| c.authorize_webhook_url = Some(hook.url.clone())).await;
     Client::logged_in(&server, "bob").await;
     Client::logged_in(&server, "mallory").await;
     let mut alice = Client::logged_in(&server, "alice").await.ws().await;
@@ -126,7 +119,7 @@ async fn a_broken_receiver_is_no_decision_and_costs_a_timeout_at_most() {
     for how in Misbehaviour::ALL {
         let (auth, _auth) = Webhook::misbehaving(how);
         let (authorize, _authorize) = Webhook::misbehaving(how);
-        let (_dir, server) = server_with(|c| {
+        let (_dir, server) = TestServer::configured(|c| {
             c.auth_webhook_url = Some(auth);
             c.webhook_timeout_ms = TIMEOUT.as_millis() as u64;
         })
@@ -141,7 +134,7 @@ async fn a_broken_receiver_is_no_decision_and_costs_a_timeout_at_most() {
         assert!(took < TIMEOUT * 4, "{how:?}: the login took {took:?}");
         server.stop().await;
 
-        let (_dir, server) = server_with(|c| {
+        let (_dir, server) = TestServer::configured(|c| {
             c.authorize_webhook_url = Some(authorize);
             c.webhook_timeout_ms = TIMEOUT.as_millis() as u64;
         })
@@ -166,7 +159,8 @@ async fn a_broken_receiver_is_no_decision_and_costs_a_timeout_at_most() {
 
 #[actix_web::test]
 async fn messages_are_refused_while_the_authorize_webhook_is_down() {
-    let (_dir, server) = server_with(|c| c.authorize_webhook_url = Some(Webhook::down())).await;
+    let (_dir, server) =
+        TestServer::configured(|c| c.authorize_webhook_url = Some(Webhook::down())).await;
     Client::logged_in(&server, "bob").await;
     let mut alice = Client::logged_in(&server, "alice").await.ws().await;
     alice
@@ -187,7 +181,7 @@ async fn messages_are_refused_while_the_authorize_webhook_is_down() {
 #[actix_web::test]
 async fn users_the_validity_webhook_reports_invalid_are_disconnected_as_revoked() {
     let hook = Webhook::start(|_| json!({"invalid": ["bob"]}));
-    let (_dir, server) = server_with(|c| {
+    let (_dir, server) = TestServer::configured(|c| {
         c.validity_webhook_url = Some(hook.url.clone());
         c.validity_interval_secs = 1;
     })
@@ -217,7 +211,7 @@ async fn users_the_validity_webhook_reports_invalid_are_disconnected_as_revoked(
 
 #[actix_web::test]
 async fn nobody_is_disconnected_while_the_validity_webhook_is_down() {
-    let (_dir, server) = server_with(|c| {
+    let (_dir, server) = TestServer::configured(|c| {
         c.validity_webhook_url = Some(Webhook::down());
         c.validity_interval_secs = 1;
     })
@@ -336,7 +330,8 @@ async fn connection_events_reach_the_events_webhook_and_admin_connections() {
 
 #[actix_web::test]
 async fn events_are_dropped_not_queued_forever_while_the_events_webhook_is_down() {
-    let (_dir, server) = server_with(|c| c.events_webhook_url = Some(Webhook::down())).await;
+    let (_dir, server) =
+        TestServer::configured(|c| c.events_webhook_url = Some(Webhook::down())).await;
     let mut ws = Client::logged_in(&server, "bob").await.ws().await;
     ws.join("lobby").await;
     ws.say("lobby", "chat goes on", "1").await;
@@ -360,7 +355,7 @@ async fn a_slow_events_webhook_holds_at_most_the_queue_and_counts_the_rest() {
         json!({})
     });
     let url = hook.url.clone();
-    let (_dir, server) = server_with(|c| {
+    let (_dir, server) = TestServer::configured(|c| {
         c.events_webhook_url = Some(url);
         c.events_queue = 3;
     })
@@ -404,7 +399,7 @@ async fn a_slow_events_webhook_holds_at_most_the_queue_and_counts_the_rest() {
 
 #[actix_web::test]
 async fn with_single_session_a_new_connection_replaces_the_old_one() {
-    let (_dir, server) = server_with(|c| c.single_session = true).await;
+    let (_dir, server) = TestServer::configured(|c| c.single_session = true).await;
     let alice = Client::logged_in(&server, "alice").await;
     let mut first = alice.ws().await;
     first.join("lobby").await;

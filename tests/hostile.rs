@@ -574,10 +574,10 @@ async fn logout_closes_the_logins_websockets() {
 /// its pages ask to log in again; the same user's other login stays.
 #[actix_web::test]
 async fn an_expired_login_closes_its_websockets_and_its_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = rookery::Config::local(dir.path());
-    config.login_recheck_secs = 1;
-    let server = common::TestServer::start_with(config).await;
+    let (dir, server) = common::TestServer::configured(|c| {
+        c.login_recheck_secs = 1;
+    })
+    .await;
     let laptop = Client::logged_in(&server, "carol").await;
     let mut on_laptop = laptop.ws().await;
     on_laptop.join("lobby").await;
@@ -695,11 +695,11 @@ async fn security_headers_and_secure_cookies_over_https() {
         ("COOKIE_SECURE", true, false, &[][..], true),
     ];
     for (case, cookie_secure, trust_forwarded, headers, secure) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = rookery::Config::local(dir.path());
-        config.cookie_secure = cookie_secure;
-        config.trust_forwarded = trust_forwarded;
-        let server = common::TestServer::start_with(config).await;
+        let (_dir, server) = common::TestServer::configured(|c| {
+            c.cookie_secure = cookie_secure;
+            c.trust_forwarded = trust_forwarded;
+        })
+        .await;
         let page = client_at(&server).get("/login").await;
         let header = |name: &str| {
             page.headers()
@@ -738,11 +738,11 @@ async fn security_headers_and_secure_cookies_over_https() {
 #[actix_web::test]
 async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
     for trusted in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = rookery::Config::local(dir.path());
-        config.trust_forwarded = trusted;
-        config.login_attempts_per_minute = 2;
-        let server = common::TestServer::start_with(config).await;
+        let (_dir, server) = common::TestServer::configured(|c| {
+            c.trust_forwarded = trusted;
+            c.login_attempts_per_minute = 2;
+        })
+        .await;
         let from = |hops: &'static str| [("x-forwarded-for", hops)];
         for _ in 0..2 {
             assert_eq!(login_from(&server, &from("10.0.0.1")).await.status(), 303);

@@ -14,9 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Users remembered at most; past it the ones with a full bucket (idle)
-/// are forgotten first, then the least recently charged eighth.
-const MAX_USERS: usize = 100_000;
+use super::throttle::make_room;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -126,19 +124,22 @@ impl Budgets {
         user: &str,
         now: Instant,
     ) -> &'a mut Bucket {
-        if buckets.len() >= MAX_USERS && !buckets.contains_key(user) {
-            buckets.retain(|_, bucket| self.refilled(bucket, now) < self.burst);
-            if buckets.len() >= MAX_USERS {
-                let mut charged: Vec<Instant> = buckets.values().map(|b| b.at).collect();
-                let (_, &mut cutoff, _) = charged.select_nth_unstable(MAX_USERS / 8);
-                buckets.retain(|_, bucket| bucket.at > cutoff);
-            }
+        // Users remembered are bounded as the login throttle's keys are.
+        // A known user costs no allocation: this runs for every message.
+        if !buckets.contains_key(user) {
+            make_room(
+                buckets,
+                |bucket| self.refilled(bucket, now) >= self.burst,
+                |bucket| bucket.at,
+            );
+            let full = Bucket {
+                tokens: self.burst,
+                at: now,
+                spent: 0,
+            };
+            buckets.insert(user.to_owned(), full);
         }
-        buckets.entry(user.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-            spent: 0,
-        })
+        buckets.get_mut(user).expect("inserted above")
     }
 }
 

@@ -1,6 +1,6 @@
-//! What every endpoint shares, below both `http` and
-//! `ws`: the replica's state handed to handlers, who a session is
-//! logged in as, what a request says about its sender, and the admission
+//! What every endpoint shares, below both `http` and `ws`: the replica's
+//! state handed to handlers, who a session is logged in as, what a request
+//! says about its sender (address, origin, HTTPS), and the admission
 //! limits (connection caps, login throttles, users' message budgets).
 
 pub mod admission;

@@ -1,7 +1,29 @@
-//! What a request says about its sender: its address, and whether it
-//! comes from a page of this site.
+//! What a request says about its sender: its address, whether it came
+//! over HTTPS, and whether it comes from a page of this site.
 
 use actix_web::http::header;
+
+/// The last value of a header a proxy appends to (`X-Forwarded-For`) or
+/// sets (`X-Forwarded-Proto`): the proxy's own, where every earlier one is
+/// the client's to write.
+fn last_forwarded<'a>(req: &'a actix_web::HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(name)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .last()
+        .map(str::trim)
+}
+
+/// Whether the client reached us over HTTPS: `COOKIE_SECURE` says every
+/// client does; behind a trusted proxy (`TRUST_FORWARDED`), the proxy's
+/// `X-Forwarded-Proto` says so.
+pub fn over_https(req: &actix_web::HttpRequest, config: &crate::config::Config) -> bool {
+    config.cookie_secure
+        || (config.trust_forwarded
+            && last_forwarded(req, "x-forwarded-proto")
+                .is_some_and(|proto| proto.eq_ignore_ascii_case("https")))
+}
 
 /// The client's address, as throttles and caps count it: the peer's, or
 /// with `trust_forwarded` (behind a proxy such as traefik) the last
@@ -13,12 +35,8 @@ pub fn client_address(req: &actix_web::HttpRequest, trust_forwarded: bool) -> st
         .peer_addr()
         .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |addr| addr.ip());
     let address = if trust_forwarded {
-        req.headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .last()
-            .and_then(|hop| hop.trim().parse().ok())
+        last_forwarded(req, "x-forwarded-for")
+            .and_then(|hop| hop.parse().ok())
             .unwrap_or(peer)
     } else {
         peer

@@ -22,14 +22,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::Config;
 
-/// Keys remembered per bucket set, at most: past it the full (idle)
-/// buckets are forgotten, and if all are in use, the least recently used
-/// eighth is; an attacker who floods keys loses their own oldest buckets,
-/// never the one they are being throttled on.
-const MAX_KEYS: usize = 100_000;
-/// Evicted at once when every bucket is in use, so a flood of new keys
-/// pays one scan per this many keys, not per key.
-const EVICT: usize = MAX_KEYS / 8;
+/// Keys remembered per bucket set, at most (see [`make_room`]).
+pub(super) const MAX_KEYS: usize = 100_000;
 /// Logins that may wait for a hashing slot; past it, 503.
 const MAX_HASH_QUEUE: usize = 64;
 /// How long a login waits for a hashing slot before it is refused with
@@ -72,13 +66,12 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
             return None;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
-            buckets.retain(|_, bucket| self.refilled(*bucket, now) < self.burst);
-            if buckets.len() >= MAX_KEYS {
-                let mut touched: Vec<Instant> = buckets.values().map(|b| b.at).collect();
-                let (_, &mut cutoff, _) = touched.select_nth_unstable(EVICT);
-                buckets.retain(|_, bucket| bucket.at > cutoff);
-            }
+        if !buckets.contains_key(key) {
+            make_room(
+                &mut buckets,
+                |bucket| self.refilled(*bucket, now) >= self.burst,
+                |bucket| bucket.at,
+            );
         }
         let bucket = buckets.entry(key.clone()).or_insert(Bucket {
             tokens: self.burst,
@@ -102,6 +95,28 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         if let Some(bucket) = buckets.get_mut(key) {
             bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
         }
+    }
+}
+
+/// Makes room for one more key in a map of token buckets kept to
+/// [`MAX_KEYS`]: past it the `idle` (full) buckets are forgotten, and if
+/// all are in use, the least recently `touched` eighth is, so a flood of
+/// new keys pays one scan per eighth, not per key, and an attacker who
+/// floods keys loses their own oldest buckets, never the one they are
+/// being throttled on.
+pub(super) fn make_room<K, V>(
+    buckets: &mut HashMap<K, V>,
+    idle: impl Fn(&V) -> bool,
+    touched: impl Fn(&V) -> Instant,
+) {
+    if buckets.len() < MAX_KEYS {
+        return;
+    }
+    buckets.retain(|_, bucket| !idle(bucket));
+    if buckets.len() >= MAX_KEYS {
+        let mut times: Vec<Instant> = buckets.values().map(&touched).collect();
+        let (_, &mut cutoff, _) = times.select_nth_unstable(MAX_KEYS / 8);
+        buckets.retain(|_, bucket| touched(bucket) > cutoff);
     }
 }
 

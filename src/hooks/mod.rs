@@ -314,11 +314,12 @@ impl Hooks {
         if let Some(events) = &self.events {
             if events.try_send(event).is_err() {
                 tracing::warn!("events webhook is behind; dropping a connection event");
-                metrics::get().webhook(
-                    metrics::hook::EVENTS,
-                    metrics::hook::DROPPED,
-                    Duration::ZERO,
-                );
+                // Counted, but no call was timed: the latency histogram
+                // must not fill with zeros while the receiver is behind.
+                metrics::get()
+                    .webhook_calls
+                    .with_label_values(&[metrics::hook::EVENTS, metrics::hook::DROPPED])
+                    .inc();
             }
         }
     }

@@ -93,14 +93,15 @@ pub fn clean(bytes: &[u8], bounds: &Bounds) -> Result<Cleaned, Refused> {
         "jpg" => ImageFormat::Jpeg,
         _ => ImageFormat::WebP,
     };
-    // The header first, to say how large the image claims to be.
-    let claimed = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
+    // The header first, to say how large the image claims to be; the
+    // bounds apply from the pixels on.
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
         .map_err(|err| refusal(err, bounds))?;
-    check_side(claimed, bounds)?;
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(limits(bounds));
-    let mut decoder = reader.into_decoder().map_err(|err| refusal(err, bounds))?;
+    check_side(decoder.dimensions(), bounds)?;
+    decoder
+        .set_limits(limits(bounds))
+        .map_err(|err| refusal(err, bounds))?;
     let orientation = decoder.orientation().map_err(|err| refusal(err, bounds))?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|err| refusal(err, bounds))?;
     image.apply_orientation(orientation);

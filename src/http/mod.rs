@@ -15,7 +15,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{http::header, web, HttpResponse};
 
-use crate::app::request::same_origin;
+use crate::app::request::{over_https, same_origin};
 
 /// Probes: outside the session middleware, so they answer even when the
 /// session store cannot (a probe sent with a cookie must not fail on it).
@@ -63,26 +63,6 @@ pub fn security_headers() -> DefaultHeaders {
 /// What a browser that reached us over HTTPS keeps to HTTPS: a year.
 const HSTS: &str = "max-age=31536000";
 
-/// Whether the client reached us over HTTPS: `COOKIE_SECURE` says every
-/// client does; behind a trusted proxy (`TRUST_FORWARDED`), the proxy's
-/// `X-Forwarded-Proto` (its last value: the one the proxy set) says so.
-fn over_https(req: &ServiceRequest) -> bool {
-    let Some(state) = req.app_data::<web::Data<crate::app::AppState>>() else {
-        return false;
-    };
-    if state.config.cookie_secure {
-        return true;
-    }
-    state.config.trust_forwarded
-        && req
-            .headers()
-            .get_all("x-forwarded-proto")
-            .last()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
-}
-
 /// Over HTTPS, answers carry HSTS and every cookie is `Secure`, so a
 /// login made over HTTPS never travels over plain HTTP, whether the
 /// operator set `COOKIE_SECURE` or the proxy terminates TLS.
@@ -90,7 +70,9 @@ pub async fn https_only(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let https = over_https(&req);
+    let https = req
+        .app_data::<web::Data<crate::app::AppState>>()
+        .is_some_and(|state| over_https(req.request(), &state.config));
     let mut response = next.call(req).await?;
     if https {
         let headers = response.headers_mut();

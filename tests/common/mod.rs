@@ -57,6 +57,17 @@ impl TestServer {
         (dir, server)
     }
 
+    /// A server on a new temporary data directory with its configuration
+    /// changed by `configure`, kept alive by the guard.
+    pub async fn configured(
+        configure: impl FnOnce(&mut rookery::Config),
+    ) -> (tempfile::TempDir, Self) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = rookery::Config::local(dir.path());
+        configure(&mut config);
+        (dir, Self::start_with(config).await)
+    }
+
     pub async fn start_with(config: rookery::Config) -> Self {
         let running = rookery::start(config).await.expect("server starts");
         let addr = running.addr;
@@ -414,6 +425,25 @@ impl Ws {
             .await;
         let joined = self.recv_type("joined").await;
         joined["history"].as_array().unwrap().clone()
+    }
+
+    /// Answers to `count` sends with integer refs, in arrival order: the
+    /// refs acked and the refs refused as `rate_limited` (any other error
+    /// fails the test).
+    pub async fn acks_and_refusals(&mut self, count: usize) -> (Vec<i64>, Vec<i64>) {
+        let (mut acked, mut limited) = (Vec::new(), Vec::new());
+        while acked.len() + limited.len() < count {
+            let frame = self.recv().await;
+            match frame["type"].as_str() {
+                Some("ack") => acked.push(frame["ref"].as_i64().unwrap()),
+                Some("error") => {
+                    assert_eq!(frame["code"], "rate_limited", "{frame}");
+                    limited.push(frame["ref"].as_i64().unwrap());
+                }
+                _ => {}
+            }
+        }
+        (acked, limited)
     }
 
     pub async fn join(&mut self, room: &str) -> Value {

@@ -5,7 +5,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, FromRequest, Handler, HttpResponse, HttpServer, Responder};
 use serde_json::Value;
 
 type Reply = dyn Fn(&Value) -> Value + Send + Sync;
@@ -38,7 +39,7 @@ impl Misbehaviour {
 pub struct Webhook {
     pub url: String,
     received: Arc<Mutex<Vec<Value>>>,
-    handle: actix_web::dev::ServerHandle,
+    handle: ServerHandle,
 }
 
 impl Webhook {
@@ -46,27 +47,15 @@ impl Webhook {
     pub fn start(reply: impl Fn(&Value) -> Value + Send + Sync + 'static) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let reply: Arc<Reply> = Arc::new(reply);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let log = received.clone();
-        let server = HttpServer::new(move || {
+        let (url, handle) = serve(move |body: web::Json<Value>| {
             let (log, reply) = (log.clone(), reply.clone());
-            App::new().default_service(web::to(move |body: web::Json<Value>| {
-                let (log, reply) = (log.clone(), reply.clone());
-                async move {
-                    let answer = reply(&body);
-                    log.lock().unwrap().push(body.into_inner());
-                    HttpResponse::Ok().json(answer)
-                }
-            }))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+            async move {
+                let answer = reply(&body);
+                log.lock().unwrap().push(body.into_inner());
+                HttpResponse::Ok().json(answer)
+            }
+        });
         Self {
             url,
             received,
@@ -76,45 +65,33 @@ impl Webhook {
 
     /// A receiver that answers every POST badly, as `how` says: the URL.
     /// Dropped with the returned handle.
-    pub fn misbehaving(how: Misbehaviour) -> (String, actix_web::dev::ServerHandle) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let server = HttpServer::new(move || {
-            App::new().default_service(web::to(move |request: actix_web::HttpRequest| async move {
-                if request.path() == "/yes" {
-                    return HttpResponse::Ok().json(serde_json::json!({"allowed": true}));
+    pub fn misbehaving(how: Misbehaviour) -> (String, ServerHandle) {
+        serve(move |request: actix_web::HttpRequest| async move {
+            if request.path() == "/yes" {
+                return HttpResponse::Ok().json(serde_json::json!({"allowed": true}));
+            }
+            match how {
+                Misbehaviour::Hangs => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    HttpResponse::Ok().finish()
                 }
-                match how {
-                    Misbehaviour::Hangs => {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                        HttpResponse::Ok().finish()
-                    }
-                    Misbehaviour::Fails => HttpResponse::InternalServerError().finish(),
-                    Misbehaviour::Garbage => HttpResponse::Ok()
+                Misbehaviour::Fails => HttpResponse::InternalServerError().finish(),
+                Misbehaviour::Garbage => HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body("<html>not a decision"),
+                Misbehaviour::Huge => {
+                    HttpResponse::Ok()
                         .content_type("application/json")
-                        .body("<html>not a decision"),
-                    Misbehaviour::Huge => {
-                        HttpResponse::Ok()
-                            .content_type("application/json")
-                            .body(format!(
-                                r#"{{"allowed":true,"pad":"{}"}}"#,
-                                "x".repeat(8 * 1024 * 1024)
-                            ))
-                    }
-                    Misbehaviour::Redirects => HttpResponse::TemporaryRedirect()
-                        .insert_header(("Location", "/yes"))
-                        .finish(),
+                        .body(format!(
+                            r#"{{"allowed":true,"pad":"{}"}}"#,
+                            "x".repeat(8 * 1024 * 1024)
+                        ))
                 }
-            }))
+                Misbehaviour::Redirects => HttpResponse::TemporaryRedirect()
+                    .insert_header(("Location", "/yes"))
+                    .finish(),
+            }
         })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        (url, handle)
     }
 
     /// A URL where nothing listens: a webhook that is down.
@@ -149,4 +126,25 @@ impl Drop for Webhook {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
     }
+}
+
+/// A one-worker HTTP server on 127.0.0.1:0 answering every request with
+/// `handler`: its URL (path `/hook`) and its handle.
+fn serve<F, Args>(handler: F) -> (String, ServerHandle)
+where
+    F: Handler<Args> + Send + Clone,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || App::new().default_service(web::to(handler.clone())))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (url, handle)
 }

@@ -114,11 +114,7 @@ impl MongoStore {
             .find_one(doc! { "_id": room })
             .await
             .map_err(unavailable)?
-            .and_then(|room| {
-                room.get_i64("last_seq")
-                    .ok()
-                    .or_else(|| room.get_i32("last_seq").ok().map(i64::from))
-            });
+            .and_then(|room| super::documents::listed_last_seq(&room));
         Ok(listed.map_or(0, |seq| seq.max(0) as u64))
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use mongodb::bson::DateTime;
+use mongodb::bson::{DateTime, Document};
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoredMessage;
@@ -66,4 +66,12 @@ pub(super) struct SessionDoc {
     pub(super) key: String,
     pub(super) state: String,
     pub(super) expires: DateTime,
+}
+
+/// A `rooms` document's `last_seq` (written as a 64-bit integer; read as
+/// either width, as other tools may have written it).
+pub(super) fn listed_last_seq(room: &Document) -> Option<i64> {
+    room.get_i64("last_seq")
+        .ok()
+        .or_else(|| room.get_i32("last_seq").ok().map(i64::from))
 }

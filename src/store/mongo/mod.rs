@@ -6,8 +6,8 @@
 //! | collection | document | indexes |
 //! |---|---|---|
 //! | `users` | `{name, password_hash, avatar, created}` | `name` unique: logins look users up by name, and registration relies on it to refuse a taken name atomically |
-//! | `messages` | `{room, seq, from, text, ts, id}` | `(room, seq)` unique: history pages are range scans on it, and it is what makes `seq` allocation safe (below) |
-//! | `rooms` | `{_id: room, last_seq, last_ts, direct}` | `(direct, last_ts)`: the room list on the chat page is "public rooms, newest first" |
+//! | `messages` | `{room, seq, from, text, ts, id}` | `(room, seq)` unique: history pages are range scans on it, and it is what makes `seq` allocation safe (below); `ts`: retention by age deletes by time |
+//! | `rooms` | `{_id: room, last_seq, last_ts, direct}` | `(direct, last_ts)`: the room list on the chat page is "public rooms, newest first"; `last_seq` is the room's next `seq` once retention pruned its messages |
 //! | `sessions` | `{_id: key, state, expires}` | `expires` with a TTL of 0: MongoDB deletes a session once it expires |
 //! | `secrets` | `{_id: name, value}` | `_id` only |
 //! | `reads` | `{room, user, seq}` | `(room, user)` unique: one read position per reader, moved forward with `$max` |
@@ -15,7 +15,7 @@
 //! A direct message to another user also carries `to` and `delivered`
 //! (`false` until one of the recipient's connections got it, or they fetched
 //! it) and the sender's `confirm` ref; `(to, delivered, ts)` finds a user's
-//! undelivered messages. `claim` is the token of the mark or fetch that set
+//! undelivered messages, `(to, from, delivered)` one sender's share of them. `claim` is the token of the mark or fetch that set
 //! `delivered` (see `inbox.rs`).
 //!
 //! How a message gets its `seq` is in `append.rs`. One file per

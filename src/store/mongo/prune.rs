@@ -3,6 +3,7 @@
 
 use mongodb::bson::{doc, DateTime, Document};
 
+use super::documents::listed_last_seq;
 use super::{unavailable, MongoStore};
 use crate::store::{Millis, Retention, StoreResult};
 
@@ -34,7 +35,7 @@ pub(super) async fn prune(
         let mut over: Vec<(String, i64)> = Vec::new();
         while rooms.advance().await.map_err(unavailable)? {
             let room: Document = rooms.deserialize_current().map_err(unavailable)?;
-            if let (Ok(name), Some(last)) = (room.get_str("_id"), last_seq(&room)) {
+            if let (Ok(name), Some(last)) = (room.get_str("_id"), listed_last_seq(&room)) {
                 over.push((name.to_owned(), last));
             }
         }
@@ -48,10 +49,4 @@ pub(super) async fn prune(
         }
     }
     Ok(deleted)
-}
-
-fn last_seq(room: &Document) -> Option<i64> {
-    room.get_i64("last_seq")
-        .ok()
-        .or_else(|| room.get_i32("last_seq").ok().map(i64::from))
 }

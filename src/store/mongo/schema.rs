@@ -18,34 +18,25 @@ pub(super) async fn migrate(store: &MongoStore) -> StoreResult<()> {
         ))
         .await
         .map_err(unavailable)?;
+    // One round trip for the messages' indexes (the last deletes by time
+    // for retention by age).
     store
         .messages
-        .create_index(index(
-            doc! { "room": 1, "seq": 1 },
-            named("messages_by_room_seq").unique(true).build(),
-        ))
-        .await
-        .map_err(unavailable)?;
-    store
-        .messages
-        .create_index(index(
-            doc! { "to": 1, "delivered": 1, "ts": 1 },
-            named("messages_undelivered").build(),
-        ))
-        .await
-        .map_err(unavailable)?;
-    store
-        .messages
-        .create_index(index(
-            doc! { "to": 1, "from": 1, "delivered": 1 },
-            named("messages_undelivered_by_sender").build(),
-        ))
-        .await
-        .map_err(unavailable)?;
-    // Retention by age deletes by time.
-    store
-        .messages
-        .create_index(index(doc! { "ts": 1 }, named("messages_by_time").build()))
+        .create_indexes([
+            index(
+                doc! { "room": 1, "seq": 1 },
+                named("messages_by_room_seq").unique(true).build(),
+            ),
+            index(
+                doc! { "to": 1, "delivered": 1, "ts": 1 },
+                named("messages_undelivered").build(),
+            ),
+            index(
+                doc! { "to": 1, "from": 1, "delivered": 1 },
+                named("messages_undelivered_by_sender").build(),
+            ),
+            index(doc! { "ts": 1 }, named("messages_by_time").build()),
+        ])
         .await
         .map_err(unavailable)?;
     store

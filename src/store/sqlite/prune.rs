@@ -49,11 +49,10 @@ fn too_old(conn: &Connection, cutoff: Millis, batch: u64) -> rusqlite::Result<u6
 /// index; a room's newest seq is its own (rooms.last_seq), not the
 /// newest still stored.
 fn over_the_cap(conn: &Connection, keep: u64, batch: u64) -> rusqlite::Result<u64> {
-    let mut over: Vec<(String, i64)> = conn
+    let over: Vec<(String, i64)> = conn
         .prepare_cached("SELECT name, last_seq FROM rooms WHERE last_seq > ?1")?
         .query_map([keep as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    over.sort_unstable();
     let mut delete = conn.prepare_cached(
         "DELETE FROM messages WHERE rowid IN
          (SELECT rowid FROM messages WHERE room = ?1 AND seq <= ?2 LIMIT ?3)",
