@@ -13,7 +13,8 @@
 # against that build (rows labelled rookery-before): before and after from
 # one run. With ROOKERY_NORMAL=1, also against this build with
 # SQLITE_SYNCHRONOUS=normal (rows labelled rookery-normal): what fsynced
-# acks cost.
+# acks cost. BENCH_USER_RATE_LIMIT=20 keeps the per-user message budget on
+# (off by default: the saturation and fanout senders are over any budget).
 # Every row carries the server's CPU time over its measured window (logins
 # excluded) and per 1000 deliveries.
 # Results: bench/results/results.json, a table per scenario on stdout, and
@@ -78,7 +79,7 @@ start_rookery() {
   local port; port=$(free_port)
   # Thousands of users logging in and connecting from one address: the
   # abuse limits are off, as they would be for a load test anywhere.
-  "${server_cpu[@]}" env "${workers[@]}" "$@" HOST=127.0.0.1 PORT="$port" DATA_DIR="$dir" RATE_LIMIT=0 USER_RATE_LIMIT=0 RUST_LOG=warn \
+  "${server_cpu[@]}" env "${workers[@]}" "$@" HOST=127.0.0.1 PORT="$port" DATA_DIR="$dir" RATE_LIMIT=0 USER_RATE_LIMIT="${BENCH_USER_RATE_LIMIT:-0}" RUST_LOG=warn \
     LOGIN_ATTEMPTS_PER_MINUTE=0 LOGIN_FAILURES_PER_MINUTE=0 REGISTRATIONS_PER_HOUR=0 \
     MAX_CONNECTIONS=0 WS_PER_USER=0 WS_PER_ADDRESS=0 \
     "${ROOKERY_BIN:-$rookery}" >"$dir/log" 2>&1 &
