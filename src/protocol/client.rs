@@ -155,7 +155,18 @@ pub const FRAME_KINDS: &[&str] = &[
 
 /// Parses a text frame, telling apart broken JSON, an unknown `type` and bad
 /// fields, and keeping the frame's `ref` so the error can be correlated.
+///
+/// A well-formed frame is read in one pass ([`super::fields`]); anything
+/// else is read again the careful way, which names what is wrong.
 pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
+    match super::fields::read(text) {
+        Some(frame) if passes(&frame).is_ok() => Ok(frame),
+        _ => parse_carefully(text),
+    }
+}
+
+/// [`parse`] through a JSON tree: every frame, and every refusal's reason.
+pub(super) fn parse_carefully(text: &str) -> Result<ClientFrame, Rejected> {
     let value: Value = super::json::parse(text).map_err(|err| {
         Rejected::new(ErrorCode::Malformed, format!("not valid JSON: {err}"), None)
     })?;
@@ -196,23 +207,30 @@ pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
     }
     let frame: ClientFrame = serde_json::from_value(value)
         .map_err(|err| Rejected::new(ErrorCode::InvalidFrame, err.to_string(), reference))?;
-    let retry_without_ref = match &frame {
+    passes(&frame)?;
+    Ok(frame)
+}
+
+/// The rule across a frame's fields: no `retry` without the `ref` it
+/// repeats.
+fn passes(frame: &ClientFrame) -> Result<(), Rejected> {
+    let (reference, retry) = match frame {
         ClientFrame::Send {
             retry, reference, ..
-        } => *retry && reference.is_none(),
+        } => (reference, *retry),
         ClientFrame::Direct { options, .. } | ClientFrame::Group { options, .. } => {
-            options.retry && options.reference.is_none()
+            (&options.reference, options.retry)
         }
-        _ => false,
+        _ => return Ok(()),
     };
-    if retry_without_ref {
+    if retry && reference.is_none() {
         return Err(Rejected::new(
             ErrorCode::InvalidFrame,
             "retry needs the ref of the frame it repeats",
             None,
         ));
     }
-    Ok(frame)
+    Ok(())
 }
 
 /// The `ref` of a frame, whatever else it holds (for refusing it without

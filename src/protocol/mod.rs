@@ -16,11 +16,13 @@
 //!
 //! The protocol depends on nothing else in the crate: [`client`] holds
 //! what clients send and how it is checked, [`server`] what they receive,
-//! [`errors`] why a frame is refused, and [`json`] the bounded JSON reader
-//! every client frame goes through.
+//! [`errors`] why a frame is refused, [`json`] the bounded JSON reader
+//! every client frame goes through, and `fields` the one-pass reader of
+//! the frames clients send most.
 
 pub mod client;
 pub mod errors;
+mod fields;
 pub mod json;
 pub mod server;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! says why.
 
 use super::*;
+use super::{client, fields};
 use serde_json::json;
 
 #[test]
@@ -140,4 +141,107 @@ fn a_text_of_invisible_characters_is_empty_and_one_visible_one_is_not() {
 fn a_frame_with_a_repeated_key_is_malformed() {
     let frame = r#"{"type":"send","room":"a","text":"hi","room":"b"}"#;
     assert_eq!(parse(frame).unwrap_err().code, ErrorCode::Malformed);
+}
+
+/// Frames built from every field clients send, with good, wrong, null,
+/// repeated, escaped and unknown keys and values, in a fixed pseudo-random
+/// mix: what the two readers of [`parse`] must agree on.
+fn mixed_frames(count: usize) -> Vec<String> {
+    const VALUES: &[(&str, &[&str])] = &[
+        ("room", &[r#""general""#, "5", "null", r#""g\u00e9n""#]),
+        ("text", &[r#""hi""#, r#""""#, "7", r#""a\"b""#]),
+        (
+            "ref",
+            &[
+                "7",
+                r#""abc""#,
+                "null",
+                r#"{"a":1,"a":2}"#,
+                r#"[1,{"b":[]}]"#,
+                "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
+            ],
+        ),
+        ("delivery", &[r#""fast""#, r#""reliable""#, r#""other""#, "null"]),
+        ("retry", &["true", "false", "1"]),
+        ("confirm", &["true", r#""yes""#]),
+        ("to", &[r#""bob""#, r#"["bob","carol"]"#, "[]", "5", "[5]"]),
+        ("active", &["true", "null"]),
+        ("before", &["5", "null", "-1", "5.0"]),
+        ("limit", &["10", "null", "4294967296"]),
+        ("seq", &["3", r#""3""#]),
+        ("rooms", &[r#"{"a":1}"#, r#"{"a":1,"a":2}"#]),
+        ("x", &["1", r#"{"y":[]}"#]),
+        ("r\\u006fom", &[r#""general""#]),
+    ];
+    let kinds = FRAME_KINDS
+        .iter()
+        .map(|kind| format!("\"{kind}\""))
+        .chain(["\"nope\"".into(), "5".into()]);
+    let kinds: Vec<String> = kinds.collect();
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    (0..count)
+        .map(|_| {
+            let mut parts = Vec::new();
+            if next(10) > 0 {
+                parts.push(format!("\"type\":{}", kinds[next(kinds.len())]));
+            }
+            for (key, values) in VALUES {
+                // Most frames carry few fields; some carry one twice.
+                for _ in 0..[0, 0, 1, 1, 1, 2][next(6)] {
+                    if next(3) == 0 {
+                        parts.push(format!("\"{key}\":{}", values[next(values.len())]));
+                    }
+                }
+            }
+            let last = parts.len().max(1);
+            parts.rotate_left(next(last) % last.max(1));
+            format!("{{{}}}", parts.join(","))
+        })
+        .collect()
+}
+
+#[test]
+fn the_one_pass_reader_agrees_with_the_careful_one() {
+    let frames = mixed_frames(50_000);
+    let mut taken = 0;
+    for text in &frames {
+        let careful = client::parse_carefully(text);
+        assert_eq!(parse(text), careful, "{text}");
+        taken += usize::from(fields::read(text).is_some());
+    }
+    // The mix exercises both readers, not just the careful one.
+    assert!(taken > 500, "the one-pass reader took only {taken} frames");
+}
+
+#[test]
+fn the_one_pass_reader_takes_what_clients_send_and_leaves_doubts() {
+    let long = "x".repeat(1000);
+    for text in [
+        format!(r#"{{"type":"send","room":"general","text":"{long}","ref":7}}"#),
+        format!(r#"{{"type":"send","room":"general","text":"{long}","ref":null}}"#),
+        format!(r#"{{"type":"direct","to":"bob","text":"{long}","ref":"a","delivery":"fast"}}"#),
+        r#"{"type":"group","to":["bob","carol"],"text":"hi","ref":1,"confirm":true}"#.into(),
+        r#"{"type":"typing","room":"general","active":true}"#.into(),
+        r#"{"type":"read","room":"general","seq":9}"#.into(),
+        r#"{"type":"ping"}"#.into(),
+    ] {
+        assert!(fields::read(&text).is_some(), "{text}");
+    }
+    for doubt in [
+        r#"{"type":"send","room":"a","room":"b","text":"x"}"#,
+        r#"{"type":"send","room":"a","text":"x","ref":{"k":1,"k":2}}"#,
+        r#"{"type":"send","room":"a","text":"x","extra":1}"#,
+        r#"{"type":"send","r\u006fom":"a","text":"x"}"#,
+        r#"{"type":"resume","rooms":{"a":1}}"#,
+        r#"{"type":"direct","to":["bob"],"text":"x"}"#,
+        r#"{"type":"send","room":"a","text":"x"}x"#,
+    ] {
+        assert!(fields::read(doubt).is_none(), "{doubt}");
+    }
 }
