@@ -1,4 +1,5 @@
-//! Validation of user and room names, and the naming of direct rooms.
+//! Validation of user and room names, and what a room's name says it is
+//! ([`RoomKind`]): the one place that reads `@a:b`.
 
 /// Longest user name, in characters.
 pub const MAX_USER_NAME: usize = 32;
@@ -26,19 +27,58 @@ pub fn direct_room(a: &str, b: &str) -> String {
     format!("@{first}:{second}")
 }
 
-/// The two participants of a well-formed direct room name.
-pub fn direct_participants(room: &str) -> Option<(&str, &str)> {
-    let (first, second) = room.strip_prefix('@')?.split_once(':')?;
-    let well_formed = is_valid_user_name(first) && is_valid_user_name(second) && first <= second;
-    well_formed.then_some((first, second))
+/// What a room's name says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomKind<'a> {
+    /// A room anyone may join: 1–64 name characters.
+    Public,
+    /// The conversation of two users: `@first:second`, names sorted.
+    Direct { first: &'a str, second: &'a str },
+}
+
+impl<'a> RoomKind<'a> {
+    /// What `room` names; `None` for a name that is no room's.
+    pub fn of(room: &'a str) -> Option<Self> {
+        if is_valid_public_room(room) {
+            return Some(Self::Public);
+        }
+        let (first, second) = room.strip_prefix('@')?.split_once(':')?;
+        let well_formed =
+            is_valid_user_name(first) && is_valid_user_name(second) && first <= second;
+        well_formed.then_some(Self::Direct { first, second })
+    }
+
+    /// The two users of `room` if it is a direct room.
+    pub fn direct(room: &'a str) -> Option<(&'a str, &'a str)> {
+        match Self::of(room)? {
+            Self::Direct { first, second } => Some((first, second)),
+            Self::Public => None,
+        }
+    }
+
+    /// Whether `user` may see a room of this kind: anyone a public room,
+    /// its two users a direct one.
+    pub fn admits(self, user: &str) -> bool {
+        match self {
+            Self::Public => true,
+            Self::Direct { first, second } => user == first || user == second,
+        }
+    }
 }
 
 /// Whether `user` may see `room`: any public room, or a direct room they are part of.
 pub fn may_access(user: &str, room: &str) -> bool {
-    match direct_participants(room) {
-        Some((first, second)) => user == first || user == second,
-        None => is_valid_public_room(room),
+    RoomKind::of(room).is_some_and(|kind| kind.admits(user))
+}
+
+/// The room `room` names when a backend may write a direct room's users in
+/// either order (`@bob:alice` is `@alice:bob`); `None` for no room.
+pub fn canonical_room(room: &str) -> Option<String> {
+    if is_valid_public_room(room) {
+        return Some(room.to_owned());
     }
+    let (a, b) = room.strip_prefix('@')?.split_once(':')?;
+    (is_valid_user_name(a) && is_valid_user_name(b)).then(|| direct_room(a, b))
 }
 
 #[cfg(test)]
@@ -59,9 +99,36 @@ mod tests {
     fn direct_rooms_are_symmetric_and_parse_back() {
         assert_eq!(direct_room("bob", "alice"), "@alice:bob");
         assert_eq!(direct_room("alice", "bob"), "@alice:bob");
-        assert_eq!(direct_participants("@alice:bob"), Some(("alice", "bob")));
-        assert_eq!(direct_participants("@bob:alice"), None, "unsorted names");
-        assert_eq!(direct_participants("general"), None);
+        assert_eq!(RoomKind::direct("@alice:bob"), Some(("alice", "bob")));
+        assert_eq!(RoomKind::direct("@bob:alice"), None, "unsorted names");
+        assert_eq!(RoomKind::direct("general"), None);
+    }
+
+    #[test]
+    fn a_room_name_says_what_it_is() {
+        assert_eq!(RoomKind::of("general"), Some(RoomKind::Public));
+        assert_eq!(
+            RoomKind::of("@alice:bob"),
+            Some(RoomKind::Direct {
+                first: "alice",
+                second: "bob"
+            })
+        );
+        for nothing in [
+            "",
+            "@",
+            "@alice",
+            "@alice:",
+            "@:bob",
+            "@a:b:c",
+            "a b",
+            "@al ice:bob",
+        ] {
+            assert_eq!(RoomKind::of(nothing), None, "{nothing:?}");
+        }
+        assert_eq!(canonical_room("@bob:alice").as_deref(), Some("@alice:bob"));
+        assert_eq!(canonical_room("general").as_deref(), Some("general"));
+        assert_eq!(canonical_room("@bob:al ice"), None);
     }
 
     #[test]

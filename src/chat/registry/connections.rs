@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::{Connect, Disconnect, EndLogin, Ready, Registry, SessionEntry};
-use crate::chat::names::direct_participants;
+use crate::chat::names::RoomKind;
 use crate::chat::{room, Drain, Evict, Outgoing};
 use crate::cluster::{user_channel, ClusterEvent, ADMIN_CHANNEL};
 use crate::hooks::ConnectionEvent;
@@ -199,7 +199,7 @@ impl Handler<Ready> for Registry {
         for room in entry
             .rooms
             .iter()
-            .filter(|room| direct_participants(room).is_some())
+            .filter(|room| RoomKind::direct(room).is_some())
         {
             if let Some(running) = self.rooms.get(room) {
                 running.addr.do_send(room::Activate {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::{ConfirmDeliveries, Registry};
-use crate::chat::names::direct_participants;
+use crate::chat::names::RoomKind;
 use crate::chat::{room, Evict};
 use crate::cluster::{ClusterEvent, Remote, Resync};
 use crate::store::{now_millis, Delivery};
@@ -59,7 +59,7 @@ impl Handler<Remote> for Registry {
             None => {
                 // A direct conversation reaching a local user starts its room
                 // here; presence alone does not.
-                let local_participant = direct_participants(&room)
+                let local_participant = RoomKind::direct(&room)
                     .is_some_and(|(a, b)| self.users.contains_key(a) || self.users.contains_key(b));
                 if !local_participant || matches!(remote.event, ClusterEvent::Presence { .. }) {
                     return;

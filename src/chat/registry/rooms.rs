@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use actix::prelude::*;
 
 use super::{AvatarChanged, JoinRoom, LeaveRoom, OpenDirect, Registry, RoomEntry};
-use crate::chat::names::{direct_participants, direct_room};
+use crate::chat::names::{direct_room, RoomKind};
 use crate::chat::room::Room;
 use crate::chat::{room, SessionId, SetAvatar};
 
@@ -35,7 +35,7 @@ impl Registry {
                 members: HashSet::new(),
             },
         );
-        if let Some((first, second)) = direct_participants(name) {
+        if let Some((first, second)) = RoomKind::direct(name) {
             for user in [first, second] {
                 self.direct_rooms
                     .entry(user.to_owned())
@@ -101,7 +101,7 @@ impl Registry {
             entry.addr.do_send(room::Shutdown);
             self.retiring.retain(Addr::connected);
             self.retiring.push(entry.addr);
-            if let Some((first, second)) = direct_participants(room) {
+            if let Some((first, second)) = RoomKind::direct(room) {
                 for user in [first, second] {
                     if let Some(rooms) = self.direct_rooms.get_mut(user) {
                         rooms.remove(room);
@@ -132,7 +132,7 @@ impl Handler<LeaveRoom> for Registry {
     type Result = ();
 
     fn handle(&mut self, leave: LeaveRoom, _ctx: &mut Self::Context) {
-        if direct_participants(&leave.room).is_some() {
+        if RoomKind::direct(&leave.room).is_some() {
             return;
         }
         if let Some(entry) = self.sessions.get_mut(&leave.session) {

@@ -48,7 +48,7 @@ use sequencer::Sequencer;
 use writes::Queued;
 
 use super::{Outgoing, SessionId};
-use crate::chat::names::direct_participants;
+use crate::chat::names::RoomKind;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
 use crate::metrics;
 use crate::protocol::ServerFrame;
@@ -87,7 +87,7 @@ impl Room {
         cluster: ClusterHandle,
         backlog: Backlog,
     ) -> Self {
-        let participants = direct_participants(&name).map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let participants = RoomKind::direct(&name).map(|(a, b)| (a.to_owned(), b.to_owned()));
         Self {
             participants,
             name,

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, Caller};
 use crate::app::AppState;
-use crate::chat::names::{direct_room, is_valid_public_room, is_valid_user_name};
+use crate::chat::names::canonical_room;
 use crate::chat::registry::{Watch, QUERY_WAIT};
 use crate::chat::room::Online;
 use crate::protocol::{rfc3339, ErrorCode, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
@@ -74,19 +74,13 @@ pub struct Page {
 /// The room `room` names: a public room, or a direct one with its two
 /// participants in either order (`@bob:alice` is `@alice:bob`).
 fn check_room(room: &str) -> Result<String, ApiError> {
-    if is_valid_public_room(room) {
-        return Ok(room.to_owned());
-    }
-    if let Some((a, b)) = room.strip_prefix('@').and_then(|pair| pair.split_once(':')) {
-        if is_valid_user_name(a) && is_valid_user_name(b) {
-            return Ok(direct_room(a, b));
-        }
-    }
-    Err(ApiError::new(
-        StatusCode::BAD_REQUEST,
-        ErrorCode::InvalidRoom.as_str(),
-        format!("{room:?} is neither a public room nor a direct one (@a:b)"),
-    ))
+    canonical_room(room).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRoom.as_str(),
+            format!("{room:?} is neither a public room nor a direct one (@a:b)"),
+        )
+    })
 }
 
 /// Who is online in a room.

@@ -5,7 +5,7 @@ use actix::prelude::*;
 use actix_ws::CloseCode;
 
 use super::{WsSession, MAX_ROOMS_PER_SESSION};
-use crate::chat::names::{direct_participants, is_valid_user_name, may_access};
+use crate::chat::names::{is_valid_user_name, may_access, RoomKind};
 use crate::chat::registry;
 use crate::hooks::Target;
 use crate::metrics;
@@ -99,7 +99,7 @@ impl WsSession {
         if self.rooms.contains_key(&room) || !may_access(&self.user, &room) {
             return self.join_authorized(room, since, ctx);
         }
-        let target = match direct_participants(&room) {
+        let target = match RoomKind::direct(&room) {
             Some((a, b)) => OwnedTarget::User(if a == self.user { b } else { a }.to_owned()),
             None => OwnedTarget::Room(room.clone()),
         };
