@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every benchmark scenario against Rookery and the socket.io peer, in one
-# run, alternating the two servers: the numbers behind BENCHMARKS.md.
+# Every benchmark scenario against Rookery and the socket.io peer (and,
+# for fanout and idle, Sockudo), in one run, one server after the other:
+# the numbers behind BENCHMARKS.md.
 #   scripts/bench.sh                 full run (about 30 minutes), release builds
 #   scripts/bench.sh --smoke         a few seconds per scenario (CI), debug builds
 #   scripts/bench.sh --pinned ...    one core each: every server on CPU 1
@@ -15,6 +16,9 @@
 # SQLITE_SYNCHRONOUS=normal (rows labelled rookery-normal): what fsynced
 # acks cost. BENCH_USER_RATE_LIMIT=20 keeps the per-user message budget on
 # (off by default: the saturation and fanout senders are over any budget).
+# Sockudo (crates.io, a Rust Pusher server) is built once into
+# $TOOLS/sockudo-VERSION (long on two cores; never in --smoke, so never in
+# CI); SOCKUDO=0 leaves it out, SOCKUDO=path/to/sockudo uses that build.
 # Every row carries the server's CPU time over its measured window (logins
 # excluded) and per 1000 deliveries.
 # Results: bench/results/results.json, a table per scenario on stdout, and
@@ -52,6 +56,20 @@ fi
 # the idle scenario stops below it and says so.
 ulimit -n 120000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 fd_limit=$(ulimit -n)
+
+# The second peer, for the scenarios the Pusher protocol can express
+# (fanout by client events on a private channel, idle).
+pusher=()
+sockudo_version=5.2.0
+if [ $smoke -eq 0 ] && [ "${SOCKUDO:-}" != 0 ] && { wanted fanout || wanted idle; }; then
+  sockudo="${SOCKUDO:-$TOOLS/sockudo-$sockudo_version/bin/sockudo}"
+  if [ ! -x "$sockudo" ]; then
+    command -v protoc >/dev/null || apt_install protobuf-compiler
+    echo "==> building Sockudo $sockudo_version into $TOOLS (once; 20-30 minutes on two cores)"
+    cargo install sockudo --version "$sockudo_version" --locked --quiet --root "$TOOLS/sockudo-$sockudo_version"
+  fi
+  pusher=(sockudo)
+fi
 
 if [ $smoke -eq 1 ]; then
   profile=debug; cargo build --quiet --workspace --bin rookery --bin rookery-bench
@@ -99,6 +117,24 @@ start_peer() {
   server_url="http://127.0.0.1:$port"
 }
 
+# start_sockudo: Sockudo on a free port with one app (the key and secret
+# rookery-bench signs with), client events on and its limits lifted as
+# Rookery's are; sets server_pid and server_url.
+start_sockudo() {
+  local dir; dir=$(mktemp -d); scratch+=("$dir")
+  local port; port=$(free_port)
+  (cd "$dir" && exec "${server_cpu[@]}" env HOST=127.0.0.1 PORT="$port" DEBUG=false RUST_LOG=warn \
+    METRICS_ENABLED=false RATE_LIMITER_ENABLED=false SOCKUDO_MAX_CONNECTIONS=200000 \
+    SOCKUDO_DEFAULT_APP_ID=bench SOCKUDO_DEFAULT_APP_KEY=rookery-bench-key \
+    SOCKUDO_DEFAULT_APP_SECRET=rookery-bench-secret SOCKUDO_DEFAULT_APP_ENABLED=true \
+    SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=true SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=200000 \
+    SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=1000000 \
+    "$sockudo" >"$dir/log" 2>&1) &
+  server_pid=$!; pids+=("$server_pid")
+  wait_for_port "$port" sockudo "$server_pid"
+  server_url="http://127.0.0.1:$port"
+}
+
 # against SERVER SCENARIO ARGS...: one run of the tool against a fresh server.
 against() {
   local server=$1; shift
@@ -108,6 +144,7 @@ against() {
     rookery) start_rookery ;;
     rookery-before) ROOKERY_BIN="$before" start_rookery; peer=rookery; extra+=(--label rookery-before) ;;
     rookery-normal) start_rookery SQLITE_SYNCHRONOUS=normal; peer=rookery; extra+=(--label rookery-normal) ;;
+    sockudo) start_sockudo; peer=sockudo ;;
     *) start_peer ;;
   esac
   echo "==> $scenario on $server $*"
@@ -158,7 +195,7 @@ if wanted latency; then
   done
 fi
 if wanted fanout; then
-  for server in "${servers[@]}"; do
+  for server in "${servers[@]}" "${pusher[@]}"; do
     against "$server" fanout "${fanout[@]}"
   done
 fi
@@ -180,7 +217,7 @@ if wanted idle; then
   # A fresh server per count: memory a process kept from an earlier count
   # would otherwise be credited to the next one.
   for count in "${idle_counts[@]}"; do
-    for server in "${servers[@]}"; do
+    for server in "${servers[@]}" "${pusher[@]}"; do
       against "$server" idle --connections "$count" "${idle[@]}"
     done
   done

@@ -1,8 +1,8 @@
-//! `rookery-bench`: drives a Rookery server, or the socket.io peer in
-//! `bench/peers/socketio`, with many WebSocket connections, records every
+//! `rookery-bench`: drives a Rookery server, the socket.io peer in
+//! `bench/peers/socketio`, or Sockudo (a Rust Pusher server), with many WebSocket connections, records every
 //! round trip in an HDR histogram, prints a table and writes JSON.
 //!
-//! - [`peer`]: the two servers' protocols behind one connection type.
+//! - [`peer`]: the servers' protocols behind one connection type.
 //! - [`scenarios`]: linker, fanout, idle, cluster.
 //! - [`report`]: histograms, the progress line, the table and JSON rows.
 //! - [`plot`]: latency plots (PNG) from the JSON rows.
@@ -27,7 +27,7 @@ use report::{Progress, Row};
 use scenarios::Fleet;
 
 #[derive(Parser)]
-#[command(about = "Load generator for Rookery and the socket.io peer")]
+#[command(about = "Load generator for Rookery and its peers (socket.io, Sockudo)")]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -182,6 +182,12 @@ fn fleet(common: &Common, also: &[String]) -> anyhow::Result<Fleet> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Linker { common, .. } | Scenario::Cluster { common, .. } = &cli.scenario {
+        anyhow::ensure!(
+            common.peer != PeerKind::Sockudo,
+            "the Pusher protocol has no direct messages or acks: Sockudo runs fanout and idle"
+        );
+    }
     let (common, rows) = match cli.scenario {
         Scenario::Plot { results, out, font } => return plot::plot_all(&results, &out, &font),
         Scenario::Linker {

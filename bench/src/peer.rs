@@ -1,6 +1,7 @@
-//! The two servers under test, behind one connection type: Rookery (log in
-//! over HTTP, then its JSON protocol on `/ws`) and the socket.io peer
-//! (engine.io v4 over a raw WebSocket, `?EIO=4&transport=websocket`).
+//! The servers under test, behind one connection type: Rookery (log in
+//! over HTTP, then its JSON protocol on `/ws`), the socket.io peer
+//! (engine.io v4 over a raw WebSocket, `?EIO=4&transport=websocket`) and
+//! Sockudo (the Pusher protocol, version 7, on `/app/KEY`).
 //!
 //! Every message the tool sends carries its send time, so any receiver in
 //! this process can compute the round trip: in the text for deliveries, in
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::Sha256;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -21,11 +24,18 @@ use tokio_tungstenite::WebSocketStream;
 
 pub const PASSWORD: &str = "bench-password-1";
 
+/// The Pusher app `scripts/bench.sh` gives Sockudo (its
+/// `SOCKUDO_DEFAULT_APP_*`): the tool signs private-channel subscriptions
+/// with the secret, as an application's auth endpoint would.
+pub const SOCKUDO_APP_KEY: &str = "rookery-bench-key";
+pub const SOCKUDO_APP_SECRET: &str = "rookery-bench-secret";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerKind {
     Rookery,
     Socketio,
+    Sockudo,
 }
 
 /// What the tool needs from a connection, whichever server it talks to.
@@ -102,7 +112,7 @@ impl Target {
     /// Logs `user` in (Rookery; registering on first use) and returns what
     /// a connection needs to present: Rookery's session cookie.
     pub async fn login(&self, http: &reqwest::Client, user: &str) -> anyhow::Result<String> {
-        if self.kind == PeerKind::Socketio {
+        if self.kind != PeerKind::Rookery {
             return Ok(String::new());
         }
         let response = http
@@ -125,13 +135,15 @@ impl Target {
         Ok(cookie.split(';').next().unwrap_or_default().to_owned())
     }
 
-    /// Opens a chat connection as `user` from source address `source`.
+    /// Opens a chat connection as `user` from source address `source`; with
+    /// the connection's id where the protocol names one (Pusher's
+    /// `socket_id`, which a private subscription signs).
     pub async fn connect(
         &self,
         user: &str,
         cookie: &str,
         source: IpAddr,
-    ) -> anyhow::Result<Socket> {
+    ) -> anyhow::Result<(Socket, String)> {
         let socket = TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(source, 0))?;
         let stream = socket.connect(self.addr).await.context("TCP connect")?;
@@ -140,6 +152,10 @@ impl Target {
             PeerKind::Rookery => format!("ws://{}/ws", self.addr),
             PeerKind::Socketio => format!(
                 "ws://{}/socket.io/?EIO=4&transport=websocket&user={user}",
+                self.addr
+            ),
+            PeerKind::Sockudo => format!(
+                "ws://{}/app/{SOCKUDO_APP_KEY}?protocol=7&client=rookery-bench&version=1.0",
                 self.addr
             ),
         };
@@ -160,14 +176,41 @@ impl Target {
             socket.send(Message::text("40")).await?;
             expect_prefix(&mut socket, "40").await?;
         }
-        Ok(socket)
+        let mut id = String::new();
+        if self.kind == PeerKind::Sockudo {
+            let established =
+                expect_prefix(&mut socket, r#"{"event":"pusher:connection_established""#).await?;
+            id =
+                pusher_socket_id(&established).context("no socket_id in connection_established")?;
+        }
+        Ok((socket, id))
     }
 
-    pub fn join(&self, room: &str) -> Message {
+    /// Joins `room` on connection `id` (see [`Target::connect`]). On
+    /// Sockudo a room is a private channel: only a private (or presence)
+    /// channel carries client events, Pusher's member-to-member messages.
+    pub fn join(&self, room: &str, id: &str) -> Message {
         match self.kind {
             PeerKind::Rookery => Message::text(json!({"type": "join", "room": room}).to_string()),
             PeerKind::Socketio => socketio_event("join", json!({ "room": room })),
+            PeerKind::Sockudo => {
+                let channel = format!("private-{room}");
+                let signature = pusher_signature(SOCKUDO_APP_SECRET, id, &channel);
+                Message::text(
+                    json!({"event": "pusher:subscribe", "data": {
+                        "channel": channel,
+                        "auth": format!("{SOCKUDO_APP_KEY}:{signature}"),
+                    }})
+                    .to_string(),
+                )
+            }
         }
+    }
+
+    /// Whether a member's message reaches the member who sent it: not on
+    /// Pusher, whose client events skip their sender.
+    pub fn echoes(&self) -> bool {
+        self.kind != PeerKind::Sockudo
     }
 
     /// A message to `room`, stored before it is fanned out (reliable);
@@ -181,6 +224,11 @@ impl Target {
             PeerKind::Socketio => socketio_event(
                 "send",
                 json!({"room": room, "text": text, "ref": reference}),
+            ),
+            // A client event: no ack in the Pusher protocol.
+            PeerKind::Sockudo => Message::text(
+                json!({"event": "client-message", "channel": format!("private-{room}"), "data": text})
+                    .to_string(),
             ),
         }
     }
@@ -198,6 +246,9 @@ impl Target {
                 "direct",
                 json!({"to": user, "text": text, "ref": reference}),
             ),
+            PeerKind::Sockudo => {
+                unreachable!("main refuses linker on Sockudo: Pusher has no direct messages")
+            }
         }
     }
 
@@ -210,6 +261,7 @@ impl Target {
         match self.kind {
             PeerKind::Rookery => (decode_rookery(text), None),
             PeerKind::Socketio => decode_socketio(text),
+            PeerKind::Sockudo => decode_pusher(text),
         }
     }
 
@@ -236,6 +288,7 @@ impl Target {
         match self.kind {
             PeerKind::Rookery => text.starts_with(r#"{"type":"joined""#),
             PeerKind::Socketio => text.starts_with(r#"42["joined""#),
+            PeerKind::Sockudo => text.contains(r#""pusher_internal:subscription_succeeded""#),
         }
     }
 }
@@ -244,19 +297,49 @@ fn socketio_event(name: &str, data: Value) -> Message {
     Message::text(format!("42{}", json!([name, data])))
 }
 
-async fn expect_prefix(socket: &mut Socket, prefix: &str) -> anyhow::Result<()> {
+/// The handshake's next text frame, which must start with `prefix`.
+async fn expect_prefix(socket: &mut Socket, prefix: &str) -> anyhow::Result<String> {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(30), socket.next())
             .await
-            .context("socket.io handshake timed out")?
-            .context("closed during the socket.io handshake")??;
+            .context("handshake timed out")?
+            .context("closed during the handshake")??;
         if let Message::Text(text) = frame {
             if text.starts_with(prefix) {
-                return Ok(());
+                return Ok(text.to_string());
             }
-            bail!("socket.io handshake: expected {prefix}…, got {text}");
+            bail!("handshake: expected {prefix}…, got {text}");
         }
     }
+}
+
+/// A Pusher frame's `data`, which the protocol sends JSON-encoded in a
+/// string (a client event's data as its sender gave it).
+fn pusher_data(frame: &Value) -> Option<Value> {
+    match &frame["data"] {
+        Value::String(text) => {
+            Some(serde_json::from_str(text).unwrap_or(Value::String(text.clone())))
+        }
+        Value::Null => None,
+        other => Some(other.clone()),
+    }
+}
+
+/// What an application's auth endpoint answers for a private channel:
+/// the hex HMAC-SHA256 of `socket_id:channel` under the app's secret.
+fn pusher_signature(secret: &str, socket_id: &str, channel: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(format!("{socket_id}:{channel}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn pusher_socket_id(established: &str) -> Option<String> {
+    let frame: Value = serde_json::from_str(established).ok()?;
+    Some(pusher_data(&frame)?["socket_id"].as_str()?.to_owned())
 }
 
 /// Rookery's delivery mode for a message that is (not) acked: socket.io
@@ -312,6 +395,24 @@ fn decode_socketio(text: &str) -> (Event, Option<Message>) {
     (event, None)
 }
 
+fn decode_pusher(text: &str) -> (Event, Option<Message>) {
+    if text.starts_with(r#"{"event":"pusher:ping""#) {
+        let pong = json!({"event": "pusher:pong", "data": {}}).to_string();
+        return (Event::Other, Some(Message::text(pong)));
+    }
+    if !text.contains(r#""event":"client-message""#) {
+        return (Event::Other, None);
+    }
+    let frame: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let event = match pusher_data(&frame) {
+        Some(Value::String(text)) => {
+            text_stamp(&text).map_or(Event::Other, |sent| Event::Message { sent })
+        }
+        _ => Event::Other,
+    };
+    (event, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +424,39 @@ mod tests {
         assert_eq!(text.len(), 1000);
         let sent = text_stamp(&text).unwrap();
         assert!(sent + Duration::from_millis(1) >= before && sent <= Instant::now());
+    }
+
+    #[test]
+    fn pusher_frames_decode() {
+        let established = r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"123.456\",\"activity_timeout\":120}"}"#;
+        assert_eq!(pusher_socket_id(established).as_deref(), Some("123.456"));
+        let text = stamped_text(100);
+        let delivered =
+            json!({"event": "client-message", "channel": "private-fanout", "data": text})
+                .to_string();
+        assert!(matches!(decode_pusher(&delivered).0, Event::Message { .. }));
+        let (_, pong) = decode_pusher(r#"{"event":"pusher:ping","data":{}}"#);
+        assert!(pong.is_some_and(|pong| pong.to_text().unwrap().contains("pusher:pong")));
+    }
+
+    #[test]
+    fn pusher_subscriptions_are_signed() {
+        let target = Target::parse(PeerKind::Sockudo, "http://127.0.0.1:6001").unwrap();
+        let Message::Text(subscribe) = target.join("fanout", "123.456") else {
+            panic!()
+        };
+        let frame: Value = serde_json::from_str(&subscribe).unwrap();
+        assert_eq!(frame["data"]["channel"], "private-fanout");
+        // Pusher's documented example (secret 7ad3773142a6692b25b8).
+        assert_eq!(
+            pusher_signature("7ad3773142a6692b25b8", "1234.1234", "private-foobar"),
+            "58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
+        );
+        let expected = pusher_signature(SOCKUDO_APP_SECRET, "123.456", "private-fanout");
+        assert_eq!(
+            frame["data"]["auth"],
+            format!("{SOCKUDO_APP_KEY}:{expected}")
+        );
     }
 
     #[test]

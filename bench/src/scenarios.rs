@@ -103,9 +103,9 @@ impl Fleet {
             let room = room.map(str::to_owned);
             let (progress, mut ready) = (self.progress.clone(), ready.clone());
             opening.spawn(async move {
-                let mut socket = target.connect(&user, &cookies[&user], source).await?;
+                let (mut socket, id) = target.connect(&user, &cookies[&user], source).await?;
                 if let Some(room) = room {
-                    socket.send(target.join(&room)).await?;
+                    socket.send(target.join(&room, &id)).await?;
                     loop {
                         let frame = socket.next().await.context("closed while joining")??;
                         if target.is_joined(&frame) {
@@ -444,7 +444,9 @@ impl Fanout {
                 total.add(tally).expect("same bounds");
             }
         }
-        let members = self.members as f64;
+        // Members who receive each message: Pusher skips the sender.
+        let receivers = self.members - usize::from(!fleet.target.echoes());
+        let members = receivers as f64;
         let acks = std::mem::take(&mut *acks.lock().unwrap());
         Ok(self
             .rates
@@ -469,7 +471,7 @@ impl Fanout {
                 let seconds = self.step.as_secs_f64();
                 row.offered_per_s = rate * members;
                 row.delivered_per_s = histogram.len() as f64 / seconds;
-                row.missing = (sent * self.members as u64).saturating_sub(histogram.len());
+                row.missing = (sent * receivers as u64).saturating_sub(histogram.len());
                 row.delivery = Latency::of(&histogram);
                 row.ack = Latency::of(&acked);
                 row.refused = refused;
@@ -639,6 +641,7 @@ fn peer_name(fleet: &Fleet) -> &str {
     match fleet.target.kind {
         crate::peer::PeerKind::Rookery => "rookery",
         crate::peer::PeerKind::Socketio => "socketio",
+        crate::peer::PeerKind::Sockudo => "sockudo",
     }
 }
 
