@@ -19,11 +19,13 @@
 //!   each user's message budget across connections and replicas
 //!   ([`app::budget`]).
 //! - [`protocol`]: the whole wire protocol (client frames, server frames,
-//!   error codes and close reasons, the bounded JSON reader), depending on
-//!   nothing else in the crate.
-//! - [`ws`]: the WebSocket endpoint and [`ws::session`], the actor behind
-//!   each connection (its outbox and heartbeat, frame dispatch, rooms,
-//!   direct messages: one file each).
+//!   error codes and close reasons, the bounded JSON reader and the
+//!   one-pass reader of common frames), depending on nothing else in the
+//!   crate.
+//! - [`ws`]: the WebSocket endpoint; [`ws::outbox`], what waits to be
+//!   written to one client (a plain, unit-tested part); and [`ws::session`],
+//!   the actor behind each connection (the outbox on the socket and the
+//!   heartbeat, frame dispatch, rooms, direct messages: one file each).
 //! - [`chat`]: the [`chat::room::Room`] actor (persists, sequences and fans
 //!   out a room's messages; its write queue, delivery and join handshake in
 //!   their own files) over plain parts with their own unit tests

@@ -3,6 +3,7 @@
 
 pub mod frames;
 pub mod fuzz;
+pub mod outbox;
 pub mod rate_limit;
 pub mod session;
 pub mod socket;

@@ -116,7 +116,9 @@ impl Room {
     }
 
     fn publish(&self, event: ClusterEvent) {
-        self.cluster.publish(self.channels(), event);
+        if self.cluster.is_clustered() {
+            self.cluster.publish(self.channels(), event);
+        }
     }
 
     fn broadcast(&self, frame: &bytestring::ByteString, skip_user: Option<&str>) {

@@ -170,10 +170,11 @@ impl Room {
         // Other replicas get only what is new: a repeated original could
         // start a room there at an old seq; they have it, or fill it in
         // from the store at the room's next message.
+        // A replica alone copies nothing for a cluster it does not have.
         let published: Vec<StoredMessage> = stored
             .iter()
             .zip(&fresh)
-            .filter(|(_, fresh)| **fresh)
+            .filter(|(_, fresh)| **fresh && self.cluster.is_clustered())
             .map(|(message, _)| message.clone())
             .collect();
         if !published.is_empty() {

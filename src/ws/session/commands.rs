@@ -87,7 +87,7 @@ impl WsSession {
             frame,
             ClientFrame::Join { .. } | ClientFrame::Resume { .. } | ClientFrame::History { .. }
         );
-        if replays && self.outbox_bytes > MAX_REPLAY_BACKLOG_BYTES {
+        if replays && self.outbox.bytes() > MAX_REPLAY_BACKLOG_BYTES {
             let rejected = Rejected::new(
                 ErrorCode::RateLimited,
                 "earlier answers are still on their way to you; read them, then ask again",

@@ -2,21 +2,21 @@
 //!
 //! The actor reads client frames from the socket stream, checks them, and
 //! turns them into messages for the registry and rooms. Everything written
-//! back goes through one ordered outbox drained by a single in-flight write,
-//! so frames reach the client in the order they were produced.
+//! back goes through one ordered [`Outbox`] drained by a single in-flight
+//! write, so frames reach the client in the order they were produced.
 //!
 //! This file holds the connection's state and its actor plumbing; the
-//! handlers are split by concern: `outbox` (writing, bounds, heartbeat,
-//! close), `commands` (parsing and dispatching client frames), `rooms`
+//! handlers are split by concern: `connection` (the outbox on the socket,
+//! heartbeat, close), `commands` (parsing and dispatching client frames), `rooms`
 //! (join, history, group messages, the authorize hook) and `direct`
 //! (direct messages and the offline inbox).
 
 mod commands;
+mod connection;
 mod direct;
-mod outbox;
 mod rooms;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, ProtocolError};
 
-use self::outbox::Outbound;
 use super::rate_limit::RateLimiter;
 use super::socket::Hangup;
 use crate::app::admission::Held;
@@ -36,6 +35,7 @@ use crate::hooks::Hooks;
 use crate::metrics;
 use crate::protocol::{self, ErrorCode, Rejected, ServerFrame};
 use crate::store::{Store, User};
+use crate::ws::outbox::{Outbound, Outbox};
 
 /// How often the server pings an idle client.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -86,9 +86,7 @@ pub struct WsSession {
     /// When the heartbeat last ran: a beat much later than planned means
     /// this process stood still (SIGSTOP, a paused VM), not the client.
     last_beat: Instant,
-    outbox: VecDeque<Outbound>,
-    /// Bytes in the outbox and in the write in flight.
-    outbox_bytes: usize,
+    outbox: Outbox,
     /// `None` while a write is in flight (the write owns it) and after close.
     socket: Option<actix_ws::Session>,
     hangup: Hangup,
@@ -135,8 +133,7 @@ impl WsSession {
             refused_in_a_row: 0,
             last_heard: Instant::now(),
             last_beat: Instant::now(),
-            outbox: VecDeque::new(),
-            outbox_bytes: 0,
+            outbox: Outbox::new(MAX_OUTBOX, MAX_OUTBOX_BYTES),
             socket: Some(socket),
             hangup: Hangup::default(),
             joining: 0,

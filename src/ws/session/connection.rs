@@ -1,35 +1,19 @@
-//! The connection itself: one ordered outbox drained by a single write in
-//! flight (so frames reach the client in the order they were produced), its
-//! bounds, the heartbeat, and closing.
+//! The connection itself: the session's [`Outbox`](crate::ws::outbox::Outbox) wired to the socket (a
+//! batch written at a time, the connection cut when the client falls too
+//! far behind), the heartbeat, and closing.
 
 use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::{WsSession, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL, MAX_OUTBOX, MAX_OUTBOX_BYTES};
+use super::{WsSession, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL};
 use crate::chat::{registry, Evict};
 use crate::metrics;
 use crate::protocol::Rejected;
 use crate::store::now_millis;
+use crate::ws::outbox::Outbound;
 use actix_ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
-
-pub(super) enum Outbound {
-    Text(ByteString),
-    Ping,
-    Pong(actix_web::web::Bytes),
-    Close(Option<CloseReason>),
-}
-
-impl Outbound {
-    fn len(&self) -> usize {
-        match self {
-            Outbound::Text(text) => text.len(),
-            Outbound::Pong(payload) => payload.len(),
-            Outbound::Ping | Outbound::Close(_) => 0,
-        }
-    }
-}
 
 impl WsSession {
     pub(super) fn send(&mut self, frame: ByteString, ctx: &mut Context<Self>) {
@@ -45,12 +29,10 @@ impl WsSession {
         if self.closing {
             return;
         }
-        if self.outbox.len() >= MAX_OUTBOX || self.outbox_bytes + item.len() > MAX_OUTBOX_BYTES {
-            tracing::warn!(user = %self.user, frames = self.outbox.len(), bytes = self.outbox_bytes, "client reads too slowly; cutting its connection");
+        if let Err(behind) = self.outbox.push(item) {
+            tracing::warn!(user = %self.user, frames = behind.frames, bytes = behind.bytes, "client reads too slowly; cutting its connection");
             return self.end(metrics::close::SLOW, |this| this.hang_up(ctx));
         }
-        self.outbox_bytes += item.len();
-        self.outbox.push_back(item);
         self.pump(ctx);
     }
 
@@ -77,26 +59,27 @@ impl WsSession {
             return;
         }
         self.closing = true;
-        self.outbox.push_back(Outbound::Close(Some(CloseReason {
+        self.outbox.push_close(Some(CloseReason {
             code,
             description: Some(description.to_owned()),
-        })));
+        }));
         self.pump(ctx);
     }
 
     /// Writes everything queued, unless a write is already in flight (its
     /// completion calls `pump` again).
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.outbox.is_empty() {
+        // No socket: a write holds it, or the close frame went out.
+        if self.socket.is_none() {
             return;
         }
-        let Some(mut socket) = self.socket.take() else {
+        let Some(batch) = self.outbox.start_write() else {
             return;
         };
-        let batch = std::mem::take(&mut self.outbox);
-        let written: usize = batch.iter().map(Outbound::len).sum();
+        let mut socket = self.socket.take().expect("checked above");
+        let written = batch.bytes;
         let write = async move {
-            for item in batch {
+            for item in batch.items {
                 let sent = match item {
                     Outbound::Text(text) => socket.text(text).await,
                     Outbound::Ping => socket.ping(b"").await,
@@ -118,7 +101,7 @@ impl WsSession {
                         // The client takes what it is sent: alive, though a
                         // ping may wait behind a large replay for a while.
                         this.last_heard = Instant::now();
-                        this.outbox_bytes -= written;
+                        this.outbox.written(written);
                         this.socket = Some(socket);
                         this.pump(ctx);
                     }
@@ -157,7 +140,7 @@ impl WsSession {
         }
         metrics::get()
             .outbox_bytes
-            .observe(self.outbox_bytes as f64);
+            .observe(self.outbox.bytes() as f64);
         self.enqueue(Outbound::Ping, ctx);
         self.recheck_login(ctx);
     }
