@@ -1,7 +1,8 @@
 """Markdown tables for BENCHMARKS.md from rookery-bench's JSON rows:
 Rookery and the socket.io peer side by side, with the ratio, and where the
 run measured them too, Rookery with SQLITE_SYNCHRONOUS=normal
-(ROOKERY_NORMAL=1) and an older build (ROOKERY_BEFORE) in between.
+(ROOKERY_NORMAL=1), an older build (ROOKERY_BEFORE) and Sockudo (fanout
+and idle; "–" where it has no row).
     python3 bench/tables.py bench/results/results.json
 """
 import json
@@ -14,7 +15,7 @@ for row in rows:
     key = (row["scenario"], row["setting"])
     pairs.setdefault(key, {})[row["peer"]] = row
 with_before = any(row["peer"] == "rookery-before" for row in rows)
-SHORT = {"rookery": "R", "rookery-normal": "R normal", "rookery-before": "before", "socketio": "S"}
+SHORT = {"rookery": "R", "rookery-normal": "R normal", "rookery-before": "before", "socketio": "S", "sockudo": "Sockudo"}
 present = {row["peer"] for row in rows}
 order = [peer for peer in SHORT if peer in present or peer in ("rookery", "socketio")]
 

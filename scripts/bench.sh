@@ -63,6 +63,11 @@ pusher=()
 sockudo_version=5.2.0
 if [ $smoke -eq 0 ] && [ "${SOCKUDO:-}" != 0 ] && { wanted fanout || wanted idle; }; then
   sockudo="${SOCKUDO:-$TOOLS/sockudo-$sockudo_version/bin/sockudo}"
+  if [ -n "${SOCKUDO:-}" ] && [ ! -x "$sockudo" ]; then
+    echo "SOCKUDO=$sockudo is not an executable" >&2; exit 1
+  fi
+  # Sockudo starts in a scratch directory: the path must hold from there.
+  sockudo=$(realpath -m "$sockudo")
   if [ ! -x "$sockudo" ]; then
     command -v protoc >/dev/null || apt_install protobuf-compiler
     echo "==> building Sockudo $sockudo_version into $TOOLS (once; 20-30 minutes on two cores)"

@@ -188,6 +188,17 @@ async fn main() -> anyhow::Result<()> {
             "the Pusher protocol has no direct messages or acks: Sockudo runs fanout and idle"
         );
     }
+    if let Scenario::Fanout {
+        common,
+        api_key: Some(_),
+        ..
+    } = &cli.scenario
+    {
+        anyhow::ensure!(
+            common.peer == PeerKind::Rookery,
+            "--api-key publishes through Rookery's server API, which only Rookery has"
+        );
+    }
     let (common, rows) = match cli.scenario {
         Scenario::Plot { results, out, font } => return plot::plot_all(&results, &out, &font),
         Scenario::Linker {

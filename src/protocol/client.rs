@@ -166,7 +166,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
 }
 
 /// [`parse`] through a JSON tree: every frame, and every refusal's reason.
-pub(super) fn parse_carefully(text: &str) -> Result<ClientFrame, Rejected> {
+pub fn parse_carefully(text: &str) -> Result<ClientFrame, Rejected> {
     let value: Value = super::json::parse(text).map_err(|err| {
         Rejected::new(ErrorCode::Malformed, format!("not valid JSON: {err}"), None)
     })?;

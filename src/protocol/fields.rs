@@ -76,11 +76,13 @@ impl Fields<'_> {
         {
             return None;
         }
-        let options = MessageOptions {
-            reference: reference.clone(),
-            delivery: self.delivery.unwrap_or_default(),
+        let delivery = self.delivery.unwrap_or_default();
+        let retry = self.retry.unwrap_or(false);
+        let options = |reference| MessageOptions {
+            reference,
+            delivery,
             confirm: self.confirm.unwrap_or(false),
-            retry: self.retry.unwrap_or(false),
+            retry,
         };
         let frame = match self.kind? {
             "join" => ClientFrame::Join { room: self.room? },
@@ -89,8 +91,8 @@ impl Fields<'_> {
                 room: self.room?,
                 text: self.text?,
                 reference,
-                delivery: self.delivery.unwrap_or_default(),
-                retry: self.retry.unwrap_or(false),
+                delivery,
+                retry,
             },
             "typing" => ClientFrame::Typing {
                 room: self.room?,
@@ -106,7 +108,7 @@ impl Fields<'_> {
                 ClientFrame::Direct {
                     to,
                     text: self.text?,
-                    options,
+                    options: options(reference),
                 }
             }
             "group" => {
@@ -114,7 +116,7 @@ impl Fields<'_> {
                 ClientFrame::Group {
                     to,
                     text: self.text?,
-                    options,
+                    options: options(reference),
                 }
             }
             "fetch_missed" => ClientFrame::FetchMissed {

@@ -4,8 +4,9 @@
 //!
 //! Beyond "never panics", each checks a property a client relies on:
 //! the frame gauge judges a byte stream the same however it is split into
-//! reads, and the strict JSON parser accepts exactly what serde_json does,
-//! with the same meaning, minus repeated keys.
+//! reads, the strict JSON parser accepts exactly what serde_json does,
+//! with the same meaning, minus repeated keys, and a frame reads the same
+//! through the one-pass reader as through the careful one.
 
 use serde_json::Value;
 
@@ -18,7 +19,13 @@ pub fn frame(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match protocol::parse(text) {
+    let parsed = protocol::parse(text);
+    assert_eq!(
+        parsed,
+        protocol::client::parse_carefully(text),
+        "the one-pass reader and the careful one disagree"
+    );
+    match parsed {
         Ok(frame) => assert!(protocol::FRAME_KINDS.contains(&frame.kind())),
         Err(rejected) => {
             let encoded = rejected.encode();

@@ -100,6 +100,7 @@ impl Outbox {
 
     /// The write of a batch of `bytes` is done: its memory is the client's.
     pub fn written(&mut self, bytes: usize) {
+        debug_assert!(self.writing, "a write ended that never started");
         self.writing = false;
         self.bytes -= bytes;
     }

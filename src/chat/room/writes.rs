@@ -171,10 +171,11 @@ impl Room {
         // start a room there at an old seq; they have it, or fill it in
         // from the store at the room's next message.
         // A replica alone copies nothing for a cluster it does not have.
+        let clustered = self.cluster.is_clustered();
         let published: Vec<StoredMessage> = stored
             .iter()
             .zip(&fresh)
-            .filter(|(_, fresh)| **fresh && self.cluster.is_clustered())
+            .filter(|(_, fresh)| **fresh && clustered)
             .map(|(message, _)| message.clone())
             .collect();
         if !published.is_empty() {

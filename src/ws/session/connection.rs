@@ -1,6 +1,6 @@
-//! The connection itself: the session's [`Outbox`](crate::ws::outbox::Outbox) wired to the socket (a
-//! batch written at a time, the connection cut when the client falls too
-//! far behind), the heartbeat, and closing.
+//! The connection itself: the session's outbox (`ws::outbox`) on the
+//! socket, a batch written at a time and the connection cut when the
+//! client falls too far behind; the heartbeat; closing.
 
 use std::time::Instant;
 
