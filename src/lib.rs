@@ -67,7 +67,11 @@
 //!   HTTP session (the cookie) it was opened with. A user may have several
 //!   connections; each is a **member** of the rooms it joined.
 //! - **frame**: one protocol message on the socket ([`protocol`]); a frame
-//!   on its way to one connection is an [`chat::Outgoing`].
+//!   on its way to one connection is an [`chat::Outgoing`], and waits in
+//!   that connection's **outbox** ([`ws::outbox`]) until it is written.
+//! - **room**: **public** (a name anyone may join) or **direct** (`@a:b`,
+//!   the two users' names sorted); [`chat::names::RoomKind`] is the one
+//!   reader of a room's name.
 //! - **post**: a message a member hands its room. It is **stored** once the
 //!   store gave it its **seq** (per room, from 1, without holes), and the
 //!   **ack** tells its author so. **Reliable** and **fast** are the two ways
