@@ -156,7 +156,7 @@ pub const FRAME_KINDS: &[&str] = &[
 /// Parses a text frame, telling apart broken JSON, an unknown `type` and bad
 /// fields, and keeping the frame's `ref` so the error can be correlated.
 ///
-/// A well-formed frame is read in one pass ([`super::fields`]); anything
+/// A well-formed frame is read in one pass (`protocol/fields.rs`); anything
 /// else is read again the careful way, which names what is wrong.
 pub fn parse(text: &str) -> Result<ClientFrame, Rejected> {
     match super::fields::read(text) {
