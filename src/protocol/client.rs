@@ -46,6 +46,11 @@ pub type Ref = Value;
 /// Longest `ref`, as JSON: it is stored with every message.
 pub const MAX_REF_BYTES: usize = 128;
 
+/// Whether `reference` is over [`MAX_REF_BYTES`] as JSON.
+pub(super) fn ref_too_long(reference: &Ref) -> bool {
+    reference.to_string().len() > MAX_REF_BYTES
+}
+
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -178,10 +183,7 @@ pub fn parse_carefully(text: &str) -> Result<ClientFrame, Rejected> {
         ));
     };
     let reference = fields.get("ref").cloned();
-    if reference
-        .as_ref()
-        .is_some_and(|reference| reference.to_string().len() > MAX_REF_BYTES)
-    {
+    if reference.as_ref().is_some_and(ref_too_long) {
         return Err(Rejected::new(
             ErrorCode::InvalidFrame,
             format!("ref is longer than {MAX_REF_BYTES} bytes as JSON"),

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::client::{ClientFrame, Delivery, MessageOptions, MAX_REF_BYTES};
+use super::client::{ref_too_long, ClientFrame, Delivery, MessageOptions};
 use super::json::Strict;
 
 /// Every field of the frames read here, each read as the frame kinds that
@@ -43,23 +43,8 @@ enum To {
     Many(Vec<String>),
 }
 
-/// A sign that the careful reader must look at the frame; never shown.
-#[derive(Debug)]
-struct Unsure;
-
-impl fmt::Display for Unsure {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("read carefully")
-    }
-}
-
-impl std::error::Error for Unsure {}
-
-impl de::Error for Unsure {
-    fn custom<T: fmt::Display>(_: T) -> Self {
-        Unsure
-    }
-}
+/// Why this reader gives a frame up to the careful one; never shown.
+const UNSURE: &str = "read carefully";
 
 /// The frame in `text`, if it is one this reader is sure of.
 pub(super) fn read(text: &str) -> Option<ClientFrame> {
@@ -70,10 +55,7 @@ pub(super) fn read(text: &str) -> Option<ClientFrame> {
 impl Fields<'_> {
     fn into_frame(self) -> Option<ClientFrame> {
         let reference = self.reference.flatten().map(|Strict(value)| value);
-        if reference
-            .as_ref()
-            .is_some_and(|reference| reference.to_string().len() > MAX_REF_BYTES)
-        {
+        if reference.as_ref().is_some_and(ref_too_long) {
             return None;
         }
         let delivery = self.delivery.unwrap_or_default();
@@ -148,7 +130,7 @@ where
     T: Deserialize<'de>,
 {
     if slot.is_some() {
-        return Err(de::Error::custom(Unsure));
+        return Err(de::Error::custom(UNSURE));
     }
     *slot = Some(map.next_value()?);
     Ok(())
@@ -181,7 +163,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 // An unknown key may repeat: the careful reader decides.
                 _ => {
                     map.next_value::<IgnoredAny>()?;
-                    return Err(de::Error::custom(Unsure));
+                    return Err(de::Error::custom(UNSURE));
                 }
             }
         }

@@ -173,7 +173,7 @@ impl Room {
             }
         }
         if publish {
-            self.publish(ClusterEvent::Delivered {
+            self.publish(|| ClusterEvent::Delivered {
                 room: self.name.clone(),
                 deliveries,
             });
@@ -272,7 +272,7 @@ impl Handler<Read> for Room {
                 }),
         );
         self.broadcast_read(&read.user, seq);
-        self.publish(ClusterEvent::Read {
+        self.publish(|| ClusterEvent::Read {
             room: self.name.clone(),
             user: read.user,
             seq,

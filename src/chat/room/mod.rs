@@ -115,9 +115,11 @@ impl Room {
         }
     }
 
-    fn publish(&self, event: ClusterEvent) {
+    /// Tells the other replicas; a replica alone does not even build the
+    /// event (a batch of messages is a copy of each).
+    fn publish(&self, event: impl FnOnce() -> ClusterEvent) {
         if self.cluster.is_clustered() {
-            self.cluster.publish(self.channels(), event);
+            self.cluster.publish(self.channels(), event());
         }
     }
 
@@ -130,7 +132,7 @@ impl Room {
     }
 
     fn publish_presence(&self, reply: bool) {
-        self.publish(ClusterEvent::Presence {
+        self.publish(|| ClusterEvent::Presence {
             room: self.name.clone(),
             users: self.presence.local().to_vec(),
             reply,
@@ -254,7 +256,7 @@ impl Handler<Typing> for Room {
         }
         .encode();
         self.broadcast(&frame, Some(&typing.user));
-        self.publish(ClusterEvent::Typing {
+        self.publish(|| ClusterEvent::Typing {
             room: self.name.clone(),
             user: typing.user,
             active: typing.active,

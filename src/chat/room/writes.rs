@@ -170,18 +170,15 @@ impl Room {
         // Other replicas get only what is new: a repeated original could
         // start a room there at an old seq; they have it, or fill it in
         // from the store at the room's next message.
-        // A replica alone copies nothing for a cluster it does not have.
-        let clustered = self.cluster.is_clustered();
-        let published: Vec<StoredMessage> = stored
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, fresh)| **fresh && clustered)
-            .map(|(message, _)| message.clone())
-            .collect();
-        if !published.is_empty() {
-            self.publish(ClusterEvent::Messages {
+        if fresh.contains(&true) {
+            self.publish(|| ClusterEvent::Messages {
                 room: self.name.clone(),
-                messages: published,
+                messages: stored
+                    .iter()
+                    .zip(&fresh)
+                    .filter(|(_, fresh)| **fresh)
+                    .map(|(message, _)| message.clone())
+                    .collect(),
             });
         }
         let mut fresh = fresh.into_iter();
@@ -210,7 +207,7 @@ impl Room {
             delivered: false,
         };
         self.deliver_fast(&message);
-        self.publish(ClusterEvent::Fast {
+        self.publish(|| ClusterEvent::Fast {
             room: self.name.clone(),
             message,
         });
