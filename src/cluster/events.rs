@@ -298,6 +298,167 @@ mod tests {
         assert!(matches!(encoded[..], [Ok(_)]));
     }
 
+    /// One envelope of every kind, as replicas publish them. The files in
+    /// `tests/golden/cluster/` were written by the release before the event
+    /// model (`GOLDEN_WRITE=1 cargo test --lib golden`) and never change:
+    /// a rolling upgrade has both releases on one broker.
+    fn golden_events() -> Vec<(&'static str, ClusterEvent)> {
+        let mut direct = message(7, "see you <b>soon</b> \u{e9}");
+        direct.room = "@alice:bob".into();
+        direct.avatar = Some("/avatars/00ff.png".into());
+        let mut fast = message(0, "quick");
+        fast.fast = true;
+        let mut delivered = message(8, "read me");
+        delivered.room = "@alice:bob".into();
+        delivered.delivered = true;
+        vec![
+            (
+                "messages",
+                ClusterEvent::Messages {
+                    room: "@alice:bob".into(),
+                    messages: vec![direct, delivered],
+                },
+            ),
+            (
+                "messages_stored_fast",
+                ClusterEvent::Messages {
+                    room: "lobby".into(),
+                    messages: vec![{
+                        let mut stored = message(9, "quick");
+                        stored.fast = true;
+                        stored
+                    }],
+                },
+            ),
+            (
+                "fast",
+                ClusterEvent::Fast {
+                    room: "lobby".into(),
+                    message: fast,
+                },
+            ),
+            (
+                "typing",
+                ClusterEvent::Typing {
+                    room: "lobby".into(),
+                    user: "alice".into(),
+                    active: true,
+                },
+            ),
+            (
+                "presence",
+                ClusterEvent::Presence {
+                    room: "lobby".into(),
+                    users: vec!["alice".into(), "bob".into()],
+                    reply: true,
+                },
+            ),
+            (
+                "read",
+                ClusterEvent::Read {
+                    room: "@alice:bob".into(),
+                    user: "bob".into(),
+                    seq: 8,
+                },
+            ),
+            (
+                "delivered",
+                ClusterEvent::Delivered {
+                    room: "@alice:bob".into(),
+                    deliveries: vec![Delivery {
+                        room: "@alice:bob".into(),
+                        seq: 7,
+                        from: "alice".into(),
+                        to: "bob".into(),
+                        confirm: "\"r1\"".into(),
+                    }],
+                },
+            ),
+            (
+                "session_opened",
+                ClusterEvent::SessionOpened {
+                    user: "alice".into(),
+                    at: 1_700_000_000_123,
+                },
+            ),
+            (
+                "login_ended",
+                ClusterEvent::LoginEnded {
+                    user: "alice".into(),
+                    login: "9f86d081884c7d65".into(),
+                },
+            ),
+            (
+                "user_activity",
+                ClusterEvent::UserActivity {
+                    user: "alice".into(),
+                    connected: false,
+                },
+            ),
+            (
+                "connections_asked",
+                ClusterEvent::ConnectionsAsked {
+                    user: "alice".into(),
+                    query: 42,
+                },
+            ),
+            (
+                "connections",
+                ClusterEvent::Connections {
+                    query: 42,
+                    connections: vec![Connection {
+                        node: "n2".into(),
+                        connected_at: 1_700_000_000_000,
+                        rooms: vec!["@alice:bob".into(), "lobby".into()],
+                    }],
+                },
+            ),
+            (
+                "spent",
+                ClusterEvent::Spent {
+                    spent: vec![("alice".into(), 120), ("bob".into(), 64)],
+                },
+            ),
+            (
+                "user_disconnected",
+                ClusterEvent::UserDisconnected {
+                    user: "mallory".into(),
+                    reason: crate::protocol::Evict::Revoked,
+                    until: 1_700_000_060_000,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn envelopes_are_the_golden_files_both_ways() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cluster");
+        let write = std::env::var_os("GOLDEN_WRITE").is_some();
+        for (name, event) in golden_events() {
+            let path = dir.join(format!("{name}.json"));
+            let [Ok(body)] = &Envelope::encode("n1", &event, usize::MAX)[..] else {
+                panic!("{name} encodes as one body");
+            };
+            if write {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, body).unwrap();
+            }
+            let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            assert_eq!(
+                String::from_utf8_lossy(body),
+                String::from_utf8_lossy(&golden),
+                "{name}: this release writes what the previous one reads"
+            );
+            let read: Envelope = serde_json::from_slice(&golden)
+                .unwrap_or_else(|e| panic!("{name}: the previous release's envelope reads: {e}"));
+            assert_eq!(read.node, "n1");
+            let [Ok(again)] = &Envelope::encode(&read.node, &read.event, usize::MAX)[..] else {
+                panic!("{name} encodes again");
+            };
+            assert_eq!(again, &golden, "{name}: nothing is lost on the way in");
+        }
+    }
+
     #[test]
     fn plain_names_stay_readable() {
         assert_eq!(room_channel("general"), "rookery.room.general");
