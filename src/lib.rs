@@ -101,6 +101,7 @@ pub mod app;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod event;
 pub mod hooks;
 pub mod http;
 pub mod logging;

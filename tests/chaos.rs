@@ -863,9 +863,9 @@ async fn stored(
         loop {
             let page = store.after(room, after, 500).await.unwrap();
             let Some(last) = page.last() else { break };
-            after = last.seq;
+            after = last.seq();
             for message in page {
-                messages.insert(message.seq, message.text);
+                messages.insert(message.seq(), message.text().unwrap_or_default().to_owned());
             }
         }
         all.insert(room.clone(), messages);

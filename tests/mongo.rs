@@ -369,8 +369,8 @@ async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
         .append("r", vec![message("a1", "one")], 1)
         .await
         .unwrap()
-        .messages;
-    assert_eq!(first[0].seq, 1);
+        .events;
+    assert_eq!(first[0].seq(), 1);
     // The first copy of the next insert, applied behind the store's back.
     let client = mongodb::Client::with_uri_str(&mongo.url).await.unwrap();
     client
@@ -384,15 +384,15 @@ async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
         .append("r", vec![message("a2", "two"), message("a3", "three")], 2)
         .await
         .unwrap()
-        .messages;
-    let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+        .events;
+    let seqs: Vec<u64> = stored.iter().map(|m| m.seq()).collect();
     assert_eq!(seqs, [2, 3]);
     let texts: Vec<String> = store
         .after("r", 0, 10)
         .await
         .unwrap()
         .into_iter()
-        .map(|m| m.text)
+        .map(|m| m.text().unwrap().to_owned())
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
 }
@@ -421,7 +421,7 @@ async fn an_append_that_loses_its_seq_returns_the_winners_messages() {
         .append("r", vec![message("a1", "ann", "one")], 1)
         .await
         .unwrap();
-    assert_eq!(first.messages[0].seq, 1);
+    assert_eq!(first.events[0].seq(), 1);
     assert!(first.others.is_empty());
     let theirs = there
         .append(
@@ -431,17 +431,17 @@ async fn an_append_that_loses_its_seq_returns_the_winners_messages() {
         )
         .await
         .unwrap();
-    assert_eq!(theirs.messages[0].seq, 2);
+    assert_eq!(theirs.events[0].seq(), 2);
     let mine = here
         .append("r", vec![message("a2", "ann", "four")], 3)
         .await
         .unwrap();
-    let seqs: Vec<u64> = mine.messages.iter().map(|m| m.seq).collect();
+    let seqs: Vec<u64> = mine.events.iter().map(|m| m.seq()).collect();
     assert_eq!(seqs, [4]);
     let others: Vec<(u64, &str)> = mine
         .others
         .iter()
-        .map(|m| (m.seq, m.text.as_str()))
+        .map(|m| (m.seq(), m.text().unwrap()))
         .collect();
     assert_eq!(others, [(2, "two"), (3, "three")]);
     // Nothing stepped over the second time: this replica wrote last.
@@ -449,6 +449,6 @@ async fn an_append_that_loses_its_seq_returns_the_winners_messages() {
         .append("r", vec![message("a3", "ann", "five")], 4)
         .await
         .unwrap();
-    assert_eq!(next.messages[0].seq, 5);
+    assert_eq!(next.events[0].seq(), 5);
     assert!(next.others.is_empty());
 }

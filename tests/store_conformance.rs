@@ -88,7 +88,7 @@ mod cases {
             .append("r", vec![referenced("ann", "hello", "7", false)], 1)
             .await
             .unwrap()
-            .messages;
+            .events;
         store
             .append("r", messages("bob", &["between"]), 2)
             .await
@@ -101,11 +101,11 @@ mod cases {
             referenced("ann", "new", "8", false),
             referenced("ann", "lost", "9", true),
         ];
-        let stored = store.append("r", batch, 3).await.unwrap().messages;
-        let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+        let stored = store.append("r", batch, 3).await.unwrap().events;
+        let seqs: Vec<u64> = stored.iter().map(|m| m.seq()).collect();
         assert_eq!(seqs, [1, 1, 3, 4]);
-        assert_eq!(stored[0].id, first[0].id, "the original comes back");
-        assert_eq!(stored[0].ts, 1);
+        assert_eq!(stored[0].id(), first[0].id(), "the original comes back");
+        assert_eq!(stored[0].ts(), 1);
         // Not a retry of it: another sender, ref or text, or no retry flag.
         let others = vec![
             referenced("bob", "hello", "7", true),
@@ -113,15 +113,15 @@ mod cases {
             referenced("ann", "hello!", "7", true),
             referenced("ann", "hello", "7", false),
         ];
-        let stored = store.append("r", others, 4).await.unwrap().messages;
-        let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+        let stored = store.append("r", others, 4).await.unwrap().events;
+        let seqs: Vec<u64> = stored.iter().map(|m| m.seq()).collect();
         assert_eq!(seqs, [5, 6, 7, 8]);
         let texts: Vec<String> = store
             .after("r", 0, 100)
             .await
             .unwrap()
             .into_iter()
-            .map(|m| m.text)
+            .map(|m| m.text().unwrap().to_owned())
             .collect();
         assert_eq!(
             texts,
@@ -132,8 +132,8 @@ mod cases {
             .append("r", vec![referenced("ann", "hello", "7", true)], 5)
             .await
             .unwrap()
-            .messages;
-        assert_eq!(again[0].seq, 8);
+            .events;
+        assert_eq!(again[0].seq(), 8);
     }
 
     pub async fn accounts_have_unique_names(backend: Backend) {
@@ -224,30 +224,29 @@ mod cases {
             .append("general", messages("alice", &["a", "b"]), 1_000)
             .await
             .unwrap()
-            .messages;
+            .events;
         let other = store
             .append("random", messages("bob", &["x"]), 1_001)
             .await
             .unwrap()
-            .messages;
+            .events;
         let second = store
             .append("general", messages("bob", &["c"]), 1_002)
             .await
             .unwrap()
-            .messages;
-        let seqs = |batch: &[rookery::store::StoredMessage]| {
-            batch.iter().map(|m| m.seq).collect::<Vec<_>>()
-        };
+            .events;
+        let seqs =
+            |batch: &[rookery::event::Event]| batch.iter().map(|m| m.seq()).collect::<Vec<_>>();
         assert_eq!(seqs(&first), [1, 2]);
         assert_eq!(seqs(&other), [1], "every room counts from 1");
         assert_eq!(seqs(&second), [3]);
-        assert_eq!(first[1].text, "b");
-        assert_eq!(first[1].ts, 1_000);
+        assert_eq!(first[1].text().unwrap(), "b");
+        assert_eq!(first[1].ts(), 1_000);
         assert!(store
             .append("general", Vec::new(), 1_003)
             .await
             .unwrap()
-            .messages
+            .events
             .is_empty());
     }
 
@@ -274,9 +273,9 @@ mod cases {
             .unwrap();
 
         let newest = store.history("general", None, 3).await.unwrap();
-        let summary = |page: &[rookery::store::StoredMessage]| {
+        let summary = |page: &[rookery::event::Event]| {
             page.iter()
-                .map(|m| (m.seq, m.text.clone()))
+                .map(|m| (m.seq(), m.text().unwrap().to_owned()))
                 .collect::<Vec<_>>()
         };
         assert_eq!(
@@ -284,12 +283,12 @@ mod cases {
             [(6, "m6".into()), (7, "m7".into()), (8, "from bob".into())]
         );
         assert_eq!(
-            newest[1].avatar.as_deref(),
+            newest[1].avatar(),
             Some("/avatars/new.png"),
             "the author's current photo"
         );
-        assert_eq!(newest[2].avatar, None, "bob has no account, so no photo");
-        assert_eq!(newest[2].ts, 6_000);
+        assert_eq!(newest[2].avatar(), None, "bob has no account, so no photo");
+        assert_eq!(newest[2].ts(), 6_000);
         let older = store.history("general", Some(6), 3).await.unwrap();
         assert_eq!(
             summary(&older),
@@ -319,16 +318,17 @@ mod cases {
             .append("other", messages("bob", &["elsewhere"]), 5_000)
             .await
             .unwrap();
-        let seqs = |page: Vec<rookery::store::StoredMessage>| {
-            page.iter().map(|m| m.seq).collect::<Vec<_>>()
-        };
+        let seqs =
+            |page: Vec<rookery::event::Event>| page.iter().map(|m| m.seq()).collect::<Vec<_>>();
         assert_eq!(
             seqs(store.after("general", 6, 10).await.unwrap()),
             [7, 8, 9]
         );
         assert_eq!(seqs(store.after("general", 2, 3).await.unwrap()), [3, 4, 5]);
         assert_eq!(
-            store.after("general", 0, 1).await.unwrap()[0].text,
+            store.after("general", 0, 1).await.unwrap()[0]
+                .text()
+                .unwrap(),
             "m1",
             "from the start"
         );
@@ -351,8 +351,8 @@ mod cases {
                     .append("busy", messages(who, &texts), 1)
                     .await
                     .unwrap()
-                    .messages;
-                seqs.extend(stored.iter().map(|m| m.seq));
+                    .events;
+                seqs.extend(stored.iter().map(|m| m.seq()));
             }
             seqs
         };
@@ -363,14 +363,14 @@ mod cases {
 
         let stored = one.history("busy", None, 100).await.unwrap();
         assert_eq!(
-            stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            stored.iter().map(|m| m.seq()).collect::<Vec<_>>(),
             (1..=60).collect::<Vec<u64>>()
         );
         for who in ["one", "two"] {
             let order: Vec<String> = stored
                 .iter()
-                .filter(|m| m.from == who)
-                .map(|m| m.text.clone())
+                .filter(|m| m.from() == who)
+                .map(|m| m.text().unwrap().to_owned())
                 .collect();
             let sent: Vec<String> = (0..30).map(|n| format!("{who}-{n}")).collect();
             assert_eq!(order, sent, "{who}'s messages keep their order");
@@ -493,8 +493,8 @@ mod cases {
             .append("general", messages("alice", &["after"]), 2)
             .await
             .unwrap()
-            .messages;
-        assert_eq!(stored[0].seq, 2, "the sequence continues where it was");
+            .events;
+        assert_eq!(stored[0].seq(), 2, "the sequence continues where it was");
         store.ping().await.unwrap();
     }
 
@@ -504,7 +504,7 @@ mod cases {
         let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
         store.append("general", batch, 1).await.unwrap();
         let history = store.history("general", None, 10).await.unwrap();
-        let read: Vec<String> = history.iter().map(|m| m.id.clone()).collect();
+        let read: Vec<String> = history.iter().map(|m| m.id().to_owned()).collect();
         assert_eq!(read, ids);
         assert_ne!(ids[0], ids[1]);
     }
@@ -550,8 +550,8 @@ mod cases {
         assert_eq!(store.pending_count("mallory").await.unwrap(), 1);
         // Every one is stored all the same: the conversation has them.
         let newest = store.history(room, None, 3).await.unwrap();
-        assert_eq!(newest[2].seq, share + 7);
-        assert_eq!(newest[0].text, format!("spam {}", share + 4));
+        assert_eq!(newest[2].seq(), share + 7);
+        assert_eq!(newest[0].text().unwrap(), format!("spam {}", share + 4));
     }
 
     /// Retention deletes what is too old and what is past each room's cap,
@@ -607,7 +607,8 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(
-            appended.messages[0].seq, 4,
+            appended.events[0].seq(),
+            4,
             "seqs are never handed out twice"
         );
 
@@ -621,7 +622,7 @@ mod cases {
             .await
             .unwrap()
             .iter()
-            .map(|m| m.seq)
+            .map(|m| m.seq())
             .collect();
         assert_eq!(kept, [3, 4, 5, 6]);
         assert_eq!(store.history("old", None, 10).await.unwrap().len(), 1);
@@ -629,7 +630,7 @@ mod cases {
             .append("busy", messages("alice", &["7"]), now)
             .await
             .unwrap();
-        assert_eq!(appended.messages[0].seq, 7);
+        assert_eq!(appended.events[0].seq(), 7);
     }
 
     pub async fn undelivered_direct_messages_are_fetched_once(backend: Backend) {
@@ -677,7 +678,7 @@ mod cases {
         let texts = |m: &rookery::store::Missed| {
             m.messages
                 .iter()
-                .map(|m| m.text.clone())
+                .map(|m| m.text().unwrap().to_owned())
                 .collect::<Vec<_>>()
         };
         assert_eq!(texts(&first), ["1"], "oldest first");
@@ -697,7 +698,7 @@ mod cases {
         // A second handle (another replica) continues where the first left.
         let second = other.fetch_missed("bob", 10).await.unwrap();
         assert_eq!(texts(&second), ["3"]);
-        assert_eq!(second.messages[0].room, "@bob:carol");
+        assert_eq!(second.messages[0].room(), "@bob:carol");
         assert_eq!(second.left, 0);
         assert_eq!(
             store.fetch_missed("bob", 10).await.unwrap(),
@@ -724,7 +725,7 @@ mod cases {
             .await
             .unwrap();
         let delivered = |store: Arc<dyn Store>, room: &'static str| async move {
-            store.history(room, None, 10).await.unwrap()[0].delivered
+            store.history(room, None, 10).await.unwrap()[0].delivered()
         };
         // Only the recipient's delivery counts.
         assert_eq!(
@@ -772,7 +773,7 @@ mod cases {
             let mut seqs = Vec::new();
             loop {
                 let page = store.fetch_missed("bob", 6).await.unwrap();
-                seqs.extend(page.messages.iter().map(|m| m.seq));
+                seqs.extend(page.messages.iter().map(|m| m.seq()));
                 if page.left == 0 {
                     return seqs;
                 }

@@ -1,19 +1,21 @@
-//! How a stored message goes on the wire: the protocol knows nothing of
-//! the store, so the conversion lives here, where both meet.
+//! How a room's event goes on the wire: the protocol knows nothing of the
+//! event model, so the conversion lives here, where both meet.
 
+use crate::event::{Body, Event};
 use crate::protocol::{rfc3339, WireMessage};
-use crate::store::StoredMessage;
 
-impl<'a> From<&'a StoredMessage> for WireMessage<'a> {
-    fn from(message: &'a StoredMessage) -> Self {
+impl<'a> From<&'a Event> for WireMessage<'a> {
+    fn from(event: &'a Event) -> Self {
+        let Body::Message(message) = event.body();
         Self {
-            room: &message.room,
-            seq: (!message.fast).then_some(message.seq),
-            id: &message.id,
-            from: &message.from,
-            avatar: message.avatar.as_deref(),
+            room: event.room(),
+            // A fast message is seen live before it has one.
+            seq: event.stored_seq(),
+            id: event.id(),
+            from: event.from(),
+            avatar: event.avatar(),
             text: &message.text,
-            ts: rfc3339(message.ts),
+            ts: rfc3339(event.ts()),
             delivered: message.delivered,
         }
     }
@@ -23,46 +25,38 @@ impl<'a> From<&'a StoredMessage> for WireMessage<'a> {
 mod tests {
     use serde_json::{json, Value};
 
+    use crate::event::Event;
     use crate::protocol::{ServerFrame, WireMessage};
-    use crate::store::StoredMessage;
 
     /// `message` as the `message` frame's JSON.
-    fn render(message: &StoredMessage) -> Value {
+    fn render(message: &Event) -> Value {
         serde_json::from_str(&ServerFrame::Message(WireMessage::from(message)).encode()).unwrap()
     }
 
     #[test]
     fn messages_render_as_documented() {
-        let stored = StoredMessage {
-            room: "general".into(),
-            seq: 3,
-            from: "alice".into(),
-            text: "<b>hi</b>".into(),
-            ts: 1_700_000_000_123,
-            avatar: None,
-            id: "00000000000000ab".into(),
-            fast: false,
-            delivered: false,
-        };
+        let stored = Event::message(
+            "general",
+            3,
+            "00000000000000ab",
+            "alice",
+            1_700_000_000_123,
+            "<b>hi</b>",
+        );
         assert_eq!(
             render(&stored),
             json!({"type":"message","room":"general","seq":3,"id":"00000000000000ab","from":"alice",
                    "avatar":null,"text":"<b>hi</b>","ts":"2023-11-14T22:13:20.123Z"})
         );
-        let live_fast = StoredMessage {
-            fast: true,
-            ..stored
-        };
+        let live_fast =
+            Event::unstored_message("general", "00000000000000ab", "alice", 0, "<b>hi</b>");
         assert_eq!(
             render(&live_fast)["seq"],
             Value::Null,
             "a fast message is seen live without a seq"
         );
-        let delivered = StoredMessage {
-            room: "@alice:bob".into(),
-            delivered: true,
-            ..live_fast
-        };
+        let delivered =
+            Event::message("@alice:bob", 4, "cd", "alice", 0, "hi").with_delivered(true);
         assert_eq!(
             render(&delivered)["delivered"],
             true,

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Delivery, Millis, StoredMessage};
+use crate::event::{Entry, Event, Millis};
+use crate::store::Delivery;
 
 /// What a room tells the other replicas.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -11,7 +12,8 @@ pub enum ClusterEvent {
     /// Messages were stored, in `seq` order.
     Messages {
         room: String,
-        messages: Vec<StoredMessage>,
+        #[serde(with = "format::entries")]
+        messages: Vec<Entry>,
     },
     Typing {
         room: String,
@@ -29,7 +31,8 @@ pub enum ClusterEvent {
     /// A `fast` message, fanned out before it is stored.
     Fast {
         room: String,
-        message: StoredMessage,
+        #[serde(with = "format::live")]
+        message: Event,
     },
     /// `user` read `room` up to `seq`.
     Read {
@@ -144,6 +147,101 @@ impl Envelope {
     }
 }
 
+/// How a room's events travel between replicas: each one flat, as every
+/// release since the cluster began writes and reads it (the golden files in
+/// `tests/golden/cluster/` hold it), with the transport's `fast` beside the
+/// event's own fields. A field added here must be optional on the way in.
+mod format {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::event::{Body, Entry, Event, Millis};
+
+    #[derive(Serialize)]
+    struct Out<'a> {
+        room: &'a str,
+        seq: u64,
+        from: &'a str,
+        text: &'a str,
+        ts: Millis,
+        avatar: Option<&'a str>,
+        id: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        fast: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        delivered: bool,
+    }
+
+    #[derive(Deserialize)]
+    struct In {
+        room: String,
+        seq: u64,
+        from: String,
+        text: String,
+        ts: Millis,
+        avatar: Option<String>,
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        fast: bool,
+        #[serde(default)]
+        delivered: bool,
+    }
+
+    fn out(event: &Event, fast: bool) -> Out<'_> {
+        let Body::Message(message) = event.body();
+        Out {
+            room: event.room(),
+            seq: event.stored_seq().unwrap_or(0),
+            from: event.from(),
+            text: &message.text,
+            ts: event.ts(),
+            avatar: event.avatar(),
+            id: event.id(),
+            fast,
+            delivered: message.delivered,
+        }
+    }
+
+    impl In {
+        fn into_entry(self) -> Entry {
+            let event = Event::message(self.room, self.seq, self.id, self.from, self.ts, self.text)
+                .with_avatar(self.avatar)
+                .with_delivered(self.delivered);
+            Entry {
+                event,
+                fast: self.fast,
+            }
+        }
+    }
+
+    /// Stored events, in `seq` order.
+    pub(super) mod entries {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(entries: &[Entry], to: S) -> Result<S::Ok, S::Error> {
+            to.collect_seq(entries.iter().map(|entry| out(&entry.event, entry.fast)))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Vec<Entry>, D::Error> {
+            let read: Vec<In> = Vec::deserialize(from)?;
+            Ok(read.into_iter().map(In::into_entry).collect())
+        }
+    }
+
+    /// A fast message before it is stored.
+    pub(super) mod live {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(event: &Event, to: S) -> Result<S::Ok, S::Error> {
+            out(event, true).serialize(to)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Event, D::Error> {
+            Ok(In::deserialize(from)?.into_entry().event)
+        }
+    }
+}
+
 /// One open connection of a user, as a replica reports it to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
@@ -240,24 +338,16 @@ mod tests {
         assert_eq!(distinct.len(), channels.len(), "two names share a channel");
     }
 
-    fn message(seq: u64, text: &str) -> StoredMessage {
-        StoredMessage {
-            room: "lobby".into(),
-            seq,
-            from: "alice".into(),
-            text: text.into(),
-            ts: 0,
-            avatar: None,
-            id: format!("m{seq}"),
-            fast: false,
-            delivered: false,
-        }
+    fn message(seq: u64, text: &str) -> Event {
+        Event::message("lobby", seq, format!("m{seq}"), "alice", 0, text)
     }
 
     #[test]
     fn a_batch_too_large_for_one_envelope_travels_in_order_in_several() {
         let text = "\u{1}".repeat(4000);
-        let messages: Vec<StoredMessage> = (1..=256).map(|seq| message(seq, &text)).collect();
+        let messages: Vec<Entry> = (1..=256)
+            .map(|seq| Entry::new(message(seq, &text)))
+            .collect();
         let limit = 100_000;
         let bodies = Envelope::encode(
             "n1",
@@ -278,8 +368,11 @@ mod tests {
                 panic!("a part is a batch of messages");
             };
             assert_eq!(room, "lobby");
-            seqs.extend(messages.iter().map(|m| m.seq));
-            assert!(messages.iter().all(|m| m.text == text));
+            seqs.extend(messages.iter().map(|m| m.event.stored_seq().unwrap()));
+            assert!(messages.iter().all(|m| {
+                let crate::event::Body::Message(message) = m.event.body();
+                message.text == text
+            }));
         }
         assert_eq!(seqs, (1..=256).collect::<Vec<_>>());
     }
@@ -303,30 +396,33 @@ mod tests {
     /// model (`GOLDEN_WRITE=1 cargo test --lib golden`) and never change:
     /// a rolling upgrade has both releases on one broker.
     fn golden_events() -> Vec<(&'static str, ClusterEvent)> {
-        let mut direct = message(7, "see you <b>soon</b> \u{e9}");
-        direct.room = "@alice:bob".into();
-        direct.avatar = Some("/avatars/00ff.png".into());
-        let mut fast = message(0, "quick");
-        fast.fast = true;
-        let mut delivered = message(8, "read me");
-        delivered.room = "@alice:bob".into();
-        delivered.delivered = true;
+        let direct = Event::message(
+            "@alice:bob",
+            7,
+            "m7",
+            "alice",
+            0,
+            "see you <b>soon</b> \u{e9}",
+        )
+        .with_avatar(Some("/avatars/00ff.png".into()));
+        let fast = Event::unstored_message("lobby", "m0", "alice", 0, "quick");
+        let delivered =
+            Event::message("@alice:bob", 8, "m8", "alice", 0, "read me").with_delivered(true);
         vec![
             (
                 "messages",
                 ClusterEvent::Messages {
                     room: "@alice:bob".into(),
-                    messages: vec![direct, delivered],
+                    messages: vec![Entry::new(direct), Entry::new(delivered)],
                 },
             ),
             (
                 "messages_stored_fast",
                 ClusterEvent::Messages {
                     room: "lobby".into(),
-                    messages: vec![{
-                        let mut stored = message(9, "quick");
-                        stored.fast = true;
-                        stored
+                    messages: vec![Entry {
+                        event: message(9, "quick"),
+                        fast: true,
                     }],
                 },
             ),

@@ -14,9 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult,
-    StoredMessage, User,
+    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult, User,
 };
+use crate::event::Event;
 
 /// The most any store operation takes before it fails (README: "operations
 /// wait at most 5 s").
@@ -133,12 +133,12 @@ impl Store for Bounded {
         room: &str,
         before: Option<u64>,
         limit: u32,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Vec<Event>> {
         self.within("history", self.inner.history(room, before, limit))
             .await
     }
 
-    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
         self.within("after", self.inner.after(room, after, limit))
             .await
     }

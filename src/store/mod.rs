@@ -1,5 +1,9 @@
 //! Persistence: one [`Store`] trait, one implementation per backend.
 //!
+//! A room's messages go in as [`NewMessage`]s and come out as the room's
+//! [`Event`]s; each backend keeps its own row or document type and
+//! converts at its edge.
+//!
 //! Everything the chat keeps — accounts, room messages, HTTP sessions and the
 //! cookie-signing secret — goes through this trait, so the actors and HTTP
 //! handlers never know which database is behind it. The embedded
@@ -18,10 +22,9 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
+use crate::event::Event;
+pub use crate::event::Millis;
 use crate::protocol::{ErrorCode, Ref, Rejected};
-
-/// Milliseconds since the Unix epoch, UTC.
-pub type Millis = i64;
 
 /// A registered account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +101,7 @@ pub const PRUNE_BATCH: u64 = 10_000;
 
 /// Where a retry's original is.
 pub(crate) enum Original {
-    Stored(StoredMessage),
+    Stored(Event),
     /// An earlier message of the same batch (the retry came in twice).
     InBatch(usize),
 }
@@ -115,12 +118,9 @@ pub(crate) fn repeated_in_batch(batch: &[NewMessage], at: usize) -> Option<usize
 
 /// Puts the stored originals and the newly stored messages back in batch
 /// order: `inserted` holds, in order, one message per `None` of `found`.
-pub(crate) fn in_batch_order(
-    found: Vec<Option<Original>>,
-    inserted: Vec<StoredMessage>,
-) -> Vec<StoredMessage> {
+pub(crate) fn in_batch_order(found: Vec<Option<Original>>, inserted: Vec<Event>) -> Vec<Event> {
     let mut inserted = inserted.into_iter();
-    let mut stored: Vec<StoredMessage> = Vec::with_capacity(found.len());
+    let mut stored: Vec<Event> = Vec::with_capacity(found.len());
     for found in found {
         let message = match found {
             Some(Original::Stored(original)) => original,
@@ -132,44 +132,17 @@ pub(crate) fn in_batch_order(
     stored
 }
 
-/// A message as persisted, with its place in the room's sequence.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredMessage {
-    pub room: String,
-    /// Per-room, strictly increasing from 1, without gaps.
-    pub seq: u64,
-    pub from: String,
-    pub text: String,
-    pub ts: Millis,
-    /// The author's current profile photo; filled in on reads.
-    pub avatar: Option<String>,
-    /// Unique per message, also for clients: a `fast` message is seen first
-    /// without a `seq`, later (history, resume) with one.
-    #[serde(default)]
-    pub id: String,
-    /// In transit only: the members already received it from memory
-    /// (`"delivery":"fast"`), so the stored copy is not delivered again.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub fast: bool,
-    /// Read back from the store: a direct message that has reached its
-    /// recipient (a connection of theirs got it, or they fetched it), so
-    /// the sender's page still shows it delivered after a reload. False on
-    /// the way in.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub delivered: bool,
-}
-
 /// What an append stored, and what it learned on the way.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Appended {
     /// The batch as stored, one per message, in batch order.
-    pub messages: Vec<StoredMessage>,
+    pub events: Vec<Event>,
     /// Other writers' messages the store read while finding the batch its
     /// seqs (another replica took the next seq first), oldest first. The
     /// room needs them before its own to keep `seq` order; without a broker
     /// it would otherwise read them again. Possibly empty or partial (the
     /// room reads what is missing), never required.
-    pub others: Vec<StoredMessage>,
+    pub others: Vec<Event>,
 }
 
 /// A direct message that reached its recipient, for the sender who asked
@@ -190,7 +163,7 @@ pub struct Delivery {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Missed {
     /// Oldest first.
-    pub messages: Vec<StoredMessage>,
+    pub messages: Vec<Event>,
     /// For the senders of those that asked for a delivery confirmation.
     pub deliveries: Vec<Delivery>,
     /// Undelivered messages still waiting after this page.
@@ -266,15 +239,11 @@ pub trait Store: Send + Sync + 'static {
         -> StoreResult<Appended>;
     /// Up to `limit` messages with `seq < before` (or the newest, if `before`
     /// is `None`), oldest first.
-    async fn history(
-        &self,
-        room: &str,
-        before: Option<u64>,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredMessage>>;
+    async fn history(&self, room: &str, before: Option<u64>, limit: u32)
+        -> StoreResult<Vec<Event>>;
     /// Up to `limit` messages with `seq > after`, oldest first: what a room
     /// missed, read in one go.
-    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>>;
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>>;
     /// Marks `user`'s undelivered direct messages `seqs` of `room` as
     /// delivered (their connection got them), and returns those newly marked
     /// whose sender asked for a confirmation. Marking is atomic per message,

@@ -11,9 +11,10 @@ use super::sequencer::{Fill, MAX_FILL};
 use super::{Confirmed, Read, Room};
 use crate::chat::Outgoing;
 use crate::cluster::ClusterEvent;
+use crate::event::{Entry, Event, Sequenced};
 use crate::metrics;
 use crate::protocol::{Ref, ServerFrame, WireMessage};
-use crate::store::{now_millis, Delivery, StoredMessage};
+use crate::store::{now_millis, Delivery};
 
 /// How long a message may wait for an earlier, missing one before the room
 /// reads the gap from the store.
@@ -36,17 +37,23 @@ pub(super) enum Gap {
 }
 
 impl Room {
-    /// Takes stored messages from anywhere (this replica, the cluster, the
+    /// Takes stored events from anywhere (this replica, the cluster, the
     /// store) and delivers whatever is next in `seq` order.
-    pub(super) fn accept(&mut self, messages: Vec<StoredMessage>, ctx: &mut Context<Self>) {
-        let ready = self.sequencer.accept(messages);
+    pub(super) fn accept(&mut self, entries: Vec<Entry>, ctx: &mut Context<Self>) {
+        let ready = self.sequencer.accept(entries);
         self.deliver_all(ready, ctx);
     }
 
-    fn deliver_all(&mut self, ready: Vec<StoredMessage>, ctx: &mut Context<Self>) {
+    /// [`Room::accept`] for what was read from the store: nobody here has
+    /// seen it.
+    pub(super) fn accept_read(&mut self, events: Vec<Event>, ctx: &mut Context<Self>) {
+        self.accept(events.into_iter().map(Entry::new).collect(), ctx);
+    }
+
+    fn deliver_all(&mut self, ready: Vec<Entry>, ctx: &mut Context<Self>) {
         let mut reached: HashMap<String, Vec<u64>> = HashMap::new();
-        for message in &ready {
-            for (recipient, seqs) in self.deliver(message) {
+        for entry in &ready {
+            for (recipient, seqs) in self.deliver(entry) {
                 reached.entry(recipient).or_default().extend(seqs);
             }
         }
@@ -71,18 +78,20 @@ impl Room {
     /// seqs that reached a direct recipient's connection, by recipient (a
     /// held message reaches it only when let go). A `fast` message went out
     /// before it was stored, so its stored copy only moves the sequence on.
-    fn deliver(&mut self, message: &StoredMessage) -> Vec<(String, Vec<u64>)> {
-        if message.fast {
+    fn deliver(&mut self, entry: &Entry) -> Vec<(String, Vec<u64>)> {
+        if entry.fast {
             return Vec::new();
         }
-        let recipient = self.recipient(&message.from).map(str::to_owned);
+        let message = &entry.event;
+        let seq = message.seq();
+        let recipient = self.recipient(message.from()).map(str::to_owned);
         let frame = ServerFrame::Message(WireMessage::from(message)).encode();
         let mut reached = Vec::new();
         let mut sent = 0;
         for member in self.members.values_mut() {
-            if message.seq > member.seen_up_to {
+            if seq > member.seen_up_to {
                 sent += 1;
-                let ours = (Some(&member.user) == recipient.as_ref()).then_some(message.seq);
+                let ours = (Some(&member.user) == recipient.as_ref()).then_some(seq);
                 let seqs = member.send_message(&frame, ours);
                 if !seqs.is_empty() {
                     reached.push((member.user.clone(), seqs));
@@ -95,14 +104,14 @@ impl Room {
                 .messages_delivered
                 .get(metrics::mode::RELIABLE)
                 .inc_by(sent);
-            let age_ms = now_millis().saturating_sub(message.ts);
+            let age_ms = now_millis().saturating_sub(message.ts());
             metrics.delivery_seconds.observe(age_ms as f64 / 1000.0);
         }
         reached
     }
 
     /// Hands a fast message to every member.
-    pub(super) fn deliver_fast(&self, message: &StoredMessage) {
+    pub(super) fn deliver_fast(&self, message: &Event) {
         let frame = ServerFrame::Message(WireMessage::from(message)).encode();
         self.broadcast(&frame, None);
         metrics::get()
@@ -201,6 +210,7 @@ impl Room {
             match result {
                 Ok(found) => {
                     tracing::debug!(room = %this.name, fetched = found.len(), "filled a gap from the store");
+                    let found = found.into_iter().map(Entry::new).collect();
                     let (ready, again) = this.sequencer.filled(fill, found);
                     if again {
                         this.gap = Gap::Waiting;
@@ -226,7 +236,8 @@ impl Room {
             let read = async move { store.history(&room, None, 1).await };
             ctx.spawn(read.into_actor(self).map(|result, this, ctx| match result {
                 Ok(newest) => {
-                    this.sequencer.start_at(newest.last().map_or(0, |m| m.seq));
+                    this.sequencer
+                        .start_at(newest.last().map_or(0, Sequenced::seq));
                 }
                 Err(err) => {
                     tracing::warn!(room = %this.name, error = %err, "could not catch up; retrying");
@@ -239,7 +250,7 @@ impl Room {
         ctx.spawn(read.into_actor(self).map(|result, this, ctx| match result {
             Ok(found) => {
                 let more = found.len() == MAX_FILL as usize;
-                this.accept(found, ctx);
+                this.accept_read(found, ctx);
                 if more {
                     this.catch_up(ctx);
                 }

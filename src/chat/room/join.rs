@@ -7,9 +7,9 @@ use actix::prelude::*;
 use super::member::Member;
 use super::{sequencer, Join, Reply, Room};
 use crate::chat::Outgoing;
+use crate::event::{seq_span, Event, Sequenced};
 use crate::metrics;
 use crate::protocol::{ReadPosition, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT};
-use crate::store::StoredMessage;
 
 /// Messages a resuming client gets replayed at most, per room; older missed
 /// ones it pages back to with `history` (`joined` says `recovered:false`).
@@ -67,7 +67,7 @@ impl Handler<Join> for Room {
                     (Vec::new(), false)
                 }
             };
-            let newest = history.last().map_or(0, |m| m.seq);
+            let newest = history.last().map_or(0, Sequenced::seq);
             let delivered = match complete {
                 true => this.sequencer.start_at(newest),
                 false => this.sequencer.delivered().unwrap_or(0),
@@ -87,7 +87,7 @@ impl Handler<Join> for Room {
             ctx.wait(rest.into_actor(this).map(move |rest, this, ctx| {
                 let complete = match rest {
                     Ok(rest) => {
-                        history.extend(rest.into_iter().filter(|m| m.seq <= delivered));
+                        history.extend(rest.into_iter().filter(|m| m.seq() <= delivered));
                         true
                     }
                     Err(err) => {
@@ -109,7 +109,7 @@ impl Room {
     fn answer_join(
         &mut self,
         join: Join,
-        mut history: Vec<StoredMessage>,
+        mut history: Vec<Event>,
         reads: Vec<(String, u64)>,
         complete: bool,
         ctx: &mut Context<Self>,
@@ -120,7 +120,7 @@ impl Room {
         if let Some(since) = join.since {
             // A client ahead of this replica (it came from one further
             // on) already has what this one has yet to deliver.
-            history.retain(|m| m.seq > since);
+            history.retain(|m| m.seq() > since);
             let whole = sequencer::replay_is_whole(since, seq_span(&history), delivered);
             recovered = Some(complete && whole);
             metrics::get().resumes.inc(match (complete, whole) {
@@ -173,12 +173,4 @@ impl Room {
             self.mark_delivered(user, reached, ctx);
         }
     }
-}
-
-/// The first and last `seq` of `messages`.
-fn seq_span(messages: &[StoredMessage]) -> Option<(u64, u64)> {
-    messages
-        .first()
-        .zip(messages.last())
-        .map(|(a, b)| (a.seq, b.seq))
 }

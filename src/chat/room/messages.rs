@@ -6,8 +6,9 @@ use tokio::sync::oneshot;
 
 use crate::chat::{Outgoing, SessionId};
 use crate::cluster::ClusterEvent;
+use crate::event::Event;
 use crate::protocol::{self, Ref, Rejected, ServerFrame};
-use crate::store::{Delivery, Millis, StoredMessage};
+use crate::store::{Delivery, Millis};
 
 /// A connection becomes a member of the room. With `announce` it receives
 /// `joined` (history and who is online); without, it only starts receiving
@@ -101,22 +102,22 @@ impl Reply {
         }
     }
 
-    pub(super) fn ack(self, reference: Option<&Ref>, message: &StoredMessage) {
+    pub(super) fn ack(self, reference: Option<&Ref>, event: &Event) {
         match self {
             Self::Socket(socket) => {
                 let ack = ServerFrame::Ack {
                     reference,
-                    room: &message.room,
-                    seq: message.seq,
+                    room: event.room(),
+                    seq: event.seq(),
                 }
                 .encode();
                 socket.do_send(Outgoing(ack));
             }
             Self::Api(answer) => {
                 let _ = answer.send(Outcome::Stored {
-                    seq: message.seq,
-                    id: message.id.clone(),
-                    ts: message.ts,
+                    seq: event.seq(),
+                    id: event.id().to_owned(),
+                    ts: event.ts(),
                 });
             }
         }

@@ -50,6 +50,7 @@ use writes::Queued;
 use super::{Outgoing, SessionId};
 use crate::chat::names::RoomKind;
 use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
+use crate::event::Entry;
 use crate::metrics;
 use crate::protocol::ServerFrame;
 use crate::store::backlog::Backlog;
@@ -71,7 +72,7 @@ pub struct Room {
     presence: Presence,
     /// An announcement of presence changes is scheduled.
     presence_due: bool,
-    sequencer: Sequencer,
+    sequencer: Sequencer<Entry>,
     gap: Gap,
     pending: Vec<Queued>,
     /// A batch is being stored.

@@ -1,6 +1,7 @@
-//! Puts a room's stored messages in `seq` order, each exactly once.
+//! Puts a room's stored events in `seq` order, each exactly once.
 //!
-//! Messages reach a room from its own appends, from the other replicas (in
+//! It orders anything [`Sequenced`] and never looks inside: messages today,
+//! any other kind of event alike. Events reach a room from its own appends, from the other replicas (in
 //! any order, or not at all while the broker is down) and from the store
 //! (catch-up, gap fills). The sequencer is the one place that decides what
 //! members see next: nothing at or below `delivered` is handed out again,
@@ -9,18 +10,27 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::StoredMessage;
+use crate::event::Sequenced;
 
 /// Most messages read from the store in one fill.
 pub const MAX_FILL: u32 = 500;
 
-#[derive(Debug, Default)]
-pub struct Sequencer {
+#[derive(Debug)]
+pub struct Sequencer<T> {
     /// Every message up to here has been handed out; `None` until the room
     /// learns where its sequence stands.
     delivered: Option<u64>,
     /// Messages that arrived ahead of a missing `seq`.
-    held: BTreeMap<u64, StoredMessage>,
+    held: BTreeMap<u64, T>,
+}
+
+impl<T> Default for Sequencer<T> {
+    fn default() -> Self {
+        Self {
+            delivered: None,
+            held: BTreeMap::new(),
+        }
+    }
 }
 
 /// A read that fills every gap at once: the messages after `after`, at most
@@ -31,7 +41,7 @@ pub struct Fill {
     pub limit: u32,
 }
 
-impl Sequencer {
+impl<T: Sequenced> Sequencer<T> {
     pub fn delivered(&self) -> Option<u64> {
         self.delivered
     }
@@ -49,25 +59,26 @@ impl Sequencer {
 
     /// Takes messages from anywhere and returns those now next in order.
     /// Duplicates and messages at or below `delivered` are dropped.
-    pub fn accept(&mut self, messages: Vec<StoredMessage>) -> Vec<StoredMessage> {
+    pub fn accept(&mut self, messages: Vec<T>) -> Vec<T> {
         for message in messages {
             // Before any read of the store, the first message seen starts
             // the sequence: earlier ones predate every member here.
-            let delivered = *self.delivered.get_or_insert(message.seq.saturating_sub(1));
-            if message.seq > delivered {
-                self.held.entry(message.seq).or_insert(message);
+            let seq = message.seq();
+            let delivered = *self.delivered.get_or_insert(seq.saturating_sub(1));
+            if seq > delivered {
+                self.held.entry(seq).or_insert(message);
             }
         }
         self.release()
     }
 
-    fn release(&mut self) -> Vec<StoredMessage> {
+    fn release(&mut self) -> Vec<T> {
         let Some(mut delivered) = self.delivered else {
             return Vec::new();
         };
         let mut ready = Vec::new();
         while let Some(message) = self.held.remove(&(delivered + 1)) {
-            delivered = message.seq;
+            delivered = message.seq();
             ready.push(message);
         }
         self.delivered = Some(delivered);
@@ -94,9 +105,9 @@ impl Sequencer {
     /// the sequence skips it rather than stall. A `seq` missing above it
     /// may simply have been stored after the read (a stale fill): it is
     /// read again, never skipped.
-    pub fn filled(&mut self, fill: Fill, found: Vec<StoredMessage>) -> (Vec<StoredMessage>, bool) {
+    pub fn filled(&mut self, fill: Fill, found: Vec<T>) -> (Vec<T>, bool) {
         let cut = found.len() >= fill.limit as usize;
-        let read_through = found.last().map(|m| m.seq);
+        let read_through = found.last().map(Sequenced::seq);
         let mut ready = self.accept(found);
         while let (Some(delivered), Some(&first)) = (self.delivered, self.held.keys().next()) {
             if first == delivered + 1 {
@@ -144,26 +155,19 @@ pub fn replay_is_whole(since: u64, replayed: Option<(u64, u64)>, delivered: u64)
 mod tests {
     use super::*;
 
-    fn message(seq: u64) -> StoredMessage {
-        StoredMessage {
-            room: "r".into(),
-            seq,
-            from: "a".into(),
-            text: format!("m{seq}"),
-            ts: 0,
-            avatar: None,
-            id: format!("{seq:016x}"),
-            fast: false,
-            delivered: false,
+    /// The sequencer reads nothing but the seq: a bare one stands for an event.
+    impl Sequenced for u64 {
+        fn seq(&self) -> u64 {
+            *self
         }
     }
 
-    fn many(seqs: impl IntoIterator<Item = u64>) -> Vec<StoredMessage> {
-        seqs.into_iter().map(message).collect()
+    fn many(seqs: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        seqs.into_iter().collect()
     }
 
-    fn seqs(messages: &[StoredMessage]) -> Vec<u64> {
-        messages.iter().map(|m| m.seq).collect()
+    fn seqs(ready: &[u64]) -> Vec<u64> {
+        ready.to_vec()
     }
 
     #[test]
@@ -190,7 +194,7 @@ mod tests {
 
     #[test]
     fn delivers_in_order_and_holds_what_comes_early() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(0);
         assert_eq!(seqs(&sequencer.accept(many([1, 2]))), [1, 2]);
         assert!(sequencer.accept(many([4, 5])).is_empty());
@@ -202,7 +206,7 @@ mod tests {
 
     #[test]
     fn never_hands_out_a_message_twice() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(0);
         assert_eq!(seqs(&sequencer.accept(many([1, 2, 3]))), [1, 2, 3]);
         assert!(sequencer.accept(many([2, 3])).is_empty());
@@ -213,7 +217,7 @@ mod tests {
 
     #[test]
     fn one_fill_covers_every_gap() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(10);
         sequencer.accept(many([12, 15, 19]));
         let fill = sequencer.fill().unwrap();
@@ -235,7 +239,7 @@ mod tests {
     /// and the skip-ahead never moves `delivered` backwards.
     #[test]
     fn a_stale_fill_moves_nothing_backwards() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(522);
         sequencer.accept(many([530]));
         let stale = sequencer.fill().unwrap();
@@ -252,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_fill_cut_at_its_limit_asks_for_the_rest_instead_of_skipping() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(0);
         sequencer.accept(many([1200]));
         let fill = sequencer.fill().unwrap();
@@ -272,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_hole_the_store_does_not_have_is_skipped_not_waited_for() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(0);
         sequencer.accept(many([1, 7]));
         let fill = sequencer.fill().unwrap();
@@ -288,7 +292,7 @@ mod tests {
     /// forever.
     #[test]
     fn a_single_missing_seq_does_not_make_the_fill_spin() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(3);
         sequencer.accept(many([5]));
         let fill = sequencer.fill().unwrap();
@@ -302,7 +306,7 @@ mod tests {
     /// nothing about them: they are read again, not skipped.
     #[test]
     fn a_stale_short_read_never_skips_what_it_did_not_read() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         sequencer.start_at(100);
         sequencer.accept(many([110]));
         let stale = sequencer.fill().unwrap();
@@ -319,7 +323,7 @@ mod tests {
 
     #[test]
     fn before_any_read_the_first_message_starts_the_sequence() {
-        let mut sequencer = Sequencer::default();
+        let mut sequencer = Sequencer::<u64>::default();
         assert_eq!(seqs(&sequencer.accept(many([7]))), [7]);
         assert_eq!(sequencer.start_at(3), 7, "a later read does not rewind");
     }

@@ -7,10 +7,11 @@ use actix::prelude::*;
 
 use super::{Post, Reply, Room};
 use crate::cluster::ClusterEvent;
+use crate::event::{Entry, Event};
 use crate::metrics;
 use crate::protocol::{self, ErrorCode, Ref, Rejected};
 use crate::store::backlog::Permit;
-use crate::store::{new_message_id, now_millis, Appended, NewMessage, StoreError, StoredMessage};
+use crate::store::{new_message_id, now_millis, Appended, NewMessage, StoreError};
 
 /// Most posts persisted in one store call.
 const MAX_BATCH: usize = 256;
@@ -138,7 +139,7 @@ impl Room {
     /// Acks, delivers and publishes a stored batch.
     fn stored(&mut self, appended: Appended, waiting: Vec<Waiting>, ctx: &mut Context<Self>) {
         let Appended {
-            messages: mut stored,
+            events: stored,
             others,
         } = appended;
         // A retry the store found came back as its original. Delivering
@@ -149,13 +150,14 @@ impl Room {
         let started = self.sequencer.delivered().is_some();
         let metrics = metrics::get();
         let mut fresh = Vec::with_capacity(stored.len());
-        for (message, waiting) in stored.iter_mut().zip(waiting) {
-            let new = message.id == waiting.id;
+        let mut entries = Vec::with_capacity(stored.len());
+        for (mut event, waiting) in stored.into_iter().zip(waiting) {
+            let new = event.id() == waiting.id;
             fresh.push(new);
-            message.avatar = waiting.avatar;
+            event.set_avatar(waiting.avatar);
             let Some((reference, reply)) = waiting.receipt else {
                 metrics.messages_stored.inc(metrics::mode::FAST);
-                message.fast = true;
+                entries.push(Entry { event, fast: true });
                 continue;
             };
             // A retry found stored was counted with its original.
@@ -165,7 +167,8 @@ impl Room {
             metrics
                 .ack_seconds
                 .observe(waiting.accepted.elapsed().as_secs_f64());
-            reply.ack(reference.as_ref(), message);
+            reply.ack(reference.as_ref(), &event);
+            entries.push(Entry::new(event));
         }
         // Other replicas get only what is new: a repeated original could
         // start a room there at an old seq; they have it, or fill it in
@@ -173,39 +176,30 @@ impl Room {
         if fresh.contains(&true) {
             self.publish(|| ClusterEvent::Messages {
                 room: self.name.clone(),
-                messages: stored
+                messages: entries
                     .iter()
                     .zip(&fresh)
                     .filter(|(_, fresh)| **fresh)
-                    .map(|(message, _)| message.clone())
+                    .map(|(entry, _)| entry.clone())
                     .collect(),
             });
         }
         let mut fresh = fresh.into_iter();
-        stored.retain(|_| fresh.next().unwrap_or(true) || started);
+        entries.retain(|_| fresh.next().unwrap_or(true) || started);
         // Other replicas' messages the store stepped over to seq this batch:
         // ahead of it, so it need not wait for the broker or a read of the
         // gap. A room not started yet starts at its own.
         if started {
-            stored.extend(others);
+            entries.extend(others.into_iter().map(Entry::new));
         }
-        self.accept(stored, ctx);
+        self.accept(entries, ctx);
     }
 
     /// A fast message goes to everyone here and on other replicas at once,
     /// before it is stored.
     fn fan_out_fast(&self, user: &str, text: &str, avatar: &Option<String>, id: &str) {
-        let message = StoredMessage {
-            room: self.name.clone(),
-            seq: 0,
-            from: user.to_owned(),
-            text: text.to_owned(),
-            ts: now_millis(),
-            avatar: avatar.clone(),
-            id: id.to_owned(),
-            fast: true,
-            delivered: false,
-        };
+        let message = Event::unstored_message(self.name.as_str(), id, user, now_millis(), text)
+            .with_avatar(avatar.clone());
         self.deliver_fast(&message);
         self.publish(|| ClusterEvent::Fast {
             room: self.name.clone(),

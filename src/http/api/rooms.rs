@@ -10,8 +10,8 @@ use crate::app::AppState;
 use crate::chat::names::canonical_room;
 use crate::chat::registry::{Watch, QUERY_WAIT};
 use crate::chat::room::Online;
+use crate::event::{Body, Event};
 use crate::protocol::{rfc3339, ErrorCode, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
-use crate::store::StoredMessage;
 
 /// Who is online in a room, on every replica.
 #[derive(Serialize, ToSchema)]
@@ -43,16 +43,17 @@ pub struct Message {
     pub ts: String,
 }
 
-impl From<StoredMessage> for Message {
-    fn from(message: StoredMessage) -> Self {
+impl From<&Event> for Message {
+    fn from(event: &Event) -> Self {
+        let Body::Message(message) = event.body();
         Self {
-            ts: rfc3339(message.ts),
-            room: message.room,
-            seq: message.seq,
-            id: message.id,
-            from: message.from,
-            avatar: message.avatar,
-            text: message.text,
+            ts: rfc3339(event.ts()),
+            room: event.room().to_owned(),
+            seq: event.seq(),
+            id: event.id().to_owned(),
+            from: event.from().to_owned(),
+            avatar: event.avatar().map(str::to_owned),
+            text: message.text.clone(),
         }
     }
 }
@@ -165,7 +166,7 @@ pub async fn history(
     let mut messages = read.map_err(ApiError::store)?;
     if let (Some(before), Some(_)) = (page.before, page.after) {
         // Within the range: what lies at `before` or past it is no more.
-        messages.retain(|message| message.seq < before);
+        messages.retain(|message| message.seq() < before);
     }
     let more = messages.len() > limit as usize;
     if more {
@@ -183,7 +184,7 @@ pub async fn history(
             format!("{room:?} has no messages"),
         ));
     }
-    let messages = messages.into_iter().map(Message::from).collect();
+    let messages = messages.iter().map(Message::from).collect();
     Ok(HttpResponse::Ok().json(History {
         room,
         messages,

@@ -24,9 +24,10 @@ use mongodb::error::{Error as MongoError, ErrorKind};
 
 use super::documents::MessageDoc;
 use super::{all, unavailable, MongoStore, DUPLICATE_KEY};
+use crate::event::Event;
 use crate::store::{
     in_batch_order, repeated_in_batch, Appended, Millis, NewMessage, Original, StoreError,
-    StoreResult, StoredMessage, RETRY_SCAN,
+    StoreResult, RETRY_SCAN,
 };
 
 /// How long an append that failed may spend finding out whether it was
@@ -90,7 +91,7 @@ impl MongoStore {
             .collect();
         let inserted = self.insert(room, &new, ts).await?;
         Ok(Appended {
-            messages: in_batch_order(found, inserted.messages),
+            events: in_batch_order(found, inserted.events),
             others: inserted.others,
         })
     }
@@ -307,17 +308,14 @@ impl MongoStore {
                 }
             };
             for (offset, message) in pending[..inserted].iter().enumerate() {
-                stored.push(StoredMessage {
-                    room: room.to_owned(),
-                    seq: last + 1 + offset as u64,
-                    from: message.from.clone(),
-                    text: message.text.clone(),
+                stored.push(Event::message(
+                    room,
+                    last + 1 + offset as u64,
+                    message.id.as_str(),
+                    message.from.as_str(),
                     ts,
-                    avatar: None,
-                    id: message.id.clone(),
-                    fast: false,
-                    delivered: false,
-                });
+                    message.text.as_str(),
+                ));
             }
             if inserted == pending.len() {
                 self.remember_last_seq(room, Some(last + inserted as u64));
@@ -332,7 +330,7 @@ impl MongoStore {
                 .update_one(
                     doc! { "_id": room },
                     doc! {
-                        "$max": { "last_seq": newest.seq as i64, "last_ts": DateTime::from_millis(ts) },
+                        "$max": { "last_seq": newest.seq() as i64, "last_ts": DateTime::from_millis(ts) },
                         "$set": { "direct": crate::store::is_direct(room) },
                     },
                 )
@@ -352,7 +350,7 @@ impl MongoStore {
             }
         };
         Ok(Appended {
-            messages: stored,
+            events: stored,
             others,
         })
     }
@@ -394,7 +392,7 @@ impl MongoStore {
                 .sort(doc! { "seq": -1 })
                 .await
                 .map_err(unavailable)?;
-            found.push(original.map(|doc| Original::Stored(doc.into_stored(&HashMap::new()))));
+            found.push(original.map(|doc| Original::Stored(doc.into_event(&HashMap::new()))));
         }
         Ok(found)
     }

@@ -1,11 +1,12 @@
-//! The documents as stored, and how a stored message becomes the store's.
+//! The documents as stored, and how a stored message becomes the room's
+//! event.
 
 use std::collections::HashMap;
 
 use mongodb::bson::{DateTime, Document};
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoredMessage;
+use crate::event::Event;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct UserDoc {
@@ -45,18 +46,19 @@ pub(super) fn delivered_by_default() -> bool {
 }
 
 impl MessageDoc {
-    pub(super) fn into_stored(self, avatars: &HashMap<String, String>) -> StoredMessage {
-        StoredMessage {
-            avatar: avatars.get(&self.from).cloned(),
-            room: self.room,
-            seq: self.seq as u64,
-            from: self.from,
-            text: self.text,
-            ts: self.ts.timestamp_millis(),
-            id: self.id,
-            fast: false,
-            delivered: self.to.is_some() && self.delivered,
-        }
+    /// The room's event this document holds, with its author's photo.
+    pub(super) fn into_event(self, avatars: &HashMap<String, String>) -> Event {
+        let delivered = self.to.is_some() && self.delivered;
+        Event::message(
+            self.room,
+            self.seq as u64,
+            self.id,
+            self.from.as_str(),
+            self.ts.timestamp_millis(),
+            self.text,
+        )
+        .with_avatar(avatars.get(&self.from).cloned())
+        .with_delivered(delivered)
     }
 }
 

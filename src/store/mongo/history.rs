@@ -4,14 +4,15 @@ use mongodb::bson::doc;
 
 use super::documents::MessageDoc;
 use super::{all, unavailable, MongoStore};
-use crate::store::{StoreResult, StoredMessage};
+use crate::event::Event;
+use crate::store::StoreResult;
 
 pub(super) async fn before(
     store: &MongoStore,
     room: &str,
     before: Option<u64>,
     limit: u32,
-) -> StoreResult<Vec<StoredMessage>> {
+) -> StoreResult<Vec<Event>> {
     let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
     let mut page = all(store
         .messages
@@ -30,7 +31,7 @@ pub(super) async fn after(
     room: &str,
     after: u64,
     limit: u32,
-) -> StoreResult<Vec<StoredMessage>> {
+) -> StoreResult<Vec<Event>> {
     let after = after.min(i64::MAX as u64) as i64;
     let page = all(store
         .messages
@@ -67,10 +68,10 @@ pub(super) async fn recent_rooms(store: &MongoStore, limit: u32) -> StoreResult<
 pub(super) async fn with_avatars(
     store: &MongoStore,
     page: Vec<MessageDoc>,
-) -> StoreResult<Vec<StoredMessage>> {
+) -> StoreResult<Vec<Event>> {
     let avatars = super::users::avatars_of(store, &page).await?;
     Ok(page
         .into_iter()
-        .map(|message| message.into_stored(&avatars))
+        .map(|message| message.into_event(&avatars))
         .collect())
 }

@@ -99,7 +99,7 @@ pub(super) async fn fetch_missed(
                 confirm,
             });
         }
-        missed.messages.push(message.into_stored(&avatars));
+        missed.messages.push(message.into_event(&avatars));
     }
     missed.left = match pending_count(store, user).await {
         Ok(left) => left,

@@ -44,10 +44,10 @@ use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use serde::de::DeserializeOwned;
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult,
-    StoredMessage, User,
+    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult, User,
 };
 use crate::config::MongoConfig;
+use crate::event::Event;
 use documents::{MessageDoc, SessionDoc, UserDoc};
 
 /// How long an operation waits for a reachable server before failing. The
@@ -237,11 +237,11 @@ impl Store for MongoStore {
         room: &str,
         before: Option<u64>,
         limit: u32,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Vec<Event>> {
         history::before(self, room, before, limit).await
     }
 
-    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
         history::after(self, room, after, limit).await
     }
 

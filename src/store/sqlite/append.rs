@@ -5,9 +5,10 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::SqliteStore;
+use crate::event::Event;
 use crate::store::{
     in_batch_order, repeated_in_batch, Appended, Millis, NewMessage, Original, StoreResult,
-    StoredMessage, RETRY_SCAN,
+    RETRY_SCAN,
 };
 
 pub(super) async fn append(
@@ -37,7 +38,7 @@ pub(super) async fn append(
         // Each recipient's inbox (a direct room has two), and the
         // sender's share of it, counted once per batch.
         let mut inboxes = Inboxes::default();
-        let mut inserted: Vec<StoredMessage> = Vec::with_capacity(count as usize);
+        let mut inserted: Vec<Event> = Vec::with_capacity(count as usize);
         let mut insert = conn.prepare_cached(
             "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm, client_ref)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -64,22 +65,19 @@ pub(super) async fn append(
                 message.confirm,
                 message.reference,
             ])?;
-            inserted.push(StoredMessage {
-                room: room.clone(),
+            inserted.push(Event::message(
+                room.as_str(),
                 seq,
-                from: message.from,
-                text: message.text,
+                message.id,
+                message.from,
                 ts,
-                avatar: None,
-                id: message.id,
-                fast: false,
-                delivered: false,
-            });
+                message.text,
+            ));
         }
         // One process writes the file and allocates every seq in the
         // transaction: nobody else's messages lie in between.
         Ok(Appended {
-            messages: in_batch_order(retried, inserted),
+            events: in_batch_order(retried, inserted),
             others: Vec::new(),
         })
     })
@@ -125,17 +123,14 @@ fn retried(
                     message.text
                 ],
                 |row| {
-                    Ok(StoredMessage {
-                        room: room.to_owned(),
-                        seq: row.get::<_, i64>(0)? as u64,
-                        from: message.from.clone(),
-                        text: message.text.clone(),
-                        ts: row.get(1)?,
-                        avatar: None,
-                        id: row.get(2)?,
-                        fast: false,
-                        delivered: false,
-                    })
+                    Ok(Event::message(
+                        room,
+                        row.get::<_, i64>(0)? as u64,
+                        row.get::<_, String>(2)?,
+                        message.from.as_str(),
+                        row.get(1)?,
+                        message.text.as_str(),
+                    ))
                 },
             )
             .optional()?;

@@ -2,8 +2,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use super::MessageRow;
 use super::SqliteStore;
-use crate::store::{Delivery, Missed, StoreResult, StoredMessage};
+use crate::store::{Delivery, Missed, StoreResult};
 
 pub(super) async fn mark_delivered(
     store: &SqliteStore,
@@ -79,22 +80,22 @@ pub(super) async fn fetch_missed(
                 )?;
                 let mut rows = claim.query(params![user, limit])?;
                 while let Some(row) = rows.next()? {
-                    let message = StoredMessage {
+                    let message = MessageRow {
                         room: row.get(0)?,
-                        seq: row.get::<_, i64>(1)? as u64,
-                        from: row.get(2)?,
+                        seq: row.get(1)?,
+                        sender: row.get(2)?,
                         text: row.get(3)?,
                         ts: row.get(4)?,
                         id: row.get(5)?,
                         avatar: row.get(7)?,
-                        fast: false,
                         delivered: true,
-                    };
+                    }
+                    .into_event();
                     if let Some(confirm) = row.get::<_, Option<String>>(6)? {
                         missed.deliveries.push(Delivery {
-                            room: message.room.clone(),
-                            seq: message.seq,
-                            from: message.from.clone(),
+                            room: message.room().to_owned(),
+                            seq: message.seq(),
+                            from: message.from().to_owned(),
                             to: user.clone(),
                             confirm,
                         });
@@ -105,7 +106,7 @@ pub(super) async fn fetch_missed(
             // RETURNING gives no order guarantee.
             missed
                 .messages
-                .sort_by(|a, b| (a.ts, &a.room, a.seq).cmp(&(b.ts, &b.room, b.seq)));
+                .sort_by(|a, b| (a.ts(), a.room(), a.seq()).cmp(&(b.ts(), b.room(), b.seq())));
             missed.left = conn.query_row(
                 "SELECT count(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
                 [&user],

@@ -22,8 +22,9 @@ use rusqlite::{params, Connection, ErrorCode};
 
 use super::{
     Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult,
-    StoredMessage, User, PRUNE_BATCH,
+    User, PRUNE_BATCH,
 };
+use crate::event::Event;
 
 /// Reader connections: reads of different rooms (history on joins, gap
 /// fills) proceed side by side.
@@ -133,7 +134,7 @@ impl SqliteStore {
         bound: i64,
         limit: u32,
         range: &'static str,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Vec<Event>> {
         let room = room.to_owned();
         self.read(move |conn| {
             let mut query = conn.prepare_cached(&format!(
@@ -144,7 +145,17 @@ impl SqliteStore {
             ))?;
             let messages = query
                 .query_map(params![room, bound, limit], |row| {
-                    message_from_row(&room, row)
+                    Ok(MessageRow {
+                        room: room.clone(),
+                        seq: row.get(0)?,
+                        sender: row.get(1)?,
+                        text: row.get(2)?,
+                        ts: row.get(3)?,
+                        avatar: row.get(4)?,
+                        id: row.get(5)?,
+                        delivered: row.get(6)?,
+                    }
+                    .into_event())
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(messages)
@@ -177,18 +188,33 @@ fn map_error(err: rusqlite::Error) -> StoreError {
     }
 }
 
-fn message_from_row(room: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
-    Ok(StoredMessage {
-        room: room.to_owned(),
-        seq: row.get::<_, i64>(0)? as u64,
-        from: row.get(1)?,
-        text: row.get(2)?,
-        ts: row.get(3)?,
-        avatar: row.get(4)?,
-        id: row.get(5)?,
-        fast: false,
-        delivered: row.get(6)?,
-    })
+/// A `messages` row as read back, with its author's current photo: where
+/// a row becomes the room's event.
+struct MessageRow {
+    room: String,
+    seq: i64,
+    sender: String,
+    text: String,
+    ts: Millis,
+    avatar: Option<String>,
+    id: String,
+    /// A direct message that reached its recipient.
+    delivered: bool,
+}
+
+impl MessageRow {
+    fn into_event(self) -> Event {
+        Event::message(
+            self.room,
+            self.seq as u64,
+            self.id,
+            self.sender,
+            self.ts,
+            self.text,
+        )
+        .with_avatar(self.avatar)
+        .with_delivered(self.delivered)
+    }
 }
 
 #[async_trait]
@@ -241,7 +267,7 @@ impl Store for SqliteStore {
         room: &str,
         before: Option<u64>,
         limit: u32,
-    ) -> StoreResult<Vec<StoredMessage>> {
+    ) -> StoreResult<Vec<Event>> {
         let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
         let mut newest_first = self
             .page(
@@ -255,7 +281,7 @@ impl Store for SqliteStore {
         Ok(newest_first)
     }
 
-    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<StoredMessage>> {
+    async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
         let after = after.min(i64::MAX as u64) as i64;
         self.page(room, after, limit, "m.seq > ?2 ORDER BY m.seq LIMIT ?3")
             .await
@@ -365,7 +391,7 @@ mod tests {
         }
         let store = SqliteStore::open(&path).unwrap();
         let history = store.history("@a:b", None, 10).await.unwrap();
-        let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+        let texts: Vec<&str> = history.iter().filter_map(Event::text).collect();
         assert_eq!(texts, ["one", "two"]);
         assert_eq!(store.pending_count("b").await.unwrap(), 1);
         let next = NewMessage {
@@ -377,8 +403,8 @@ mod tests {
             reference: None,
             retry: false,
         };
-        let stored = store.append("@a:b", vec![next], 20).await.unwrap().messages;
-        assert_eq!(stored[0].seq, 3);
+        let stored = store.append("@a:b", vec![next], 20).await.unwrap().events;
+        assert_eq!(stored[0].stored_seq(), Some(3));
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
         assert_eq!(reopened.history("@a:b", None, 10).await.unwrap().len(), 3);
