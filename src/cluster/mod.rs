@@ -44,8 +44,8 @@ pub use broker::{Broker, BrokerError, BrokerEvent};
 use driver::{Command, Driver};
 use events::Envelope;
 pub use events::{
-    node_channel, room_channel, user_channel, ClusterEvent, Connection, ADMIN_CHANNEL,
-    REPLICAS_CHANNEL,
+    node_channel, room_channel, user_channel, Connection, Control, RoomEvent, Traffic,
+    ADMIN_CHANNEL, REPLICAS_CHANNEL,
 };
 pub use seal::{generate_key, Seal, MIN_KEY};
 
@@ -74,7 +74,7 @@ pub struct Resync;
 #[rtype(result = "()")]
 pub struct Remote {
     pub node: String,
-    pub event: ClusterEvent,
+    pub event: Traffic,
 }
 
 /// Start receiving `channel`; `notify` hears when the subscription is live.
@@ -96,7 +96,7 @@ pub struct Unsubscribe {
 #[rtype(result = "()")]
 pub struct Publish {
     pub channels: Vec<String>,
-    pub event: ClusterEvent,
+    pub event: Traffic,
 }
 
 /// Where inbound events go; sent once the registry is running.
@@ -239,7 +239,10 @@ impl Handler<Publish> for Cluster {
                     // gets here; every other event is bounded or split.
                     tracing::error!(
                         size,
-                        room = publish.event.room(),
+                        room = match &publish.event {
+                            Traffic::Room(event) => Some(event.room()),
+                            Traffic::Control(_) => None,
+                        },
                         "a cluster event too large to publish is left out"
                     );
                     continue;
@@ -391,9 +394,12 @@ impl ClusterHandle {
         }
     }
 
-    pub fn publish(&self, channels: Vec<String>, event: ClusterEvent) {
+    pub fn publish(&self, channels: Vec<String>, event: impl Into<Traffic>) {
         if let Some((addr, ..)) = &self.inner {
-            addr.do_send(Publish { channels, event });
+            addr.do_send(Publish {
+                channels,
+                event: event.into(),
+            });
         }
     }
 }

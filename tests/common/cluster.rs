@@ -331,6 +331,26 @@ impl Drop for BrokerServer {
     }
 }
 
+/// The binary `node` runs: this build, or for `node0` the previous
+/// release's when `ROOKERY_PREVIOUS` names one. `scripts/chaos.sh
+/// --upgrade` builds it and runs the cross-replica scenarios so: a rolling
+/// upgrade's mixed cluster, one broker and one database, old and new
+/// replicas reading each other's envelopes.
+fn binary(node: &str) -> PathBuf {
+    match std::env::var_os("ROOKERY_PREVIOUS") {
+        Some(previous) if node == "node0" => {
+            let previous = PathBuf::from(previous);
+            assert!(
+                previous.is_file(),
+                "ROOKERY_PREVIOUS={previous:?} is not a file"
+            );
+            eprintln!("{node} runs the previous release, {previous:?}");
+            previous
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_rookery")),
+    }
+}
+
 /// A Rookery replica as its own process, so a test can SIGKILL it.
 pub struct Replica {
     pub addr: SocketAddr,
@@ -346,7 +366,7 @@ impl Replica {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("rookery.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rookery"));
+        let mut command = Command::new(binary(node));
         command
             .env_clear()
             // Port 0: the replica prints the one it bound (a port picked

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::{Registry, SessionEntry};
 use crate::chat::room::{self, Room};
 use crate::chat::Evict;
-use crate::cluster::{node_channel, user_channel, ClusterEvent, REPLICAS_CHANNEL};
+use crate::cluster::{node_channel, user_channel, Control, REPLICAS_CHANNEL};
 use crate::store::{now_millis, Millis};
 
 /// How long a room started for a backend stays after its last use with no
@@ -154,7 +154,7 @@ impl Registry {
         }
         self.cluster.publish(
             vec![node_channel(asker)],
-            ClusterEvent::Connections { query, connections },
+            Control::Connections { query, connections },
         );
     }
 
@@ -215,7 +215,7 @@ impl Handler<AskConnections> for Registry {
         );
         self.cluster.publish(
             vec![user_channel(&ask.user)],
-            ClusterEvent::ConnectionsAsked {
+            Control::ConnectionsAsked {
                 user: ask.user,
                 query,
             },
@@ -232,7 +232,7 @@ impl Handler<DisconnectUser> for Registry {
         // refusal must hold wherever the user comes back.
         self.cluster.publish(
             vec![REPLICAS_CHANNEL.to_owned()],
-            ClusterEvent::UserDisconnected {
+            Control::UserDisconnected {
                 user: disconnect.user.clone(),
                 reason: disconnect.reason,
                 until: now_millis() + disconnect.refuse_for.as_millis() as Millis,

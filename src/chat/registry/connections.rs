@@ -10,7 +10,7 @@ use actix::prelude::*;
 use super::{Connect, Disconnect, EndLogin, Ready, Registry, SessionEntry};
 use crate::chat::names::RoomKind;
 use crate::chat::{room, Drain, Evict, Outgoing};
-use crate::cluster::{user_channel, ClusterEvent, ADMIN_CHANNEL};
+use crate::cluster::{user_channel, Control, ADMIN_CHANNEL};
 use crate::hooks::ConnectionEvent;
 use crate::protocol::ServerFrame;
 use crate::store::{now_millis, Millis};
@@ -29,7 +29,7 @@ impl Registry {
         }
         self.cluster.publish(
             vec![ADMIN_CHANNEL.to_owned()],
-            ClusterEvent::UserActivity {
+            Control::UserActivity {
                 user: user.to_owned(),
                 connected,
             },
@@ -139,7 +139,7 @@ impl Handler<Connect> for Registry {
             self.evict_user(&connect.user, Evict::Replaced, None);
             self.cluster.publish(
                 vec![user_channel(&connect.user)],
-                ClusterEvent::SessionOpened {
+                Control::SessionOpened {
                     user: connect.user.clone(),
                     at: connected_at,
                 },
@@ -242,7 +242,7 @@ impl Handler<EndLogin> for Registry {
         // Every replica with a connection of the user holds its channel.
         self.cluster.publish(
             vec![user_channel(&end.user)],
-            ClusterEvent::LoginEnded {
+            Control::LoginEnded {
                 user: end.user,
                 login: end.login,
             },

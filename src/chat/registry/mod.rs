@@ -271,7 +271,7 @@ impl Registry {
         for part in spent.chunks(SPENT_PER_REPORT) {
             self.cluster.publish(
                 vec![REPLICAS_CHANNEL.to_owned()],
-                crate::cluster::ClusterEvent::Spent {
+                crate::cluster::Control::Spent {
                     spent: part.to_vec(),
                 },
             );

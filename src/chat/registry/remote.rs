@@ -10,50 +10,58 @@ use actix::prelude::*;
 use super::{ConfirmDeliveries, Registry};
 use crate::chat::names::RoomKind;
 use crate::chat::{room, Evict};
-use crate::cluster::{ClusterEvent, Remote, Resync};
+use crate::cluster::{Control, Remote, Resync, RoomEvent, Traffic};
 use crate::store::{now_millis, Delivery};
 
 impl Handler<Remote> for Registry {
     type Result = ();
 
     fn handle(&mut self, remote: Remote, _ctx: &mut Self::Context) {
-        match &remote.event {
-            ClusterEvent::SessionOpened { user, at } => {
+        match remote.event {
+            Traffic::Room(event) => self.route(remote.node, event),
+            Traffic::Control(control) => self.control(&remote.node, control),
+        }
+    }
+}
+
+impl Registry {
+    fn control(&mut self, node: &str, control: Control) {
+        match control {
+            Control::SessionOpened { user, at } => {
                 if self.policies.single_session {
-                    self.evict_user(user, Evict::Replaced, Some(*at));
+                    self.evict_user(&user, Evict::Replaced, Some(at));
                 }
-                return;
             }
-            ClusterEvent::LoginEnded { user, login } => return self.end_login(user, login),
-            ClusterEvent::Spent { spent } => {
+            Control::LoginEnded { user, login } => self.end_login(&user, &login),
+            Control::Spent { spent } => {
                 for (user, count) in spent {
-                    self.policies.budgets.debit(user, *count);
+                    self.policies.budgets.debit(&user, count);
                 }
-                return;
             }
-            ClusterEvent::UserActivity { user, connected } => {
-                return self.push_to_admins(user, &remote.node, *connected);
+            Control::UserActivity { user, connected } => {
+                self.push_to_admins(&user, node, connected);
             }
-            ClusterEvent::ConnectionsAsked { user, query } => {
-                return self.answer_connections(user, *query, &remote.node);
+            Control::ConnectionsAsked { user, query } => {
+                self.answer_connections(&user, query, node);
             }
-            ClusterEvent::Connections { query, connections } => {
-                return self.collect_connections(*query, connections);
+            Control::Connections { query, connections } => {
+                self.collect_connections(query, &connections);
             }
-            ClusterEvent::UserDisconnected {
+            Control::UserDisconnected {
                 user,
                 reason,
                 until,
             } => {
                 let period =
                     Duration::from_millis(until.saturating_sub(now_millis()).max(0) as u64);
-                return self.refuse(user.clone(), *reason, period);
+                self.refuse(user, reason, period);
             }
-            _ => {}
         }
-        let Some(room) = remote.event.room().map(str::to_owned) else {
-            return;
-        };
+    }
+
+    /// Hands another replica's room traffic to the room here.
+    fn route(&mut self, node: String, event: RoomEvent) {
+        let room = event.room().to_owned();
         let addr = match self.rooms.get(&room) {
             Some(entry) => entry.addr.clone(),
             None => {
@@ -61,16 +69,13 @@ impl Handler<Remote> for Registry {
                 // here; presence alone does not.
                 let local_participant = RoomKind::direct(&room)
                     .is_some_and(|(a, b)| self.users.contains_key(a) || self.users.contains_key(b));
-                if !local_participant || matches!(remote.event, ClusterEvent::Presence { .. }) {
+                if !local_participant || matches!(event, RoomEvent::Presence { .. }) {
                     return;
                 }
                 self.ensure_room(&room)
             }
         };
-        addr.do_send(room::FromCluster {
-            node: remote.node,
-            event: remote.event,
-        });
+        addr.do_send(room::FromCluster { node, event });
     }
 }
 

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use super::sequencer::{Fill, MAX_FILL};
 use super::{Confirmed, Read, Room};
 use crate::chat::Outgoing;
-use crate::cluster::ClusterEvent;
+use crate::cluster::RoomEvent;
 use crate::event::{Entry, Event, Sequenced};
 use crate::metrics;
 use crate::protocol::{Ref, ServerFrame, WireMessage};
@@ -182,7 +182,7 @@ impl Room {
             }
         }
         if publish {
-            self.publish(|| ClusterEvent::Delivered {
+            self.publish(|| RoomEvent::Delivered {
                 room: self.name.clone(),
                 deliveries,
             });
@@ -283,7 +283,7 @@ impl Handler<Read> for Room {
                 }),
         );
         self.broadcast_read(&read.user, seq);
-        self.publish(|| ClusterEvent::Read {
+        self.publish(|| RoomEvent::Read {
             room: self.name.clone(),
             user: read.user,
             seq,

@@ -5,7 +5,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::chat::{Outgoing, SessionId};
-use crate::cluster::ClusterEvent;
+use crate::cluster::RoomEvent;
 use crate::event::Event;
 use crate::protocol::{self, Ref, Rejected, ServerFrame};
 use crate::store::{Delivery, Millis};
@@ -172,7 +172,7 @@ pub struct Typing {
 #[rtype(result = "()")]
 pub struct FromCluster {
     pub node: String,
-    pub event: ClusterEvent,
+    pub event: RoomEvent,
 }
 
 /// The registry retired the room: stop once queued posts are stored.

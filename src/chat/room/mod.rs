@@ -49,7 +49,7 @@ use writes::Queued;
 
 use super::{Outgoing, SessionId};
 use crate::chat::names::RoomKind;
-use crate::cluster::{room_channel, user_channel, ClusterEvent, ClusterHandle, Resync, Subscribed};
+use crate::cluster::{room_channel, user_channel, ClusterHandle, Resync, RoomEvent, Subscribed};
 use crate::event::Entry;
 use crate::metrics;
 use crate::protocol::ServerFrame;
@@ -118,7 +118,7 @@ impl Room {
 
     /// Tells the other replicas; a replica alone does not even build the
     /// event (a batch of messages is a copy of each).
-    fn publish(&self, event: impl FnOnce() -> ClusterEvent) {
+    fn publish(&self, event: impl FnOnce() -> RoomEvent) {
         if self.cluster.is_clustered() {
             self.cluster.publish(self.channels(), event());
         }
@@ -133,7 +133,7 @@ impl Room {
     }
 
     fn publish_presence(&self, reply: bool) {
-        self.publish(|| ClusterEvent::Presence {
+        self.publish(|| RoomEvent::Presence {
             room: self.name.clone(),
             users: self.presence.local().to_vec(),
             reply,
@@ -257,7 +257,7 @@ impl Handler<Typing> for Room {
         }
         .encode();
         self.broadcast(&frame, Some(&typing.user));
-        self.publish(|| ClusterEvent::Typing {
+        self.publish(|| RoomEvent::Typing {
             room: self.name.clone(),
             user: typing.user,
             active: typing.active,
@@ -270,18 +270,11 @@ impl Handler<FromCluster> for Room {
 
     fn handle(&mut self, remote: FromCluster, ctx: &mut Self::Context) {
         match remote.event {
-            ClusterEvent::Messages { messages, .. } => self.accept(messages, ctx),
-            ClusterEvent::Fast { message, .. } => self.deliver_fast(&message),
-            ClusterEvent::Read { user, seq, .. } => self.broadcast_read(&user, seq),
-            ClusterEvent::Delivered { deliveries, .. } => self.confirm(deliveries, false),
-            ClusterEvent::SessionOpened { .. }
-            | ClusterEvent::LoginEnded { .. }
-            | ClusterEvent::UserActivity { .. }
-            | ClusterEvent::ConnectionsAsked { .. }
-            | ClusterEvent::Connections { .. }
-            | ClusterEvent::UserDisconnected { .. }
-            | ClusterEvent::Spent { .. } => {}
-            ClusterEvent::Typing { user, active, .. } => {
+            RoomEvent::Messages { messages, .. } => self.accept(messages, ctx),
+            RoomEvent::Fast { message, .. } => self.deliver_fast(&message),
+            RoomEvent::Read { user, seq, .. } => self.broadcast_read(&user, seq),
+            RoomEvent::Delivered { deliveries, .. } => self.confirm(deliveries, false),
+            RoomEvent::Typing { user, active, .. } => {
                 let frame = ServerFrame::Typing {
                     room: &self.name,
                     user: &user,
@@ -290,7 +283,7 @@ impl Handler<FromCluster> for Room {
                 .encode();
                 self.broadcast(&frame, Some(&user));
             }
-            ClusterEvent::Presence { users, reply, .. } => {
+            RoomEvent::Presence { users, reply, .. } => {
                 self.presence.set_remote(remote.node, users, Instant::now());
                 self.schedule_presence(ctx);
                 if reply && !self.presence.local().is_empty() {

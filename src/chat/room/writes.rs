@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::{Post, Reply, Room};
-use crate::cluster::ClusterEvent;
+use crate::cluster::RoomEvent;
 use crate::event::{Entry, Event};
 use crate::metrics;
 use crate::protocol::{self, ErrorCode, Ref, Rejected};
@@ -174,7 +174,7 @@ impl Room {
         // start a room there at an old seq; they have it, or fill it in
         // from the store at the room's next message.
         if fresh.contains(&true) {
-            self.publish(|| ClusterEvent::Messages {
+            self.publish(|| RoomEvent::Messages {
                 room: self.name.clone(),
                 messages: entries
                     .iter()
@@ -201,7 +201,7 @@ impl Room {
         let message = Event::unstored_message(self.name.as_str(), id, user, now_millis(), text)
             .with_avatar(avatar.clone());
         self.deliver_fast(&message);
-        self.publish(|| ClusterEvent::Fast {
+        self.publish(|| RoomEvent::Fast {
             room: self.name.clone(),
             message,
         });
