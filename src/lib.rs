@@ -18,6 +18,11 @@
 //!   a request says about its sender, connection caps, login throttles and
 //!   each user's message budget across connections and replicas
 //!   ([`app::budget`]).
+//! - [`event`]: a room's stream, the model every layer below and above
+//!   converts to at its edge: an [`event::Event`] (seq, id, author, time,
+//!   a body that is a message today) made only by its constructors, what
+//!   the sequencer orders ([`event::Sequenced`]), and an [`event::Entry`]
+//!   (an event with the transport's `fast` flag).
 //! - [`protocol`]: the whole wire protocol (client frames, server frames,
 //!   error codes and close reasons, the bounded JSON reader and the
 //!   one-pass reader of common frames), depending on nothing else in the
@@ -30,15 +35,20 @@
 //!   out a room's messages; its write queue, delivery and join handshake in
 //!   their own files) over plain parts with their own unit tests
 //!   ([`chat::room::sequencer`]: `seq` order, exactly once, gap fills;
+//!   the write queue, `queue.rs`: batches, one in flight;
 //!   [`chat::room::presence`]: who is online), and the
 //!   [`chat::registry::Registry`] that starts, joins and retires rooms (on
 //!   the HTTP workers' threads, [`chat::registry::RoomThreads`]), holds
 //!   the connection policies (single session, refusals), and answers the
 //!   server API (rooms without members here, a user's connections on every
 //!   replica, disconnects); one file per concern.
-//! - [`cluster`]: what crosses replicas. The [`cluster::Cluster`] actor
+//! - [`cluster`]: what crosses replicas, by kind: a room's traffic
+//!   ([`cluster::RoomEvent`]) and everything about users and replicas
+//!   ([`cluster::Control`]), in an envelope format that stays readable
+//!   across releases (golden files in `tests/golden/cluster/`). The
+//!   [`cluster::Cluster`] actor
 //!   keeps per-room and per-user subscriptions and hands remote events
-//!   (`events.rs`) to the registry, signing what it publishes and checking
+//!   to the registry, signing what it publishes and checking
 //!   what it receives ([`cluster::Seal`]); a driver task (`driver.rs`) owns the
 //!   broker connection (reconnect, resubscribe) behind the
 //!   [`cluster::Broker`] trait, implemented once per broker in `redis.rs`,
@@ -72,6 +82,10 @@
 //! - **room**: **public** (a name anyone may join) or **direct** (`@a:b`,
 //!   the two users' names sorted); [`chat::names::RoomKind`] is the one
 //!   reader of a room's name.
+//! - **event**: one entry of a room's stream, with its **seq** ([`event::Event`]);
+//!   a message is one kind of event. Every layer has its own shape of it
+//!   (a store's row, the cluster's envelope, the wire's frame) and
+//!   converts at its edge.
 //! - **post**: a message a member hands its room. It is **stored** once the
 //!   store gave it its **seq** (per room, from 1, without holes), and the
 //!   **ack** tells its author so. **Reliable** and **fast** are the two ways

@@ -148,6 +148,7 @@ async fn exactly_once_in_order_with_presence_and_typing(kind: BrokerKind) {
         percentile(&latencies, 0.99),
         latencies.last().unwrap()
     );
+    cluster.assert_every_envelope_read().await;
 }
 
 /// The broker dies mid-chat and comes back: same-replica chat never
@@ -435,6 +436,7 @@ async fn direct_messages_cross_replicas(kind: BrokerKind) {
         assert_eq!(seqs(&messages), acked, "once each, in seq order");
     }
     carol.none_for("message", Duration::from_millis(500)).await;
+    cluster.assert_every_envelope_read().await;
 }
 
 /// Offline messages, delivery confirmations, fast messages, read receipts,
@@ -527,6 +529,7 @@ async fn guarantees_and_policies_cross_replicas(kind: BrokerKind) {
     assert!(response.status().is_redirection() || response.status().is_success());
     newer.until_closed(Duration::from_secs(10)).await;
     assert_eq!(newer.close_reason.as_deref(), Some("logged_out"));
+    cluster.assert_every_envelope_read().await;
 }
 
 /// Names that are syntax to some broker (`.`, `x.`, `a..b`, sixty-four

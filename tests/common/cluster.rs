@@ -58,6 +58,26 @@ impl Cluster {
         cluster
     }
 
+    /// Every replica read every envelope it received: none was dropped as
+    /// undecodable, which is what a mixed cluster of two releases that do
+    /// not understand each other shows first (the store would still fill
+    /// most of what they miss).
+    pub async fn assert_every_envelope_read(&self) {
+        for replica in &self.replicas {
+            let undecodable = replica
+                .metrics()
+                .await
+                .value(r#"rookery_broker_dropped_total{reason="undecodable"}"#);
+            assert_eq!(
+                undecodable,
+                0.0,
+                "{} dropped envelopes it could not read\n{}",
+                replica.node,
+                replica.log()
+            );
+        }
+    }
+
     /// Makes `name` an operator's account with the real CLI
     /// (`rookery create-user`), password on standard input.
     pub fn create_operator(&self, name: &str) {

@@ -259,13 +259,16 @@ impl Ws {
             .unwrap();
     }
 
-    /// The next JSON frame, skipping pings.
+    /// The next JSON frame, skipping pings; within [`FRAME_TIMEOUT`] in
+    /// all (the server's pings must not keep a test waiting forever for a
+    /// frame that never comes).
     pub async fn recv(&mut self) -> Value {
         if let Some(frame) = self.backlog.pop_front() {
             return frame;
         }
+        let until = tokio::time::Instant::now() + FRAME_TIMEOUT;
         loop {
-            let message = tokio::time::timeout(FRAME_TIMEOUT, self.stream.next())
+            let message = tokio::time::timeout_at(until, self.stream.next())
                 .await
                 .expect("a frame within the timeout")
                 .expect("the connection is open")

@@ -26,6 +26,7 @@ mod join;
 mod member;
 mod messages;
 pub mod presence;
+mod queue;
 pub mod sequencer;
 mod writes;
 
@@ -44,8 +45,8 @@ pub use messages::{
     Typing,
 };
 use presence::Presence;
+use queue::WriteQueue;
 use sequencer::Sequencer;
-use writes::Queued;
 
 use super::{Outgoing, SessionId};
 use crate::chat::names::RoomKind;
@@ -74,10 +75,8 @@ pub struct Room {
     presence_due: bool,
     sequencer: Sequencer<Entry>,
     gap: Gap,
-    pending: Vec<Queued>,
-    /// A batch is being stored.
-    storing: bool,
-    /// Retired by the registry: stop once `pending` is stored.
+    writes: WriteQueue,
+    /// Retired by the registry: stop once the write queue is empty.
     retiring: bool,
 }
 
@@ -100,8 +99,7 @@ impl Room {
             presence_due: false,
             sequencer: Sequencer::default(),
             gap: Gap::Idle,
-            pending: Vec::new(),
-            storing: false,
+            writes: WriteQueue::default(),
             retiring: false,
         }
     }
@@ -315,7 +313,7 @@ impl Handler<Shutdown> for Room {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        if self.storing || !self.pending.is_empty() {
+        if !self.writes.is_empty() {
             self.retiring = true;
         } else {
             ctx.stop();

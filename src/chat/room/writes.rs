@@ -1,20 +1,19 @@
-//! The room's write queue: posts wait in `pending`, at most one batch is
-//! being stored, and a stored batch is acked, published and delivered.
+//! The room's writes: posts go to the write queue (`queue.rs`, where the
+//! rules are), its batches to the store, and a stored batch is acked,
+//! published and delivered.
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::{Post, Reply, Room};
+use super::queue::{Batch, Queued, Waiting};
+use super::{Post, Room};
 use crate::cluster::RoomEvent;
 use crate::event::{Entry, Event};
 use crate::metrics;
-use crate::protocol::{self, ErrorCode, Ref, Rejected};
-use crate::store::backlog::Permit;
+use crate::protocol::{self, ErrorCode, Rejected};
 use crate::store::{new_message_id, now_millis, Appended, NewMessage, StoreError};
 
-/// Most posts persisted in one store call.
-const MAX_BATCH: usize = 256;
 /// The answer to a retry that could not be looked up: its first attempt
 /// may well be stored, so "not stored" would be a lie.
 const RETRY_NOT_CHECKED: &str =
@@ -30,73 +29,17 @@ const UNCERTAIN_CHECKS: [Duration; 4] = [
     Duration::from_secs(45),
 ];
 
-/// Where a stored message's `ack` goes: the author's `ref` and connection
-/// (or request).
-type Receipt = (Option<Ref>, Reply);
-
-/// A post waiting for the store.
-/// A post being stored, as the room must answer it.
-struct Waiting {
-    /// The id the room gave it: a retry found stored comes back under its
-    /// original's.
-    id: String,
-    /// A retry: its first attempt may be stored, so a failure to store this
-    /// one is never reported as "not stored".
-    retry: bool,
-    accepted: Instant,
-    avatar: Option<String>,
-    receipt: Option<Receipt>,
-    _permit: Permit,
-}
-
-pub(super) struct Queued {
-    message: NewMessage,
-    /// When the room took it: its ack's latency runs from here.
-    accepted: Instant,
-    avatar: Option<String>,
-    /// `None` for a `fast` message: delivered already, never acked.
-    receipt: Option<Receipt>,
-    /// Its place in the backlog, given back once the store answered.
-    permit: Permit,
-}
-
 impl Room {
     /// Stores the next batch of posts unless one is already being stored.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.storing {
+        let Some(Batch { messages, waiting }) = self.writes.take() else {
             return;
-        }
-        self.pending.retain(|queued| {
-            !queued
-                .receipt
-                .as_ref()
-                .is_some_and(|(_, reply)| reply.abandoned())
-        });
-        if self.pending.is_empty() {
-            return;
-        }
-        self.storing = true;
-        let take = self.pending.len().min(MAX_BATCH);
-        let mut batch = Vec::with_capacity(take);
-        let mut waiting = Vec::with_capacity(take);
-        for queued in self.pending.drain(..take) {
-            let id = queued.message.id.clone();
-            let retry = queued.message.retry;
-            batch.push(queued.message);
-            waiting.push(Waiting {
-                id,
-                retry,
-                accepted: queued.accepted,
-                avatar: queued.avatar,
-                receipt: queued.receipt,
-                _permit: queued.permit,
-            });
-        }
+        };
         let store = self.store.clone();
         let room = self.name.clone();
-        let append = async move { store.append(&room, batch, now_millis()).await };
+        let append = async move { store.append(&room, messages, now_millis()).await };
         ctx.spawn(append.into_actor(self).map(move |result, this, ctx| {
-            this.storing = false;
+            this.writes.answered();
             match result {
                 Ok(appended) => this.stored(appended, waiting, ctx),
                 Err(err) => {
@@ -128,7 +71,7 @@ impl Room {
                     }
                 }
             }
-            if this.retiring && this.pending.is_empty() {
+            if this.retiring && this.writes.is_empty() {
                 ctx.stop();
             } else {
                 this.flush(ctx);
@@ -152,7 +95,7 @@ impl Room {
         let mut fresh = Vec::with_capacity(stored.len());
         let mut entries = Vec::with_capacity(stored.len());
         for (mut event, waiting) in stored.into_iter().zip(waiting) {
-            let new = event.id() == waiting.id;
+            let new = waiting.is_new(&event);
             fresh.push(new);
             event.set_avatar(waiting.avatar);
             let Some((reference, reply)) = waiting.receipt else {
@@ -275,7 +218,7 @@ impl Handler<Post> for Room {
             serde_json::to_string(&reference.clone().unwrap_or_default())
                 .expect("JSON values serialize")
         });
-        self.pending.push(Queued {
+        self.writes.push(Queued {
             accepted: Instant::now(),
             message: NewMessage {
                 id,
