@@ -3,13 +3,27 @@
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+/// A broker call that failed: what was being done, and the client
+/// library's error, kept (and named in the message, which logs print).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BrokerError(pub String);
+#[error("{context}: {source}")]
+pub struct BrokerError {
+    context: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
 
 impl BrokerError {
-    pub fn new(context: &str, err: impl std::fmt::Display) -> Self {
-        Self(format!("{context}: {err}"))
+    pub fn new(context: &str, err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            context: context.to_owned(),
+            source: err.into(),
+        }
+    }
+
+    /// A call made while the client has no connection.
+    pub fn not_connected(context: &str) -> Self {
+        Self::new(context, "not connected")
     }
 }
 

@@ -68,14 +68,14 @@ impl Driver {
                         let Some(command) = command else { return };
                         match tokio::time::timeout(BROKER_TIMEOUT, self.apply(command)).await {
                             Ok(Ok(())) => {}
-                            Ok(Err(err)) => break err.0,
+                            Ok(Err(err)) => break err.to_string(),
                             Err(_) => break format!("no answer within {BROKER_TIMEOUT:?}"),
                         }
                     }
                     _ = probe.tick() => {
                         match tokio::time::timeout(BROKER_TIMEOUT, self.broker.probe()).await {
                             Ok(Ok(())) => {}
-                            Ok(Err(err)) => break err.0,
+                            Ok(Err(err)) => break err.to_string(),
                             Err(_) => break format!("no answer to a probe within {BROKER_TIMEOUT:?}"),
                         }
                     }
@@ -129,7 +129,12 @@ impl Driver {
             let attempt = async {
                 tokio::time::timeout(timeout, attempt)
                     .await
-                    .unwrap_or_else(|_| Err(BrokerError(format!("no answer within {timeout:?}"))))
+                    .unwrap_or_else(|_| {
+                        Err(BrokerError::new(
+                            "connect",
+                            format!("no answer within {timeout:?}"),
+                        ))
+                    })
             };
             match attempt.await {
                 Ok(()) => {

@@ -39,7 +39,7 @@ impl NatsBroker {
     fn client(&self) -> Result<&async_nats::Client, BrokerError> {
         self.client
             .as_ref()
-            .ok_or_else(|| BrokerError("not connected".into()))
+            .ok_or_else(|| BrokerError::not_connected("NATS"))
     }
 }
 

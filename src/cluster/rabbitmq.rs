@@ -39,7 +39,7 @@ impl RabbitBroker {
     fn link(&self) -> Result<&Link, BrokerError> {
         self.link
             .as_ref()
-            .ok_or_else(|| BrokerError("not connected".into()))
+            .ok_or_else(|| BrokerError::not_connected("AMQP"))
     }
 }
 

@@ -27,7 +27,7 @@ impl RedisBroker {
     fn subscriber(&mut self) -> Result<&mut PubSubSink, BrokerError> {
         self.subscriber
             .as_mut()
-            .ok_or_else(|| BrokerError("not connected".into()))
+            .ok_or_else(|| BrokerError::not_connected("redis"))
     }
 }
 
@@ -87,7 +87,7 @@ impl Broker for RedisBroker {
         let publisher = self
             .publisher
             .as_mut()
-            .ok_or_else(|| BrokerError("not connected".into()))?;
+            .ok_or_else(|| BrokerError::not_connected("redis"))?;
         redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload)
@@ -100,7 +100,7 @@ impl Broker for RedisBroker {
         let publisher = self
             .publisher
             .as_mut()
-            .ok_or_else(|| BrokerError("not connected".into()))?;
+            .ok_or_else(|| BrokerError::not_connected("redis"))?;
         redis::cmd("PING")
             .exec_async(publisher)
             .await

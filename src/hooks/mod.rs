@@ -33,14 +33,25 @@ const MAX_CACHED_DECISIONS: usize = 100_000;
 /// larger is a broken or hostile receiver, not an answer.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
+/// Why a webhook gave no usable answer; the cause is kept, and named in
+/// the message too because logs print the message.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     #[error("webhook unreachable or too slow: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] reqwest::Error),
     #[error("webhook answered HTTP {0}")]
     Status(u16),
     #[error("webhook reply not understood: {0}")]
-    BadReply(String),
+    BadReply(#[source] BadReply),
+}
+
+/// A webhook's reply that is not an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BadReply {
+    #[error("more than {MAX_REPLY_BYTES} bytes")]
+    TooLarge,
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 /// What the auth hook decided.
@@ -202,11 +213,11 @@ impl Hooks {
             .json(body)
             .send()
             .await
-            .map_err(|err| HookError::Unreachable(err.to_string()))?;
+            .map_err(HookError::Unreachable)?;
         if !response.status().is_success() {
             return Err(HookError::Status(response.status().as_u16()));
         }
-        let too_large = || HookError::BadReply(format!("more than {MAX_REPLY_BYTES} bytes"));
+        let too_large = || HookError::BadReply(BadReply::TooLarge);
         if response
             .content_length()
             .is_some_and(|length| length > MAX_REPLY_BYTES as u64)
@@ -214,17 +225,13 @@ impl Hooks {
             return Err(too_large());
         }
         let mut reply = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| HookError::Unreachable(err.to_string()))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(HookError::Unreachable)? {
             if reply.len() + chunk.len() > MAX_REPLY_BYTES {
                 return Err(too_large());
             }
             reply.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&reply).map_err(|err| HookError::BadReply(err.to_string()))
+        serde_json::from_slice(&reply).map_err(|err| HookError::BadReply(err.into()))
     }
 
     /// Asks the auth hook about a login; `None` when there is no auth hook

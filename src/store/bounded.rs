@@ -44,7 +44,7 @@ impl Bounded {
         name: &str,
         op: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        self.bounded(name, op, StoreError::Unavailable).await
+        self.bounded(name, op, StoreError::unavailable).await
     }
 
     /// Runs `op` within the bound; a timeout becomes `timed_out(why)`.
@@ -123,7 +123,7 @@ impl Store for Bounded {
         self.bounded(
             "append",
             self.inner.append(room, batch, ts),
-            StoreError::Uncertain,
+            StoreError::uncertain,
         )
         .await
     }

@@ -20,6 +20,8 @@ pub mod mongo;
 pub mod session;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::event::Event;
@@ -170,22 +172,58 @@ pub struct Missed {
     pub left: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// What a store error came from: the driver's error (or a sentence where
+/// there is none), kept whole for whoever looks at [`std::error::Error::source`].
+/// Shared, because one failed group commit fails every write in it.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// A store operation that failed. The message names the cause too,
+/// because logs print the message; clients hear only the code
+/// ([`StoreError::rejected`]).
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// The backend could not be reached or failed; the operation did not happen.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Cause),
     /// A uniqueness constraint refused the write (e.g. the user name is taken).
-    #[error("already exists")]
     Conflict,
     /// A write whose outcome cannot be known: the database stopped
     /// answering after it was sent and could not be asked since. It may
     /// have been stored.
-    #[error("outcome unknown: {0}")]
-    Uncertain(String),
+    Uncertain(Cause),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(cause) => write!(f, "store unavailable: {cause}"),
+            Self::Conflict => f.write_str("already exists"),
+            Self::Uncertain(cause) => write!(f, "outcome unknown: {cause}"),
+        }
+    }
+}
+
+/// Written out rather than derived: the source is the driver's error
+/// itself, not the `Arc` that shares it, so a caller can downcast it.
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unavailable(cause) | Self::Uncertain(cause) => Some(&**cause),
+            Self::Conflict => None,
+        }
+    }
 }
 
 impl StoreError {
+    /// The operation did not happen, because of `cause`.
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(Arc::from(cause.into()))
+    }
+
+    /// The write may or may not have happened, because of `cause`.
+    pub fn uncertain(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Uncertain(Arc::from(cause.into()))
+    }
+
     /// What a client is told when the store failed it: the one mapping
     /// from store errors to error codes. `what` names what failed ("history",
     /// "the message"), `then` what the client can count on or should do.
@@ -322,13 +360,10 @@ mod tests {
 
     #[test]
     fn a_write_of_unknown_outcome_is_never_reported_as_not_stored() {
-        let uncertain = StoreError::Uncertain("timed out".into()).rejected(
-            "the message",
-            "it may be stored",
-            None,
-        );
+        let uncertain =
+            StoreError::uncertain("timed out").rejected("the message", "it may be stored", None);
         assert_eq!(uncertain.code, ErrorCode::StoreUncertain);
-        let down = StoreError::Unavailable("refused".into()).rejected("history", "try again", None);
+        let down = StoreError::unavailable("refused").rejected("history", "try again", None);
         assert_eq!(down.code, ErrorCode::StoreUnavailable);
         assert_eq!(
             down.message,
@@ -336,5 +371,17 @@ mod tests {
         );
         // What the database said stays in the log, not in the client's frame.
         assert!(!uncertain.message.contains("timed out"));
+    }
+
+    #[test]
+    fn a_store_error_keeps_its_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = StoreError::unavailable(io);
+        let source = std::error::Error::source(&err).expect("the cause is kept");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("as the driver's own error");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(err.to_string(), "store unavailable: refused");
     }
 }

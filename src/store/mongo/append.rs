@@ -152,7 +152,7 @@ impl MongoStore {
         };
         tokio::time::timeout(CHECK_TIMEOUT, read)
             .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer".into())))
+            .unwrap_or_else(|_| Err(StoreError::unavailable("no answer")))
     }
 
     /// Stores `batch` as the room's next messages (see [`Store::append`]).
@@ -245,7 +245,7 @@ impl MongoStore {
                         if stored.is_empty() {
                             unavailable(err)
                         } else {
-                            StoreError::Uncertain(format!("part of the batch is stored: {err}"))
+                            StoreError::uncertain(format!("part of the batch is stored: {err}"))
                         }
                     };
                     match inserted_before_duplicate(&err) {
@@ -274,7 +274,7 @@ impl MongoStore {
                                     ours
                                 }
                                 Err(check) => {
-                                    return Err(StoreError::Uncertain(format!(
+                                    return Err(StoreError::uncertain(format!(
                                         "{err}; checking whose messages hold these seqs failed: {check}"
                                     )))
                                 }
@@ -299,7 +299,7 @@ impl MongoStore {
                                 count
                             }
                             Err(check) => {
-                                return Err(StoreError::Uncertain(format!(
+                                return Err(StoreError::uncertain(format!(
                                     "{err}; checking what was stored failed too: {check}"
                                 )))
                             }

@@ -150,7 +150,7 @@ fn describe(options: &ClientOptions, database: &str) -> String {
 }
 
 fn unavailable(err: MongoError) -> StoreError {
-    StoreError::Unavailable(err.to_string())
+    StoreError::unavailable(err)
 }
 
 fn is_duplicate_key(err: &MongoError) -> bool {

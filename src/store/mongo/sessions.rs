@@ -106,9 +106,9 @@ pub(super) async fn secret(
         .find_one(doc! { "_id": name })
         .await
         .map_err(unavailable)?
-        .ok_or_else(|| StoreError::Unavailable(format!("secret {name} vanished")))?;
+        .ok_or_else(|| StoreError::unavailable(format!("secret {name} vanished")))?;
     stored
         .get_binary_generic("value")
         .cloned()
-        .map_err(|err| StoreError::Unavailable(format!("secret {name} is malformed: {err}")))
+        .map_err(|err| StoreError::unavailable(format!("secret {name} is malformed: {err}")))
 }

@@ -120,7 +120,7 @@ impl SqliteStore {
             op(&conn)
         })
         .await
-        .map_err(|join| StoreError::Unavailable(format!("store task failed: {join}")))?
+        .map_err(StoreError::unavailable)?
         .map_err(map_error)
     }
 }
@@ -184,7 +184,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 fn map_error(err: rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
-        _ => StoreError::Unavailable(err.to_string()),
+        _ => StoreError::unavailable(err),
     }
 }
 

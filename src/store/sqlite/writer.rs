@@ -141,10 +141,10 @@ impl Writer {
                 messages,
                 answer,
             }))
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+            .map_err(|_| StoreError::unavailable("the SQLite writer has stopped"))?;
         answered
             .await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+            .map_err(|_| StoreError::unavailable("the SQLite writer has stopped"))?
     }
 }
 
@@ -207,7 +207,7 @@ fn commit_group(conn: &Connection, group: impl Iterator<Item = Box<dyn Job>>) {
         messages += job.messages();
         if !open {
             if let Err(err) = begin(conn) {
-                job.fail(StoreError::Unavailable(err.to_string()));
+                job.fail(StoreError::unavailable(err));
                 continue;
             }
             open = true;
@@ -219,7 +219,7 @@ fn commit_group(conn: &Connection, group: impl Iterator<Item = Box<dyn Job>>) {
             let why = "the database rolled back the transaction (disk full or I/O error)";
             tracing::warn!(jobs = replies.len(), "{why}");
             for reply in replies.drain(..) {
-                reply(Err(StoreError::Unavailable(why.into())));
+                reply(Err(StoreError::unavailable(why)));
             }
             open = false;
         }
@@ -243,11 +243,11 @@ fn commit_group(conn: &Connection, group: impl Iterator<Item = Box<dyn Job>>) {
         Err(err) => {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::warn!(error = %err, jobs = replies.len(), "an SQLite group commit failed");
-            Err(err.to_string())
+            Err(StoreError::unavailable(err))
         }
     };
     for reply in replies {
-        reply(outcome.clone().map_err(StoreError::Unavailable));
+        reply(outcome.clone());
     }
 }
 
