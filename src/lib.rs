@@ -95,7 +95,7 @@
 //!   later ones for; a **fill** reads it from the store.
 //! - **receipt**: what the sender of a direct message learns later: it was
 //!   **delivered** to one of the recipient's connections
-//!   ([`store::Delivery`]; told when the sender asked to be, `confirm`), or
+//!   ([`store::Receipt`]; told when the sender asked to be, `confirm`), or
 //!   **read** up to a seq (a read position).
 //! - **inbox**: the direct messages waiting for a recipient who was away
 //!   (each sender may fill a tenth of it).

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Entry, Event, Millis};
-use crate::store::Delivery;
+use crate::store::Receipt;
 
 /// What a room's copies on other replicas hear from it: its stream (stored
 /// events, fast messages), what its members do live (typing, reads,
@@ -47,7 +47,7 @@ pub enum RoomEvent {
     /// asked to be told.
     Delivered {
         room: String,
-        deliveries: Vec<Delivery>,
+        deliveries: Vec<Receipt>,
     },
 }
 
@@ -488,7 +488,7 @@ mod tests {
                 "delivered",
                 RoomEvent::Delivered {
                     room: "@alice:bob".into(),
-                    deliveries: vec![Delivery {
+                    deliveries: vec![Receipt {
                         room: "@alice:bob".into(),
                         seq: 7,
                         from: "alice".into(),

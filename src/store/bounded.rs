@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult, User,
+    Appended, Millis, Missed, NewMessage, Receipt, Retention, Store, StoreError, StoreResult, User,
 };
 use crate::event::Event;
 
@@ -148,7 +148,7 @@ impl Store for Bounded {
         user: &str,
         room: &str,
         seqs: Vec<u64>,
-    ) -> StoreResult<Vec<Delivery>> {
+    ) -> StoreResult<Vec<Receipt>> {
         self.within(
             "mark_delivered",
             self.inner.mark_delivered(user, room, seqs),

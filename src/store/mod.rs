@@ -147,10 +147,10 @@ pub struct Appended {
     pub others: Vec<Event>,
 }
 
-/// A direct message that reached its recipient, for the sender who asked
-/// to be told (`"confirm":true`).
+/// A delivery receipt: a direct message reached its recipient, for the
+/// sender who asked to be told (`"confirm":true`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Delivery {
+pub struct Receipt {
     pub room: String,
     pub seq: u64,
     /// The sender, who is told.
@@ -167,7 +167,7 @@ pub struct Missed {
     /// Oldest first.
     pub messages: Vec<Event>,
     /// For the senders of those that asked for a delivery confirmation.
-    pub deliveries: Vec<Delivery>,
+    pub deliveries: Vec<Receipt>,
     /// Undelivered messages still waiting after this page.
     pub left: u64,
 }
@@ -291,7 +291,7 @@ pub trait Store: Send + Sync + 'static {
         user: &str,
         room: &str,
         seqs: Vec<u64>,
-    ) -> StoreResult<Vec<Delivery>>;
+    ) -> StoreResult<Vec<Receipt>>;
     /// How many direct messages to `user` are undelivered.
     async fn pending_count(&self, user: &str) -> StoreResult<u64>;
     /// Claims up to `limit` of `user`'s undelivered direct messages, oldest

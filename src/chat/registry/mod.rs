@@ -31,7 +31,7 @@ use super::{Drain, Evict, Outgoing, SessionId, SetAvatar};
 use crate::cluster::{node_channel, ClusterHandle, REPLICAS_CHANNEL};
 use crate::hooks::Hooks;
 use crate::store::backlog::Backlog;
-use crate::store::{Delivery, Millis, Store};
+use crate::store::{Millis, Receipt, Store};
 
 /// How often the replicas tell each other who spent their message budget.
 const BUDGET_REPORT: Duration = Duration::from_secs(1);
@@ -70,7 +70,7 @@ pub struct Ready {
 /// senders who asked are told, wherever they are connected.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ConfirmDeliveries(pub Vec<Delivery>);
+pub struct ConfirmDeliveries(pub Vec<Receipt>);
 
 /// The replica is shutting down: every connection, present and late, is
 /// told to move to another replica and closed after `close_after`.

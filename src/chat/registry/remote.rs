@@ -11,7 +11,7 @@ use super::{ConfirmDeliveries, Registry};
 use crate::chat::names::RoomKind;
 use crate::chat::{room, Evict};
 use crate::cluster::{Control, Remote, Resync, RoomEvent, Traffic};
-use crate::store::{now_millis, Delivery};
+use crate::store::{now_millis, Receipt};
 
 impl Handler<Remote> for Registry {
     type Result = ();
@@ -87,7 +87,7 @@ impl Handler<ConfirmDeliveries> for Registry {
         ConfirmDeliveries(deliveries): ConfirmDeliveries,
         _ctx: &mut Self::Context,
     ) {
-        let mut by_room: HashMap<String, Vec<Delivery>> = HashMap::new();
+        let mut by_room: HashMap<String, Vec<Receipt>> = HashMap::new();
         for delivery in deliveries {
             by_room
                 .entry(delivery.room.clone())

@@ -14,7 +14,7 @@ use crate::cluster::RoomEvent;
 use crate::event::{Entry, Event, Sequenced};
 use crate::metrics;
 use crate::protocol::{Ref, ServerFrame, WireMessage};
-use crate::store::{now_millis, Delivery};
+use crate::store::{now_millis, Receipt};
 
 /// How long a message may wait for an earlier, missing one before the room
 /// reads the gap from the store.
@@ -164,7 +164,7 @@ impl Room {
 
     /// Tells local senders their messages were delivered, and, for
     /// deliveries seen here, the other replicas' copies of the room.
-    pub(super) fn confirm(&self, deliveries: Vec<Delivery>, publish: bool) {
+    pub(super) fn confirm(&self, deliveries: Vec<Receipt>, publish: bool) {
         if deliveries.is_empty() {
             return;
         }

@@ -8,7 +8,7 @@ use crate::chat::{Outgoing, SessionId};
 use crate::cluster::RoomEvent;
 use crate::event::Event;
 use crate::protocol::{self, Ref, Rejected, ServerFrame};
-use crate::store::{Delivery, Millis};
+use crate::store::{Millis, Receipt};
 
 /// A connection becomes a member of the room. With `announce` it receives
 /// `joined` (history and who is online); without, it only starts receiving
@@ -156,7 +156,7 @@ pub struct Read {
 /// while offline); tell the senders.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Confirmed(pub Vec<Delivery>);
+pub struct Confirmed(pub Vec<Receipt>);
 
 /// A member started or stopped typing.
 #[derive(Message)]

@@ -19,7 +19,7 @@ pub const MAX_BATCH: usize = 256;
 
 /// Where a stored message's `ack` goes: the author's `ref` and connection
 /// (or request).
-pub(super) type Receipt = (Option<Ref>, Reply);
+pub(super) type AckTo = (Option<Ref>, Reply);
 
 /// A post waiting for the store.
 pub(super) struct Queued {
@@ -28,7 +28,7 @@ pub(super) struct Queued {
     pub(super) accepted: Instant,
     pub(super) avatar: Option<String>,
     /// `None` for a `fast` message: delivered already, never acked.
-    pub(super) receipt: Option<Receipt>,
+    pub(super) ack_to: Option<AckTo>,
     /// Its place in the backlog, given back once the store answered.
     pub(super) permit: Permit,
 }
@@ -43,7 +43,7 @@ pub(super) struct Waiting {
     pub(super) retry: bool,
     pub(super) accepted: Instant,
     pub(super) avatar: Option<String>,
-    pub(super) receipt: Option<Receipt>,
+    pub(super) ack_to: Option<AckTo>,
     _permit: Permit,
 }
 
@@ -85,7 +85,7 @@ impl WriteQueue {
         }
         self.pending.retain(|queued| {
             !queued
-                .receipt
+                .ack_to
                 .as_ref()
                 .is_some_and(|(_, reply)| reply.abandoned())
         });
@@ -102,7 +102,7 @@ impl WriteQueue {
                 retry: queued.message.retry,
                 accepted: queued.accepted,
                 avatar: queued.avatar,
-                receipt: queued.receipt,
+                ack_to: queued.ack_to,
                 _permit: queued.permit,
             });
             messages.push(queued.message);
@@ -144,7 +144,7 @@ mod tests {
             },
             accepted: Instant::now(),
             avatar: None,
-            receipt: Some((None, Reply::Api(answer))),
+            ack_to: Some((None, Reply::Api(answer))),
             permit: backlog.admit(text.len()).expect("room in the backlog"),
         };
         (queued, outcome)

@@ -60,7 +60,7 @@ impl Room {
                     // Fast messages were delivered already and promised
                     // nothing more; they are only missing from history.
                     for waiting in waiting {
-                        let Some((reference, reply)) = waiting.receipt else {
+                        let Some((reference, reply)) = waiting.ack_to else {
                             continue;
                         };
                         reply.refuse(if waiting.retry {
@@ -98,7 +98,7 @@ impl Room {
             let new = waiting.is_new(&event);
             fresh.push(new);
             event.set_avatar(waiting.avatar);
-            let Some((reference, reply)) = waiting.receipt else {
+            let Some((reference, reply)) = waiting.ack_to else {
                 metrics.messages_stored.inc(metrics::mode::FAST);
                 entries.push(Entry { event, fast: true });
                 continue;
@@ -231,7 +231,7 @@ impl Handler<Post> for Room {
                 retry: retry && !fast,
             },
             avatar,
-            receipt: reply.map(|reply| (reference, reply)),
+            ack_to: reply.map(|reply| (reference, reply)),
             permit,
         });
         self.flush(ctx);

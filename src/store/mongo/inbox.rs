@@ -13,14 +13,14 @@ use mongodb::bson::{doc, Bson, Document};
 
 use super::documents::MessageDoc;
 use super::{all, unavailable, MongoStore};
-use crate::store::{Delivery, Missed, StoreResult};
+use crate::store::{Missed, Receipt, StoreResult};
 
 pub(super) async fn mark_delivered(
     store: &MongoStore,
     user: &str,
     room: &str,
     seqs: Vec<u64>,
-) -> StoreResult<Vec<Delivery>> {
+) -> StoreResult<Vec<Receipt>> {
     if seqs.is_empty() {
         return Ok(Vec::new());
     }
@@ -51,7 +51,7 @@ pub(super) async fn mark_delivered(
     Ok(confirmed
         .into_iter()
         .filter_map(|message| {
-            Some(Delivery {
+            Some(Receipt {
                 room: room.to_owned(),
                 seq: message.seq as u64,
                 confirm: message.confirm?,
@@ -91,7 +91,7 @@ pub(super) async fn fetch_missed(
     let mut missed = Missed::default();
     for message in claimed {
         if let Some(confirm) = message.confirm.clone() {
-            missed.deliveries.push(Delivery {
+            missed.deliveries.push(Receipt {
                 room: message.room.clone(),
                 seq: message.seq as u64,
                 from: message.from.clone(),

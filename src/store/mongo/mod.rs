@@ -44,7 +44,7 @@ use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use serde::de::DeserializeOwned;
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult, User,
+    Appended, Millis, Missed, NewMessage, Receipt, Retention, Store, StoreError, StoreResult, User,
 };
 use crate::config::MongoConfig;
 use crate::event::Event;
@@ -250,7 +250,7 @@ impl Store for MongoStore {
         user: &str,
         room: &str,
         seqs: Vec<u64>,
-    ) -> StoreResult<Vec<Delivery>> {
+    ) -> StoreResult<Vec<Receipt>> {
         inbox::mark_delivered(self, user, room, seqs).await
     }
 

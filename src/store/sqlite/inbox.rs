@@ -4,14 +4,14 @@ use rusqlite::{params, OptionalExtension};
 
 use super::MessageRow;
 use super::SqliteStore;
-use crate::store::{Delivery, Missed, StoreResult};
+use crate::store::{Missed, Receipt, StoreResult};
 
 pub(super) async fn mark_delivered(
     store: &SqliteStore,
     user: &str,
     room: &str,
     seqs: Vec<u64>,
-) -> StoreResult<Vec<Delivery>> {
+) -> StoreResult<Vec<Receipt>> {
     let (user, room) = (user.to_owned(), room.to_owned());
     store
         .write(move |conn| {
@@ -29,7 +29,7 @@ pub(super) async fn mark_delivered(
                         })
                         .optional()?;
                     if let Some((from, Some(confirm))) = marked {
-                        deliveries.push(Delivery {
+                        deliveries.push(Receipt {
                             room: room.clone(),
                             seq,
                             from,
@@ -92,7 +92,7 @@ pub(super) async fn fetch_missed(
                     }
                     .into_event();
                     if let Some(confirm) = row.get::<_, Option<String>>(6)? {
-                        missed.deliveries.push(Delivery {
+                        missed.deliveries.push(Receipt {
                             room: message.room().to_owned(),
                             seq: message.seq(),
                             from: message.from().to_owned(),

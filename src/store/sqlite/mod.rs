@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode};
 
 use super::{
-    Appended, Delivery, Millis, Missed, NewMessage, Retention, Store, StoreError, StoreResult,
-    User, PRUNE_BATCH,
+    Appended, Millis, Missed, NewMessage, Receipt, Retention, Store, StoreError, StoreResult, User,
+    PRUNE_BATCH,
 };
 use crate::event::Event;
 
@@ -292,7 +292,7 @@ impl Store for SqliteStore {
         user: &str,
         room: &str,
         seqs: Vec<u64>,
-    ) -> StoreResult<Vec<Delivery>> {
+    ) -> StoreResult<Vec<Receipt>> {
         inbox::mark_delivered(self, user, room, seqs).await
     }
 
