@@ -39,6 +39,9 @@ pub const PNG: &[u8] = &[
     b'D', 0xAE, 0x42, 0x60, 0x82,
 ];
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a test waits for one frame, pings or not: above every wait a
+/// test asks for (a replica's presence expiring, 30 s), far below forever.
+const RECV_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -259,15 +262,16 @@ impl Ws {
             .unwrap();
     }
 
-    /// The next JSON frame, skipping pings; within [`FRAME_TIMEOUT`] in
-    /// all (the server's pings must not keep a test waiting forever for a
-    /// frame that never comes).
+    /// The next JSON frame, skipping pings: within [`FRAME_TIMEOUT`] of
+    /// silence, and [`RECV_LIMIT`] in all (the server's pings must not keep
+    /// a test waiting forever for a frame that never comes).
     pub async fn recv(&mut self) -> Value {
         if let Some(frame) = self.backlog.pop_front() {
             return frame;
         }
-        let until = tokio::time::Instant::now() + FRAME_TIMEOUT;
+        let limit = tokio::time::Instant::now() + RECV_LIMIT;
         loop {
+            let until = (tokio::time::Instant::now() + FRAME_TIMEOUT).min(limit);
             let message = tokio::time::timeout_at(until, self.stream.next())
                 .await
                 .expect("a frame within the timeout")
