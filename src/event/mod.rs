@@ -153,11 +153,6 @@ impl Event {
             Body::Message(message) => Some(&message.text),
         }
     }
-
-    /// The avatar a room fills in on a post, replaced.
-    pub fn set_avatar(&mut self, avatar: Option<String>) {
-        self.avatar = avatar;
-    }
 }
 
 impl Sequenced for Event {

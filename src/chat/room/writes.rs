@@ -94,10 +94,10 @@ impl Room {
         let metrics = metrics::get();
         let mut fresh = Vec::with_capacity(stored.len());
         let mut entries = Vec::with_capacity(stored.len());
-        for (mut event, waiting) in stored.into_iter().zip(waiting) {
+        for (event, waiting) in stored.into_iter().zip(waiting) {
             let new = waiting.is_new(&event);
             fresh.push(new);
-            event.set_avatar(waiting.avatar);
+            let event = event.with_avatar(waiting.avatar);
             let Some((reference, reply)) = waiting.ack_to else {
                 metrics.messages_stored.inc(metrics::mode::FAST);
                 entries.push(Entry { event, fast: true });
