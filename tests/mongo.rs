@@ -352,14 +352,14 @@ async fn a_frozen_database_answers_within_the_bound_and_never_contradicts_itself
 /// that would store them twice.
 #[actix_web::test]
 async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
-    use rookery::store::{NewMessage, Store};
+    use rookery::store::{Draft, NewEvent, Store};
     let mongo = TestMongo::new();
     let store = common::mongo::store_at(&mongo.url).await;
     store.migrate().await.unwrap();
-    let message = |id: &str, text: &str| NewMessage {
+    let message = |id: &str, text: &str| NewEvent {
         id: id.into(),
         from: "ann".into(),
-        text: text.into(),
+        draft: Draft::Message(text.into()),
         to: None,
         confirm: None,
         reference: None,
@@ -403,15 +403,15 @@ async fn an_insert_that_meets_its_own_first_copy_is_stored_once() {
 /// room reading the gap back from the database.
 #[actix_web::test]
 async fn an_append_that_loses_its_seq_returns_the_winners_messages() {
-    use rookery::store::{NewMessage, Store};
+    use rookery::store::{Draft, NewEvent, Store};
     let mongo = TestMongo::new();
     let here = common::mongo::store_at(&mongo.url).await;
     let there = common::mongo::store_at(&mongo.url).await;
     here.migrate().await.unwrap();
-    let message = |id: &str, from: &str, text: &str| NewMessage {
+    let message = |id: &str, from: &str, text: &str| NewEvent {
         id: id.into(),
         from: from.into(),
-        text: text.into(),
+        draft: Draft::Message(text.into()),
         to: None,
         confirm: None,
         reference: None,

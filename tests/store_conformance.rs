@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use common::mongo::TestMongo;
 use rookery::store::sqlite::SqliteStore;
-use rookery::store::{NewMessage, Store, StoreError};
+use rookery::store::{Draft, NewEvent, Store, StoreError};
 
 /// Where a case's data lives; dropping it removes the data (or the server).
 pub enum Backend {
@@ -42,13 +42,13 @@ impl Backend {
     }
 }
 
-fn messages(from: &str, texts: &[&str]) -> Vec<NewMessage> {
+fn messages(from: &str, texts: &[&str]) -> Vec<NewEvent> {
     texts
         .iter()
-        .map(|text| NewMessage {
+        .map(|text| NewEvent {
             id: rookery::store::new_message_id(),
             from: from.into(),
-            text: (*text).into(),
+            draft: Draft::Message((*text).into()),
             to: None,
             confirm: None,
             reference: None,
@@ -58,8 +58,8 @@ fn messages(from: &str, texts: &[&str]) -> Vec<NewMessage> {
 }
 
 /// A message from `from` with the client's `reference`, possibly a retry.
-fn referenced(from: &str, text: &str, reference: &str, retry: bool) -> NewMessage {
-    NewMessage {
+fn referenced(from: &str, text: &str, reference: &str, retry: bool) -> NewEvent {
+    NewEvent {
         reference: Some(reference.into()),
         retry,
         ..messages(from, &[text]).remove(0)
@@ -67,11 +67,11 @@ fn referenced(from: &str, text: &str, reference: &str, retry: bool) -> NewMessag
 }
 
 /// A direct message from `from` to `to`, optionally asking for a confirmation.
-fn direct(from: &str, to: &str, text: &str, confirm: Option<&str>) -> NewMessage {
-    NewMessage {
+fn direct(from: &str, to: &str, text: &str, confirm: Option<&str>) -> NewEvent {
+    NewEvent {
         id: rookery::store::new_message_id(),
         from: from.into(),
-        text: text.into(),
+        draft: Draft::Message(text.into()),
         to: Some(to.into()),
         confirm: confirm.map(str::to_owned),
         reference: None,
@@ -509,6 +509,133 @@ mod cases {
         assert_ne!(ids[0], ids[1]);
     }
 
+    /// An edit or a delete of `target` by `from`.
+    fn change(from: &str, draft: Draft) -> NewEvent {
+        NewEvent {
+            draft,
+            ..messages(from, &["unused"]).remove(0)
+        }
+    }
+
+    /// Every text the room's stream holds, as the store hands it out.
+    async fn texts(store: &dyn Store, room: &str) -> Vec<String> {
+        let events = store.after(room, 0, 100).await.unwrap();
+        events
+            .iter()
+            .filter_map(|event| event.text().map(str::to_owned))
+            .filter(|text| !text.is_empty())
+            .collect()
+    }
+
+    pub async fn edits_and_deletes_are_events_and_change_their_message(backend: Backend) {
+        let store = backend.open().await;
+        let batch = messages("alice", &["helo", "other"]);
+        let id = batch[0].id.clone();
+        store.append("general", batch, 1).await.unwrap();
+        let edit = Draft::Edit {
+            target: id.clone(),
+            text: "hello".into(),
+        };
+        let stored = store
+            .append("general", vec![change("alice", edit)], 2)
+            .await
+            .unwrap()
+            .events;
+        assert_eq!(stored[0].seq(), 3, "an edit takes the room's next seq");
+        assert_eq!(stored[0].target(), Some(id.as_str()));
+
+        let message = store
+            .message("general", &id)
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(message.text(), Some("hello"), "read back as edited");
+        let page = store.messages("general", None, 10).await.unwrap();
+        assert_eq!(
+            page.iter().map(|m| m.seq()).collect::<Vec<_>>(),
+            [1, 2],
+            "a page of messages holds no changes"
+        );
+        assert_eq!(page[0].text(), Some("hello"));
+        let stream = store.after("general", 0, 10).await.unwrap();
+        assert_eq!(stream.len(), 3, "the stream keeps the edit for replays");
+        assert_eq!(stream[2].text(), Some("hello"));
+
+        let delete = Draft::Delete { target: id.clone() };
+        let stored = store
+            .append("general", vec![change("alice", delete)], 3)
+            .await
+            .unwrap()
+            .events;
+        assert_eq!(stored[0].seq(), 4);
+        let message = store.message("general", &id).await.unwrap().expect("kept");
+        assert_eq!(message.text(), None, "deleted");
+        // An edit that comes after the delete (from another replica, say)
+        // is stored for the seq, and brings no text back.
+        let late = Draft::Edit {
+            target: id.clone(),
+            text: "zombie".into(),
+        };
+        store
+            .append("general", vec![change("alice", late)], 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.message("general", &id).await.unwrap().unwrap().text(),
+            None
+        );
+        assert_eq!(
+            texts(&*store, "general").await,
+            ["other"],
+            "neither the text, nor its edit's, nor a late edit's is kept"
+        );
+        assert_eq!(store.after("general", 0, 10).await.unwrap().len(), 5);
+    }
+
+    pub async fn a_message_is_found_by_id_in_its_own_room_only(backend: Backend) {
+        let store = backend.open().await;
+        let batch = messages("alice", &["hi"]);
+        let id = batch[0].id.clone();
+        store.append("general", batch, 1).await.unwrap();
+        let found = store.message("general", &id).await.unwrap().expect("found");
+        assert_eq!((found.seq(), found.from()), (1, "alice"));
+        assert!(store.message("random", &id).await.unwrap().is_none());
+        assert!(store.message("general", "nope").await.unwrap().is_none());
+        // A change is no message to change.
+        let edit = change(
+            "alice",
+            Draft::Edit {
+                target: id.clone(),
+                text: "hey".into(),
+            },
+        );
+        let edit_id = edit.id.clone();
+        store.append("general", vec![edit], 2).await.unwrap();
+        assert!(store.message("general", &edit_id).await.unwrap().is_none());
+    }
+
+    pub async fn the_later_of_two_edits_wins(backend: Backend) {
+        let store = backend.open().await;
+        let batch = messages("alice", &["v0"]);
+        let id = batch[0].id.clone();
+        store.append("general", batch, 1).await.unwrap();
+        let edits = ["v1", "v2"]
+            .iter()
+            .map(|text| {
+                change(
+                    "alice",
+                    Draft::Edit {
+                        target: id.clone(),
+                        text: (*text).into(),
+                    },
+                )
+            })
+            .collect();
+        store.append("general", edits, 2).await.unwrap();
+        let message = store.message("general", &id).await.unwrap().unwrap();
+        assert_eq!(message.text(), Some("v2"));
+    }
+
     pub async fn an_offline_inbox_keeps_at_most_its_cap(backend: Backend) {
         let store = backend.open().await;
         let room = "@bob:mallory";
@@ -843,6 +970,9 @@ conformance!(
     the_first_secret_wins_across_handles,
     data_survives_a_reopen,
     message_ids_come_back_with_history,
+    edits_and_deletes_are_events_and_change_their_message,
+    a_message_is_found_by_id_in_its_own_room_only,
+    the_later_of_two_edits_wins,
     undelivered_direct_messages_are_fetched_once,
     an_offline_inbox_keeps_at_most_its_cap,
     retention_prunes_and_seq_goes_on,

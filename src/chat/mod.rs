@@ -10,7 +10,7 @@
 pub mod names;
 pub mod registry;
 pub mod room;
-mod wire;
+pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -190,6 +190,16 @@ mod format {
         fast: bool,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         delivered: bool,
+        /// Absent for a message; a build before changes existed reads a
+        /// change as a message (its seq keeps that replica's order whole).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kind: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        edited: Option<Millis>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        deleted: bool,
     }
 
     #[derive(Deserialize)]
@@ -206,30 +216,62 @@ mod format {
         fast: bool,
         #[serde(default)]
         delivered: bool,
+        #[serde(default)]
+        kind: Option<String>,
+        #[serde(default)]
+        target: Option<String>,
+        #[serde(default)]
+        edited: Option<Millis>,
+        #[serde(default)]
+        deleted: bool,
     }
 
+    const EDIT: &str = "edit";
+    const DELETE: &str = "delete";
+
     fn out(event: &Event, fast: bool) -> Out<'_> {
-        let Body::Message(message) = event.body();
+        let (kind, text, delivered, edited, deleted) = match event.body() {
+            Body::Message(message) => (
+                None,
+                message.text.as_str(),
+                message.delivered,
+                message.edited,
+                message.deleted,
+            ),
+            Body::Edit { text, .. } => (Some(EDIT), text.as_str(), false, None, false),
+            Body::Delete { .. } => (Some(DELETE), "", false, None, false),
+        };
         Out {
             room: event.room(),
             seq: event.stored_seq().unwrap_or(0),
             from: event.from(),
-            text: &message.text,
+            text,
             ts: event.ts(),
             avatar: event.avatar(),
             id: event.id(),
             fast,
-            delivered: message.delivered,
+            delivered,
+            kind,
+            target: event.target(),
+            edited,
+            deleted,
         }
     }
 
     impl In {
         fn into_entry(self) -> Entry {
-            let event = Event::message(self.room, self.seq, self.id, self.from, self.ts, self.text)
-                .with_avatar(self.avatar)
-                .with_delivered(self.delivered);
+            let target = self.target.unwrap_or_default();
+            let (room, id, from) = (self.room, self.id, self.from);
+            let event = match self.kind.as_deref() {
+                Some(EDIT) => Event::edit(room, self.seq, id, from, self.ts, target, self.text),
+                Some(DELETE) => Event::delete(room, self.seq, id, from, self.ts, target),
+                _ => Event::message(room, self.seq, id, from, self.ts, self.text)
+                    .with_delivered(self.delivered)
+                    .with_edited(self.edited)
+                    .with_deleted(self.deleted),
+            };
             Entry {
-                event,
+                event: event.with_avatar(self.avatar),
                 fast: self.fast,
             }
         }
@@ -390,12 +432,44 @@ mod tests {
             };
             assert_eq!(room, "lobby");
             seqs.extend(messages.iter().map(|m| m.event.stored_seq().unwrap()));
-            assert!(messages.iter().all(|m| {
-                let crate::event::Body::Message(message) = m.event.body();
-                message.text == text
-            }));
+            assert!(messages
+                .iter()
+                .all(|m| m.event.text() == Some(text.as_str())));
         }
         assert_eq!(seqs, (1..=256).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn changes_cross_the_bus_whole_and_messages_as_before() {
+        use crate::event::{Entry, Event};
+        let messages = vec![
+            Entry::new(Event::message("lobby", 1, "ab", "alice", 5, "hi")),
+            Entry::new(Event::edit("lobby", 2, "cd", "alice", 6, "ab", "hello")),
+            Entry::new(Event::delete("lobby", 3, "ef", "bob", 7, "ab")),
+            Entry::new(Event::message("lobby", 4, "gh", "bob", 8, "x").with_edited(Some(9))),
+            Entry::new(Event::message("lobby", 5, "ij", "bob", 8, "gone").with_deleted(true)),
+        ];
+        let traffic = Traffic::Room(RoomEvent::Messages {
+            room: "lobby".into(),
+            messages: messages.clone(),
+        });
+        let body = serde_json::to_value(Envelope {
+            node: "n1".into(),
+            event: traffic,
+        })
+        .unwrap();
+        // A message carries no field a build before changes did not know.
+        let first = &body["event"]["messages"][0];
+        assert!(
+            first.get("kind").is_none() && first.get("target").is_none(),
+            "{first}"
+        );
+        assert_eq!(body["event"]["messages"][1]["kind"], "edit");
+        let back: Envelope = serde_json::from_value(body).unwrap();
+        let Traffic::Room(RoomEvent::Messages { messages: read, .. }) = back.event else {
+            panic!("a batch");
+        };
+        assert_eq!(read, messages);
     }
 
     #[test]

@@ -5,10 +5,14 @@
 //! its edge: the store turns its rows into events (and a new post into a
 //! row), the cluster turns them into envelopes (`cluster/events.rs`), the
 //! wire into frames (`chat/wire.rs`). The sequencer orders anything with a
-//! `seq` ([`Sequenced`]) and never looks inside. Today a room's stream
-//! holds messages; an edit, a delete, a reaction or a membership change is
-//! one more [`Body`] with its constructor here, and the sequencer, the
-//! cluster's batching and the stores' reads take it unchanged.
+//! `seq` ([`Sequenced`]) and never looks inside. A room's stream holds
+//! messages and the changes made to them ([`Body::Edit`], [`Body::Delete`]),
+//! each a [`Body`] with its constructor here; the sequencer, the cluster's
+//! batching and the stores' append take them unchanged.
+//!
+//! A message read back from the store is in its current state (edited
+//! text, or deleted and without text); the change events stay in the
+//! stream, so a client that was away replays them as it replays messages.
 //!
 //! Fields are private, so each kind of event is made in one place, by its
 //! constructor.
@@ -45,16 +49,30 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     Message(Message),
+    /// Message `target` (an id) says `text` now.
+    Edit {
+        target: String,
+        text: String,
+    },
+    /// Message `target` (an id) is taken back: its text is gone.
+    Delete {
+        target: String,
+    },
 }
 
 /// A message as the room holds it now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// Empty once deleted.
     pub text: String,
     /// A direct message that reached its recipient (a connection of theirs
     /// got it, or they fetched it), as the store knows on reads; false on
     /// the way in.
     pub delivered: bool,
+    /// When its text was last edited, as the store knows on reads.
+    pub edited: Option<Millis>,
+    /// Taken back by its author or an operator.
+    pub deleted: bool,
 }
 
 impl Event {
@@ -77,7 +95,56 @@ impl Event {
             body: Body::Message(Message {
                 text: text.into(),
                 delivered: false,
+                edited: None,
+                deleted: false,
             }),
+        }
+    }
+
+    /// An edit stored as `seq` of `room`: `from` made message `target`
+    /// say `text`.
+    pub fn edit(
+        room: impl Into<String>,
+        seq: u64,
+        id: impl Into<String>,
+        from: impl Into<String>,
+        ts: Millis,
+        target: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        Self {
+            room: room.into(),
+            seq,
+            id: id.into(),
+            from: from.into(),
+            ts,
+            avatar: None,
+            body: Body::Edit {
+                target: target.into(),
+                text: text.into(),
+            },
+        }
+    }
+
+    /// A delete stored as `seq` of `room`: `from` took message `target` back.
+    pub fn delete(
+        room: impl Into<String>,
+        seq: u64,
+        id: impl Into<String>,
+        from: impl Into<String>,
+        ts: Millis,
+        target: impl Into<String>,
+    ) -> Self {
+        Self {
+            room: room.into(),
+            seq,
+            id: id.into(),
+            from: from.into(),
+            ts,
+            avatar: None,
+            body: Body::Delete {
+                target: target.into(),
+            },
         }
     }
 
@@ -101,8 +168,28 @@ impl Event {
 
     /// A direct message the store knows reached its recipient.
     pub fn with_delivered(mut self, delivered: bool) -> Self {
-        let Body::Message(message) = &mut self.body;
-        message.delivered = delivered;
+        if let Body::Message(message) = &mut self.body {
+            message.delivered = delivered;
+        }
+        self
+    }
+
+    /// A message as last edited at `edited` (its text is the edited one).
+    pub fn with_edited(mut self, edited: Option<Millis>) -> Self {
+        if let Body::Message(message) = &mut self.body {
+            message.edited = edited;
+        }
+        self
+    }
+
+    /// A message that was taken back: it keeps its place and loses its text.
+    pub fn with_deleted(mut self, deleted: bool) -> Self {
+        if let Body::Message(message) = &mut self.body {
+            message.deleted = deleted;
+            if deleted {
+                message.text.clear();
+            }
+        }
         self
     }
 
@@ -142,15 +229,29 @@ impl Event {
 
     /// A direct message that reached its recipient, as last read.
     pub fn delivered(&self) -> bool {
+        matches!(&self.body, Body::Message(message) if message.delivered)
+    }
+
+    /// What a message (or an edit) says; `None` for a deleted message and
+    /// an event without text.
+    pub fn text(&self) -> Option<&str> {
         match &self.body {
-            Body::Message(message) => message.delivered,
+            Body::Message(message) if !message.deleted => Some(&message.text),
+            Body::Edit { text, .. } => Some(text),
+            Body::Message(_) | Body::Delete { .. } => None,
         }
     }
 
-    /// What a message says; `None` for an event without text.
-    pub fn text(&self) -> Option<&str> {
+    /// A message, rather than a change to one.
+    pub fn is_message(&self) -> bool {
+        matches!(self.body, Body::Message(_))
+    }
+
+    /// The message a change is made to.
+    pub fn target(&self) -> Option<&str> {
         match &self.body {
-            Body::Message(message) => Some(&message.text),
+            Body::Edit { target, .. } | Body::Delete { target } => Some(target),
+            Body::Message(_) => None,
         }
     }
 }
@@ -212,8 +313,29 @@ mod tests {
             .with_avatar(Some("/avatars/1.png".into()))
             .with_delivered(true);
         assert_eq!(read.avatar(), Some("/avatars/1.png"));
-        let Body::Message(message) = read.body();
-        assert!(message.delivered);
+        assert!(read.delivered());
         assert_eq!((read.id(), read.seq()), (plain.id(), plain.seq()));
+    }
+
+    #[test]
+    fn a_deleted_message_keeps_its_place_and_loses_its_text() {
+        let deleted = Event::message("lobby", 4, "ab", "alice", 5, "secret").with_deleted(true);
+        assert_eq!(deleted.text(), None);
+        let Body::Message(message) = deleted.body() else {
+            panic!("still a message");
+        };
+        assert!(message.text.is_empty(), "the text is gone, not hidden");
+        assert_eq!(deleted.seq(), 4);
+    }
+
+    #[test]
+    fn changes_name_their_message_and_are_no_messages() {
+        let edit = Event::edit("lobby", 5, "cd", "alice", 6, "ab", "fixed");
+        assert_eq!((edit.target(), edit.text()), (Some("ab"), Some("fixed")));
+        assert!(!edit.is_message());
+        let delete = Event::delete("lobby", 6, "ef", "alice", 7, "ab");
+        assert_eq!((delete.target(), delete.text()), (Some("ab"), None));
+        // What only a message has does nothing to a change.
+        assert!(!edit.clone().with_delivered(true).delivered());
     }
 }

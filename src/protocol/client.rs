@@ -46,6 +46,10 @@ pub type Ref = Value;
 /// Longest `ref`, as JSON: it is stored with every message.
 pub const MAX_REF_BYTES: usize = 128;
 
+/// Longest message `id` an edit or a delete may name; the server's own
+/// are 20 characters.
+pub const MAX_ID_BYTES: usize = 64;
+
 /// Whether `reference` is over [`MAX_REF_BYTES`] as JSON.
 pub(super) fn ref_too_long(reference: &Ref) -> bool {
     reference.to_string().len() > MAX_REF_BYTES
@@ -75,6 +79,29 @@ pub enum ClientFrame {
         #[serde(default)]
         delivery: Delivery,
         /// As [`MessageOptions::retry`].
+        #[serde(default)]
+        retry: bool,
+    },
+    /// Make message `id` of `room` (the sender's own, in a joined room or
+    /// their direct room) say `text`; answered with `ack` (the edit's own
+    /// `seq`) or `error` (`not_found`, `forbidden`, the text's codes).
+    Edit {
+        room: String,
+        id: String,
+        text: String,
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
+        /// As [`MessageOptions::retry`].
+        #[serde(default)]
+        retry: bool,
+    },
+    /// Take message `id` of `room` back (the sender's own; operators may
+    /// delete any): its text is erased from the store. Answered like `edit`.
+    Delete {
+        room: String,
+        id: String,
+        #[serde(rename = "ref", default)]
+        reference: Option<Ref>,
         #[serde(default)]
         retry: bool,
     },
@@ -131,6 +158,8 @@ impl ClientFrame {
             ClientFrame::Resume { .. } => "resume",
             ClientFrame::Leave { .. } => "leave",
             ClientFrame::Send { .. } => "send",
+            ClientFrame::Edit { .. } => "edit",
+            ClientFrame::Delete { .. } => "delete",
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::History { .. } => "history",
             ClientFrame::Direct { .. } => "direct",
@@ -149,6 +178,8 @@ pub const FRAME_KINDS: &[&str] = &[
     "resume",
     "leave",
     "send",
+    "edit",
+    "delete",
     "typing",
     "history",
     "direct",
@@ -218,6 +249,12 @@ pub fn parse_carefully(text: &str) -> Result<ClientFrame, Rejected> {
 fn passes(frame: &ClientFrame) -> Result<(), Rejected> {
     let (reference, retry) = match frame {
         ClientFrame::Send {
+            retry, reference, ..
+        }
+        | ClientFrame::Edit {
+            retry, reference, ..
+        }
+        | ClientFrame::Delete {
             retry, reference, ..
         } => (reference, *retry),
         ClientFrame::Direct { options, .. } | ClientFrame::Group { options, .. } => {

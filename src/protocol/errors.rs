@@ -39,8 +39,13 @@ pub enum ErrorCode {
     Overloaded,
     /// Binary frames are not part of the protocol.
     Unsupported,
-    /// The authorization webhook refused this message or join.
+    /// The authorization webhook refused this message or join; or an edit
+    /// or delete of a message that is not the sender's (operators may
+    /// delete any).
     Forbidden,
+    /// An edit or delete of a message the room does not hold (never
+    /// stored, or deleted).
+    NotFound,
     /// The authorization webhook did not answer in time; the message was
     /// not sent (deny by default). Try again later.
     AuthorizationUnavailable,
@@ -63,6 +68,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Unsupported,
         ErrorCode::Forbidden,
+        ErrorCode::NotFound,
         ErrorCode::AuthorizationUnavailable,
     ];
 
@@ -84,6 +90,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::AuthorizationUnavailable => "authorization_unavailable",
         }
     }

@@ -6,8 +6,9 @@
 //! extra fields are ignored so clients can be newer than the server.
 //!
 //! Rules a client can rely on:
-//! - Within a room, `message.seq` starts at 1 and grows by exactly one per
-//!   message, so a client can tell a gap from a duplicate.
+//! - Within a room, `seq` starts at 1 and grows by exactly one per event (a
+//!   message, an edit, a delete), so a client can tell a gap from a
+//!   duplicate.
 //! - An `ack` is sent only after the message is durably stored. A message
 //!   that could not be stored gets an `error` with the same `ref` instead,
 //!   never both.
@@ -30,7 +31,7 @@ mod tests;
 
 pub use client::{
     check_text, parse, peek_reference, visible_text_pattern, ClientFrame, Delivery, MessageOptions,
-    Ref, FRAME_KINDS, MAX_REF_BYTES,
+    Ref, FRAME_KINDS, MAX_ID_BYTES, MAX_REF_BYTES,
 };
 pub use errors::{ErrorCode, Evict, Rejected};
 pub use server::{rfc3339, ReadPosition, ServerFrame, WireMessage};

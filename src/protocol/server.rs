@@ -16,13 +16,23 @@ pub struct WireMessage<'a> {
     pub id: &'a str,
     pub from: &'a str,
     pub avatar: Option<&'a str>,
-    pub text: &'a str,
+    /// What it says now; absent once deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
     /// RFC 3339, UTC, millisecond precision.
     pub ts: String,
     /// Only on a direct message read from the store (history, a replay)
     /// that has reached its recipient.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub delivered: bool,
+    /// When its text was last edited (RFC 3339); only on a message read
+    /// from the store (history, a replay) that was edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited: Option<String>,
+    /// Taken back by its author or an operator: it keeps its place, its
+    /// text is gone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// Frames the server sends.
@@ -32,7 +42,27 @@ pub enum ServerFrame<'a> {
     /// A new message in a joined room, or a direct message (room `@a:b`).
     /// The sender receives its own messages too.
     Message(WireMessage<'a>),
-    /// `ref`'s message is stored as `seq` of `room`.
+    /// Message `id` of `room` says `text` now: an edit, stored as `seq`.
+    Edit {
+        room: &'a str,
+        seq: u64,
+        id: &'a str,
+        /// Who edited it (its author).
+        from: &'a str,
+        text: &'a str,
+        /// When (RFC 3339): the message's `edited` from now on.
+        ts: String,
+    },
+    /// Message `id` of `room` was taken back (by `from`, its author or an
+    /// operator), stored as `seq`: show it deleted, without its text.
+    Delete {
+        room: &'a str,
+        seq: u64,
+        id: &'a str,
+        from: &'a str,
+        ts: String,
+    },
+    /// `ref`'s message (or edit, or delete) is stored as `seq` of `room`.
     Ack {
         #[serde(rename = "ref")]
         reference: Option<&'a Ref>,
@@ -52,6 +82,12 @@ pub enum ServerFrame<'a> {
         /// page back with `history` to fill the hole.
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// Only in answer to `resume`: the edits and deletes after the
+        /// client's `seq` (as `edit` and `delete` frames, oldest first),
+        /// for messages it has; `history` shows its messages as they are
+        /// now.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<ServerFrame<'a>>,
     },
     /// `user` has read `room` up to `seq`.
     Read {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Appended, Millis, Missed, NewMessage, Receipt, Retention, Store, StoreError, StoreResult, User,
+    Appended, Millis, Missed, NewEvent, Receipt, Retention, Store, StoreError, StoreResult, User,
 };
 use crate::event::Event;
 
@@ -113,12 +113,7 @@ impl Store for Bounded {
             .await
     }
 
-    async fn append(
-        &self,
-        room: &str,
-        batch: Vec<NewMessage>,
-        ts: Millis,
-    ) -> StoreResult<Appended> {
+    async fn append(&self, room: &str, batch: Vec<NewEvent>, ts: Millis) -> StoreResult<Appended> {
         // A write that timed out may still be applied later.
         self.bounded(
             "append",
@@ -138,9 +133,23 @@ impl Store for Bounded {
             .await
     }
 
+    async fn messages(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        self.within("messages", self.inner.messages(room, before, limit))
+            .await
+    }
+
     async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
         self.within("after", self.inner.after(room, after, limit))
             .await
+    }
+
+    async fn message(&self, room: &str, id: &str) -> StoreResult<Option<Event>> {
+        self.within("message", self.inner.message(room, id)).await
     }
 
     async fn mark_delivered(

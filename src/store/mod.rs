@@ -1,8 +1,10 @@
 //! Persistence: one [`Store`] trait, one implementation per backend.
 //!
-//! A room's messages go in as [`NewMessage`]s and come out as the room's
-//! [`Event`]s; each backend keeps its own row or document type and
-//! converts at its edge.
+//! A room's messages and the changes to them go in as [`NewEvent`]s and
+//! come out as the room's [`Event`]s; each backend keeps its own row or
+//! document type and converts at its edge. A message reads back in its
+//! current state: an edit rewrites its text, a delete erases it (and the
+//! text of its edits) from the store.
 //!
 //! Everything the chat keeps — accounts, room messages, HTTP sessions and the
 //! cookie-signing secret — goes through this trait, so the actors and HTTP
@@ -42,13 +44,13 @@ pub struct User {
     pub operator: bool,
 }
 
-/// A message waiting to be persisted; the store gives it its `seq`.
+/// An event waiting to be persisted; the store gives it its `seq`.
 #[derive(Clone, Debug)]
-pub struct NewMessage {
+pub struct NewEvent {
     /// Unique, chosen by the server before storing (see [`new_message_id`]).
     pub id: String,
     pub from: String,
-    pub text: String,
+    pub draft: Draft,
     /// A direct message's recipient: the message stays *undelivered* for
     /// them until one of their connections receives it or they fetch it.
     pub to: Option<String>,
@@ -60,6 +62,115 @@ pub struct NewMessage {
     /// the same sender with the same `reference` and text, the newest such
     /// is returned in this one's place and nothing is stored.
     pub retry: bool,
+}
+
+/// What a new event does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Draft {
+    /// Posts a message saying this.
+    Message(String),
+    /// Makes message `target` (an id of the same room) say `text`, unless
+    /// it was deleted by then (the edit is stored without its text).
+    Edit { target: String, text: String },
+    /// Takes message `target` back: its text and its edits' are erased.
+    Delete { target: String },
+}
+
+impl Draft {
+    /// What it says: a message's or an edit's text, nothing for a delete.
+    pub fn text(&self) -> &str {
+        match self {
+            Self::Message(text) | Self::Edit { text, .. } => text,
+            Self::Delete { .. } => "",
+        }
+    }
+
+    /// The message a change is made to.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Self::Edit { target, .. } | Self::Delete { target } => Some(target),
+            Self::Message(_) => None,
+        }
+    }
+
+    /// How the stores name the kind of event in a row or document.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Message(_) => EventKind::Message,
+            Self::Edit { .. } => EventKind::Edit,
+            Self::Delete { .. } => EventKind::Delete,
+        }
+    }
+
+    /// The event it becomes, stored as `seq` at `ts`.
+    pub fn into_event(self, room: &str, seq: u64, id: String, from: String, ts: Millis) -> Event {
+        match self {
+            Self::Message(text) => Event::message(room, seq, id, from, ts, text),
+            Self::Edit { target, text } => Event::edit(room, seq, id, from, ts, target, text),
+            Self::Delete { target } => Event::delete(room, seq, id, from, ts, target),
+        }
+    }
+}
+
+/// The kind of a stored event, as both stores keep it (a number in a
+/// column, a field of a document); rows written before there were kinds
+/// are messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Message = 0,
+    Edit = 1,
+    Delete = 2,
+}
+
+impl EventKind {
+    pub fn from_stored(kind: i64) -> Option<Self> {
+        match kind {
+            0 => Some(Self::Message),
+            1 => Some(Self::Edit),
+            2 => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A stored event as a row or document holds it: each store reads its own
+/// shape into this, and this into the room's [`Event`].
+pub(crate) struct StoredEvent {
+    pub room: String,
+    pub seq: u64,
+    pub id: String,
+    pub from: String,
+    pub ts: Millis,
+    pub kind: i64,
+    /// A message's current text, or an edit's (empty once deleted).
+    pub text: String,
+    pub target: Option<String>,
+    pub avatar: Option<String>,
+    /// A direct message that reached its recipient.
+    pub delivered: bool,
+    pub edited: Option<Millis>,
+    pub deleted: bool,
+}
+
+impl StoredEvent {
+    pub fn into_event(self) -> Event {
+        let target = self.target.unwrap_or_default();
+        let (room, id, from) = (self.room, self.id, self.from);
+        let event = match EventKind::from_stored(self.kind) {
+            Some(EventKind::Edit) => {
+                Event::edit(room, self.seq, id, from, self.ts, target, self.text)
+            }
+            Some(EventKind::Delete) => Event::delete(room, self.seq, id, from, self.ts, target),
+            // A kind from a newer build reads as what every build knows.
+            Some(EventKind::Message) | None => {
+                Event::message(room, self.seq, id, from, self.ts, self.text)
+                    .with_delivered(self.delivered)
+                    .with_edited(self.edited)
+                    .with_deleted(self.deleted)
+            }
+        };
+        event.with_avatar(self.avatar)
+    }
 }
 
 /// How far back a retry is looked for: a room's newest messages, so the
@@ -109,12 +220,12 @@ pub(crate) enum Original {
 }
 
 /// The earlier message of `batch` that its message `at` repeats, if any.
-pub(crate) fn repeated_in_batch(batch: &[NewMessage], at: usize) -> Option<usize> {
+pub(crate) fn repeated_in_batch(batch: &[NewEvent], at: usize) -> Option<usize> {
     let message = &batch[at];
     batch[..at].iter().position(|other| {
         other.from == message.from
             && other.reference == message.reference
-            && other.text == message.text
+            && other.draft == message.draft
     })
 }
 
@@ -268,20 +379,31 @@ pub trait Store: Send + Sync + 'static {
     /// Persists `batch` in order as the next messages of `room`. Each message
     /// gets a `seq` above every `seq` stored before it, in batch order; no
     /// `seq` is ever handed out twice or skipped, even with several processes
-    /// appending to one room. A [`NewMessage::retry`] found stored comes
+    /// appending to one room. A [`NewEvent::retry`] found stored comes
     /// back as stored (its own seq, id and time) and takes no seq. On
     /// [`StoreError::Unavailable`] none of the
     /// batch was stored; on [`StoreError::Uncertain`] some or all of it may
     /// have been (a later read shows which).
-    async fn append(&self, room: &str, batch: Vec<NewMessage>, ts: Millis)
-        -> StoreResult<Appended>;
-    /// Up to `limit` messages with `seq < before` (or the newest, if `before`
-    /// is `None`), oldest first.
+    async fn append(&self, room: &str, batch: Vec<NewEvent>, ts: Millis) -> StoreResult<Appended>;
+    /// Up to `limit` events with `seq < before` (or the newest, if `before`
+    /// is `None`), oldest first: the stream's page a join starts from.
     async fn history(&self, room: &str, before: Option<u64>, limit: u32)
         -> StoreResult<Vec<Event>>;
-    /// Up to `limit` messages with `seq > after`, oldest first: what a room
+    /// Up to `limit` messages (no changes) with `seq < before` (or the
+    /// newest), oldest first, each in its current state: a page to scroll
+    /// back through.
+    async fn messages(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+    /// Up to `limit` events with `seq > after`, oldest first: what a room
     /// missed, read in one go.
     async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>>;
+    /// Message `id` of `room` in its current state (deleted ones too), if
+    /// it is stored: what an edit or a delete is checked against.
+    async fn message(&self, room: &str, id: &str) -> StoreResult<Option<Event>>;
     /// Marks `user`'s undelivered direct messages `seqs` of `room` as
     /// delivered (their connection got them), and returns those newly marked
     /// whose sender asked for a confirmation. Marking is atomic per message,
@@ -342,10 +464,12 @@ pub fn is_direct(room: &str) -> bool {
     room.starts_with('@')
 }
 
-/// A fresh message id: 16 random hex digits, unique enough per room and
-/// cheap to compare.
+/// A fresh event id: the time in milliseconds (12 hex digits), then 8
+/// random ones: unique enough per room, cheap to compare, and rising, so
+/// the stores' index that finds a message by id grows at one end instead
+/// of writing a page at a random place for every message.
 pub fn new_message_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    format!("{:012x}{:08x}", now_millis().max(0), rand::random::<u32>())
 }
 
 /// The current time in the store's unit.

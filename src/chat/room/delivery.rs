@@ -9,11 +9,12 @@ use actix::prelude::*;
 
 use super::sequencer::{Fill, MAX_FILL};
 use super::{Confirmed, Read, Room};
+use crate::chat::wire;
 use crate::chat::Outgoing;
 use crate::cluster::RoomEvent;
 use crate::event::{Entry, Event, Sequenced};
 use crate::metrics;
-use crate::protocol::{Ref, ServerFrame, WireMessage};
+use crate::protocol::{Ref, ServerFrame};
 use crate::store::{now_millis, Receipt};
 
 /// How long a message may wait for an earlier, missing one before the room
@@ -84,8 +85,12 @@ impl Room {
         }
         let message = &entry.event;
         let seq = message.seq();
-        let recipient = self.recipient(message.from()).map(str::to_owned);
-        let frame = ServerFrame::Message(WireMessage::from(message)).encode();
+        // Only a message reaches a direct recipient (and is marked so).
+        let recipient = message
+            .is_message()
+            .then(|| self.recipient(message.from()).map(str::to_owned))
+            .flatten();
+        let frame = wire::frame(message).encode();
         let mut reached = Vec::new();
         let mut sent = 0;
         for member in self.members.values_mut() {
@@ -112,7 +117,7 @@ impl Room {
 
     /// Hands a fast message to every member.
     pub(super) fn deliver_fast(&self, message: &Event) {
-        let frame = ServerFrame::Message(WireMessage::from(message)).encode();
+        let frame = wire::frame(message).encode();
         self.broadcast(&frame, None);
         metrics::get()
             .messages_delivered

@@ -6,10 +6,11 @@ use actix::prelude::*;
 
 use super::member::Member;
 use super::{sequencer, Join, Reply, Room};
+use crate::chat::wire;
 use crate::chat::Outgoing;
 use crate::event::{seq_span, Event, Sequenced};
 use crate::metrics;
-use crate::protocol::{ReadPosition, ServerFrame, WireMessage, DEFAULT_HISTORY_LIMIT};
+use crate::protocol::{ReadPosition, ServerFrame, DEFAULT_HISTORY_LIMIT};
 
 /// Messages a resuming client gets replayed at most, per room; older missed
 /// ones it pages back to with `history` (`joined` says `recovered:false`).
@@ -159,13 +160,19 @@ impl Room {
         self.members_changed(ctx);
         let joined = ServerFrame::Joined {
             room: &self.name,
-            history: history.iter().map(WireMessage::from).collect(),
+            history: wire::messages(&history),
             online: self.presence.online(),
             read: reads
                 .iter()
                 .map(|(user, seq)| ReadPosition { user, seq: *seq })
                 .collect(),
             recovered,
+            // A fresh page shows its messages as they are now; a replay
+            // also brings the changes to messages the client has.
+            changes: match join.since {
+                Some(_) => wire::changes(&history),
+                None => Vec::new(),
+            },
         }
         .encode();
         socket.do_send(Outgoing(joined));

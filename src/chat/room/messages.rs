@@ -8,7 +8,7 @@ use crate::chat::{Outgoing, SessionId};
 use crate::cluster::RoomEvent;
 use crate::event::Event;
 use crate::protocol::{self, Ref, Rejected, ServerFrame};
-use crate::store::{Millis, Receipt};
+use crate::store::{Draft, Millis, Receipt};
 
 /// A connection becomes a member of the room. With `announce` it receives
 /// `joined` (history and who is online); without, it only starts receiving
@@ -44,8 +44,9 @@ pub struct Leave {
     pub session: SessionId,
 }
 
-/// A member (or a backend, through `/api/v1`) posts a message; its author
-/// gets `ack` once it is stored.
+/// A member (or a backend, through `/api/v1`) posts a message, or edits or
+/// deletes one; its author gets `ack` once it is stored. An edit or a
+/// delete comes checked (the message exists, and they may change it).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Post {
@@ -54,13 +55,13 @@ pub struct Post {
     pub session: Option<SessionId>,
     pub user: String,
     pub avatar: Option<String>,
-    pub text: String,
+    pub draft: Draft,
     pub reference: Option<Ref>,
     pub delivery: protocol::Delivery,
     /// Tell the sender when a direct message reaches its recipient.
     pub confirm: bool,
     /// The sender repeats a post whose answer never came: the store acks
-    /// the earlier one if it has it (see [`crate::store::NewMessage::retry`]).
+    /// the earlier one if it has it (see [`crate::store::NewEvent::retry`]).
     pub retry: bool,
     /// Where the `ack` or `error` goes.
     pub reply: Reply,

@@ -12,7 +12,7 @@ use super::Reply;
 use crate::event::Event;
 use crate::protocol::Ref;
 use crate::store::backlog::Permit;
-use crate::store::NewMessage;
+use crate::store::NewEvent;
 
 /// Most posts persisted in one store call.
 pub const MAX_BATCH: usize = 256;
@@ -23,7 +23,7 @@ pub(super) type AckTo = (Option<Ref>, Reply);
 
 /// A post waiting for the store.
 pub(super) struct Queued {
-    pub(super) message: NewMessage,
+    pub(super) message: NewEvent,
     /// When the room took it: its ack's latency runs from here.
     pub(super) accepted: Instant,
     pub(super) avatar: Option<String>,
@@ -59,7 +59,7 @@ impl Waiting {
 /// What goes to the store in one call, and who waits for it, in the same
 /// order.
 pub(super) struct Batch {
-    pub(super) messages: Vec<NewMessage>,
+    pub(super) messages: Vec<NewEvent>,
     pub(super) waiting: Vec<Waiting>,
 }
 
@@ -133,10 +133,10 @@ mod tests {
     fn post(backlog: &Backlog, text: &str) -> (Queued, oneshot::Receiver<Outcome>) {
         let (answer, outcome) = oneshot::channel();
         let queued = Queued {
-            message: NewMessage {
+            message: NewEvent {
                 id: format!("id-{text}"),
                 from: "alice".into(),
-                text: text.into(),
+                draft: crate::store::Draft::Message(text.into()),
                 to: None,
                 confirm: None,
                 reference: None,
@@ -151,7 +151,7 @@ mod tests {
     }
 
     fn texts(batch: &Batch) -> Vec<&str> {
-        batch.messages.iter().map(|m| m.text.as_str()).collect()
+        batch.messages.iter().map(|m| m.draft.text()).collect()
     }
 
     #[test]

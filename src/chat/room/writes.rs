@@ -12,7 +12,7 @@ use crate::cluster::RoomEvent;
 use crate::event::{Entry, Event};
 use crate::metrics;
 use crate::protocol::{self, ErrorCode, Rejected};
-use crate::store::{new_message_id, now_millis, Appended, NewMessage, StoreError};
+use crate::store::{new_message_id, now_millis, Appended, Draft, NewEvent, StoreError};
 
 /// The answer to a retry that could not be looked up: its first attempt
 /// may well be stored, so "not stored" would be a lie.
@@ -159,7 +159,7 @@ impl Handler<Post> for Room {
             session,
             user,
             avatar,
-            text,
+            draft,
             reference,
             delivery,
             confirm,
@@ -174,8 +174,9 @@ impl Handler<Post> for Room {
             ));
             return;
         }
-        let fast = delivery == protocol::Delivery::Fast;
-        let permit = self.backlog.admit(text.len());
+        // Only a message can go fast: a change must be stored to mean anything.
+        let fast = delivery == protocol::Delivery::Fast && matches!(draft, Draft::Message(_));
+        let permit = self.backlog.admit(draft.text().len());
         if permit.is_some() {
             metrics::get().messages_accepted.inc(match fast {
                 true => metrics::mode::FAST,
@@ -184,7 +185,7 @@ impl Handler<Post> for Room {
         }
         let id = new_message_id();
         let reply = if fast {
-            self.fan_out_fast(&user, &text, &avatar, &id);
+            self.fan_out_fast(&user, draft.text(), &avatar, &id);
             // Nothing more is promised: the answer is that it went out.
             reply.sent(&id);
             None
@@ -211,7 +212,7 @@ impl Handler<Post> for Room {
         };
         // Fast messages are not kept for an offline recipient: they promise
         // nothing beyond the live fan-out.
-        let to = (!fast)
+        let to = (!fast && matches!(draft, Draft::Message(_)))
             .then(|| self.recipient(&user).map(str::to_owned))
             .flatten();
         let confirm = (confirm && to.is_some()).then(|| {
@@ -220,10 +221,10 @@ impl Handler<Post> for Room {
         });
         self.writes.push(Queued {
             accepted: Instant::now(),
-            message: NewMessage {
+            message: NewEvent {
                 id,
                 from: user,
-                text,
+                draft,
                 to,
                 confirm,
                 reference: reference.as_ref().map(ToString::to_string),

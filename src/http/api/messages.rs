@@ -18,6 +18,7 @@ use crate::chat::names::{direct_room, is_valid_public_room, is_valid_user_name};
 use crate::chat::registry::Publish;
 use crate::chat::room::{Outcome, Post, Reply};
 use crate::protocol::{self, ErrorCode};
+use crate::store::Draft;
 
 /// Rooms one broadcast may reach.
 pub const MAX_BROADCAST_ROOMS: usize = 100;
@@ -178,7 +179,7 @@ async fn post(
         session: None,
         user: sender.name.clone(),
         avatar: sender.avatar.clone(),
-        text,
+        draft: Draft::Message(text),
         // Namespaced, so a key is not taken for a connection's usual refs
         // (a client sending `"api:…"` itself would only match its own
         // user's identical text).

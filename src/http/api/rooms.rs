@@ -38,23 +38,37 @@ pub struct Message {
     pub id: String,
     pub from: String,
     pub avatar: Option<String>,
-    pub text: String,
+    /// What it says now; absent once deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// RFC 3339, UTC, milliseconds.
     pub ts: String,
+    /// When its text was last edited (RFC 3339); absent if never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited: Option<String>,
+    /// Taken back by its author or an operator: its text is gone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
-impl From<&Event> for Message {
-    fn from(event: &Event) -> Self {
-        let Body::Message(message) = event.body();
-        Self {
+impl Message {
+    /// A message of the room's stream in its current state; `None` for a
+    /// change to one (an edit or a delete shows in its message).
+    fn of(event: &Event) -> Option<Self> {
+        let Body::Message(message) = event.body() else {
+            return None;
+        };
+        Some(Self {
             ts: rfc3339(event.ts()),
             room: event.room().to_owned(),
             seq: event.seq(),
             id: event.id().to_owned(),
             from: event.from().to_owned(),
             avatar: event.avatar().map(str::to_owned),
-            text: message.text.clone(),
-        }
+            text: event.text().map(str::to_owned),
+            edited: message.edited.map(rfc3339),
+            deleted: message.deleted,
+        })
     }
 }
 
@@ -160,7 +174,7 @@ pub async fn history(
     }
     // One more than asked tells whether there is more.
     let (read, newest_first) = match (page.before, page.after) {
-        (before, None) => (state.store.history(&room, before, limit + 1).await, true),
+        (before, None) => (state.store.messages(&room, before, limit + 1).await, true),
         (_, Some(after)) => (state.store.after(&room, after, limit + 1).await, false),
     };
     let mut messages = read.map_err(ApiError::store)?;
@@ -184,7 +198,7 @@ pub async fn history(
             format!("{room:?} has no messages"),
         ));
     }
-    let messages = messages.iter().map(Message::from).collect();
+    let messages = messages.iter().filter_map(Message::of).collect();
     Ok(HttpResponse::Ok().json(History {
         room,
         messages,

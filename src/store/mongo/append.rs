@@ -24,9 +24,8 @@ use mongodb::error::{Error as MongoError, ErrorKind};
 
 use super::documents::MessageDoc;
 use super::{all, unavailable, MongoStore, DUPLICATE_KEY};
-use crate::event::Event;
 use crate::store::{
-    in_batch_order, repeated_in_batch, Appended, Millis, NewMessage, Original, StoreError,
+    in_batch_order, repeated_in_batch, Appended, Draft, Millis, NewEvent, Original, StoreError,
     StoreResult, RETRY_SCAN,
 };
 
@@ -72,7 +71,7 @@ impl MongoStore {
     pub(super) async fn append_batch(
         &self,
         room: &str,
-        batch: Vec<NewMessage>,
+        batch: Vec<NewEvent>,
         ts: Millis,
     ) -> StoreResult<Appended> {
         if !batch.iter().any(|message| message.retry) {
@@ -83,13 +82,22 @@ impl MongoStore {
         // comes after its original's answer failed to arrive, by which
         // time the original is written or never will be.
         let found = self.retried(room, &batch).await?;
-        let new: Vec<NewMessage> = batch
+        let new: Vec<NewEvent> = batch
             .iter()
             .zip(&found)
             .filter(|(_, found)| found.is_none())
             .map(|(message, _)| message.clone())
             .collect();
         let inserted = self.insert(room, &new, ts).await?;
+        // A change found stored may be one whose making failed after it
+        // was stored (its answer was unknown): making it again is harmless.
+        for (found, message) in found.iter().zip(&batch) {
+            if let (Some(Original::Stored(original)), Some(_)) = (found, message.draft.target()) {
+                self.change(room, original.seq(), &message.draft, ts)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
         Ok(Appended {
             events: in_batch_order(found, inserted.events),
             others: inserted.others,
@@ -124,12 +132,7 @@ impl MongoStore {
     /// at the seq it was given, so the ids read back tell how much of
     /// `pending` is stored; what follows them is other writers' messages.
     /// Bounded by [`CHECK_TIMEOUT`].
-    async fn taken_after(
-        &self,
-        room: &str,
-        last: u64,
-        pending: &[NewMessage],
-    ) -> StoreResult<Taken> {
+    async fn taken_after(&self, room: &str, last: u64, pending: &[NewEvent]) -> StoreResult<Taken> {
         let read = async {
             let mut found = all(self
                 .messages
@@ -156,7 +159,7 @@ impl MongoStore {
     }
 
     /// Stores `batch` as the room's next messages (see [`Store::append`]).
-    async fn insert(&self, room: &str, batch: &[NewMessage], ts: Millis) -> StoreResult<Appended> {
+    async fn insert(&self, room: &str, batch: &[NewEvent], ts: Millis) -> StoreResult<Appended> {
         // How full each recipient's inbox is (a direct room has two)
         // decides which of the batch go in it, decided once for the batch.
         // So does the sender's share of it.
@@ -218,13 +221,18 @@ impl MongoStore {
                     room: room.to_owned(),
                     seq: (last + 1 + offset as u64) as i64,
                     from: message.from.clone(),
-                    text: message.text.clone(),
+                    text: message.draft.text().to_owned(),
                     ts: DateTime::from_millis(ts),
                     id: message.id.clone(),
                     to: message.to.clone(),
                     delivered: !in_inbox[batch.len() - pending.len() + offset],
                     confirm: message.confirm.clone(),
                     client_ref: message.reference.clone(),
+                    kind: message.draft.target().map(|_| message.draft.kind() as i64),
+                    target: message.draft.target().map(str::to_owned),
+                    edited: None,
+                    deleted: false,
+                    changed: None,
                 });
             let started = std::time::Instant::now();
             let result = self.messages.insert_many(docs).ordered(true).await;
@@ -308,19 +316,29 @@ impl MongoStore {
                 }
             };
             for (offset, message) in pending[..inserted].iter().enumerate() {
-                stored.push(Event::message(
+                stored.push(message.draft.clone().into_event(
                     room,
                     last + 1 + offset as u64,
-                    message.id.as_str(),
-                    message.from.as_str(),
+                    message.id.clone(),
+                    message.from.clone(),
                     ts,
-                    message.text.as_str(),
                 ));
             }
             if inserted == pending.len() {
                 self.remember_last_seq(room, Some(last + inserted as u64));
             }
             pending = &pending[inserted..];
+        }
+        // The changes are stored; what they change is changed after, so a
+        // failure here leaves the answer unknown (a retry makes it again).
+        for (event, message) in stored.iter().zip(batch) {
+            self.change(room, event.seq(), &message.draft, ts)
+                .await
+                .map_err(|err| {
+                    StoreError::uncertain(format!(
+                        "a change is stored, its message may not show it: {err}"
+                    ))
+                })?;
         }
         if let Some(newest) = stored.last() {
             // Only feeds the room list; a failure here must not fail a send
@@ -355,14 +373,69 @@ impl MongoStore {
         })
     }
 
+    /// Makes the change stored as `seq` to its message. Replicas may make
+    /// two changes to one message in either order: an edit takes only if
+    /// no later change did (`changed`), a delete always; an edit of a
+    /// message deleted meanwhile erases its own text.
+    pub(super) async fn change(
+        &self,
+        room: &str,
+        seq: u64,
+        draft: &Draft,
+        ts: Millis,
+    ) -> Result<(), MongoError> {
+        let seq = seq as i64;
+        match draft {
+            Draft::Message(_) => {}
+            Draft::Edit { target, text } => {
+                let edited = self
+                    .messages
+                    .update_one(
+                        doc! {
+                            "room": room, "id": target, "kind": { "$exists": false },
+                            "deleted": { "$ne": true },
+                            "$or": [ { "changed": { "$exists": false } }, { "changed": { "$lt": seq } } ],
+                        },
+                        doc! { "$set": { "text": text, "edited": DateTime::from_millis(ts), "changed": seq } },
+                    )
+                    .await?;
+                if edited.matched_count == 0 {
+                    let deleted = self
+                        .messages
+                        .find_one(doc! { "room": room, "id": target, "deleted": true })
+                        .await?;
+                    if deleted.is_some() {
+                        self.messages
+                            .update_one(
+                                doc! { "room": room, "seq": seq },
+                                doc! { "$set": { "text": "" } },
+                            )
+                            .await?;
+                    }
+                }
+            }
+            Draft::Delete { target } => {
+                self.messages
+                    .update_one(
+                        doc! { "room": room, "id": target, "kind": { "$exists": false } },
+                        doc! { "$set": { "text": "", "deleted": true, "delivered": true, "changed": seq } },
+                    )
+                    .await?;
+                self.messages
+                    .update_many(
+                        doc! { "room": room, "target": target, "text": { "$ne": "" } },
+                        doc! { "$set": { "text": "" } },
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// For each message of `batch`, its original if it is a retry of one
     /// that is stored (among the room's newest [`RETRY_SCAN`]) or earlier
     /// in the batch.
-    async fn retried(
-        &self,
-        room: &str,
-        batch: &[NewMessage],
-    ) -> StoreResult<Vec<Option<Original>>> {
+    async fn retried(&self, room: &str, batch: &[NewEvent]) -> StoreResult<Vec<Option<Original>>> {
         // Most batches hold no retry: no read for them (on a busy room a
         // read per batch halved what one replica stored per second).
         if !batch.iter().any(|message| message.retry) {
@@ -387,7 +460,8 @@ impl MongoStore {
                     "seq": { "$gt": floor },
                     "from": &message.from,
                     "client_ref": reference,
-                    "text": &message.text,
+                    "text": message.draft.text(),
+                    "target": message.draft.target(),
                 })
                 .sort(doc! { "seq": -1 })
                 .await

@@ -7,6 +7,7 @@ use mongodb::bson::{DateTime, Document};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::store::StoredEvent;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct UserDoc {
@@ -38,6 +39,22 @@ pub(super) struct MessageDoc {
     /// The sender's ref (JSON), for recognising a retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) client_ref: Option<String>,
+    /// What the document is (`store::EventKind`); absent on messages, as
+    /// on every document written before there were kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) kind: Option<i64>,
+    /// The message an edit or a delete is made to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) target: Option<String>,
+    /// A message's last edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) edited: Option<DateTime>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) deleted: bool,
+    /// The seq of the last change made to a message: replicas may apply
+    /// two edits out of order, the later seq wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) changed: Option<i64>,
 }
 
 /// Messages stored before the offline inbox existed count as delivered.
@@ -48,17 +65,21 @@ pub(super) fn delivered_by_default() -> bool {
 impl MessageDoc {
     /// The room's event this document holds, with its author's photo.
     pub(super) fn into_event(self, avatars: &HashMap<String, String>) -> Event {
-        let delivered = self.to.is_some() && self.delivered;
-        Event::message(
-            self.room,
-            self.seq as u64,
-            self.id,
-            self.from.as_str(),
-            self.ts.timestamp_millis(),
-            self.text,
-        )
-        .with_avatar(avatars.get(&self.from).cloned())
-        .with_delivered(delivered)
+        StoredEvent {
+            delivered: self.to.is_some() && self.delivered,
+            avatar: avatars.get(&self.from).cloned(),
+            room: self.room,
+            seq: self.seq as u64,
+            id: self.id,
+            from: self.from,
+            ts: self.ts.timestamp_millis(),
+            kind: self.kind.unwrap_or(0),
+            text: self.text,
+            target: self.target,
+            edited: self.edited.map(|at| at.timestamp_millis()),
+            deleted: self.deleted,
+        }
+        .into_event()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Reading a room's messages back: history pages, gap fills, the room list.
+//! Reading a room's events back: history pages, gap fills, one message, the
+//! room list.
 
 use mongodb::bson::doc;
 
@@ -24,6 +25,40 @@ pub(super) async fn before(
     .await?;
     page.reverse();
     with_avatars(store, page).await
+}
+
+pub(super) async fn messages(
+    store: &MongoStore,
+    room: &str,
+    before: Option<u64>,
+    limit: u32,
+) -> StoreResult<Vec<Event>> {
+    let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
+    let mut page = all(store
+        .messages
+        .find(doc! { "room": room, "seq": { "$lt": before }, "kind": { "$exists": false } })
+        .sort(doc! { "seq": -1 })
+        .limit(i64::from(limit))
+        .await
+        .map_err(unavailable)?)
+    .await?;
+    page.reverse();
+    with_avatars(store, page).await
+}
+
+pub(super) async fn message(
+    store: &MongoStore,
+    room: &str,
+    id: &str,
+) -> StoreResult<Option<Event>> {
+    let found = store
+        .messages
+        .find_one(doc! { "id": id, "room": room, "kind": { "$exists": false } })
+        .await
+        .map_err(unavailable)?;
+    Ok(with_avatars(store, found.into_iter().collect())
+        .await?
+        .pop())
 }
 
 pub(super) async fn after(

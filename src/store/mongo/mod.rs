@@ -44,7 +44,7 @@ use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use serde::de::DeserializeOwned;
 
 use super::{
-    Appended, Millis, Missed, NewMessage, Receipt, Retention, Store, StoreError, StoreResult, User,
+    Appended, Millis, Missed, NewEvent, Receipt, Retention, Store, StoreError, StoreResult, User,
 };
 use crate::config::MongoConfig;
 use crate::event::Event;
@@ -223,12 +223,7 @@ impl Store for MongoStore {
         users::set_avatar(self, name, avatar).await
     }
 
-    async fn append(
-        &self,
-        room: &str,
-        batch: Vec<NewMessage>,
-        ts: Millis,
-    ) -> StoreResult<Appended> {
+    async fn append(&self, room: &str, batch: Vec<NewEvent>, ts: Millis) -> StoreResult<Appended> {
         self.append_batch(room, batch, ts).await
     }
 
@@ -241,8 +236,21 @@ impl Store for MongoStore {
         history::before(self, room, before, limit).await
     }
 
+    async fn messages(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        history::messages(self, room, before, limit).await
+    }
+
     async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
         history::after(self, room, after, limit).await
+    }
+
+    async fn message(&self, room: &str, id: &str) -> StoreResult<Option<Event>> {
+        history::message(self, room, id).await
     }
 
     async fn mark_delivered(

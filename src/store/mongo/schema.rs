@@ -36,6 +36,13 @@ pub(super) async fn migrate(store: &MongoStore) -> StoreResult<()> {
                 named("messages_undelivered_by_sender").build(),
             ),
             index(doc! { "ts": 1 }, named("messages_by_time").build()),
+            // An edit or a delete finds its message by id, and a delete
+            // the message's edits by target.
+            index(doc! { "id": 1 }, named("messages_by_id").build()),
+            index(
+                doc! { "target": 1 },
+                named("changes_by_target").sparse(true).build(),
+            ),
         ])
         .await
         .map_err(unavailable)?;

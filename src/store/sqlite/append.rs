@@ -1,93 +1,127 @@
 //! Appending to a room: the seq range is taken from the room's row and the
-//! messages inserted in the writer's transaction, so nothing else can
-//! interleave.
+//! events inserted in the writer's transaction, so nothing else can
+//! interleave; an edit or a delete changes its message in the same
+//! transaction.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::SqliteStore;
 use crate::event::Event;
 use crate::store::{
-    in_batch_order, repeated_in_batch, Appended, Millis, NewMessage, Original, StoreResult,
+    in_batch_order, repeated_in_batch, Appended, Draft, Millis, NewEvent, Original, StoreResult,
     RETRY_SCAN,
 };
 
 pub(super) async fn append(
     store: &SqliteStore,
     room: &str,
-    batch: Vec<NewMessage>,
+    batch: Vec<NewEvent>,
     ts: Millis,
 ) -> StoreResult<Appended> {
     if batch.is_empty() {
         return Ok(Appended::default());
     }
     let room = room.to_owned();
-    store.writer.write(batch.len(), move |conn| {
-        let retried = retried(conn, &room, &batch)?;
-        let count = retried.iter().filter(|found| found.is_none()).count() as i64;
-        let mut next = 0;
-        if count > 0 {
-            let last: i64 = conn
-                .prepare_cached(
-                    "INSERT INTO rooms (name, last_seq, last_ts) VALUES (?1, ?2, ?3)
+    store
+        .writer
+        .write(batch.len(), move |conn| {
+            let retried = retried(conn, &room, &batch)?;
+            let count = retried.iter().filter(|found| found.is_none()).count() as i64;
+            let mut next = 0;
+            if count > 0 {
+                let last: i64 = conn
+                    .prepare_cached(
+                        "INSERT INTO rooms (name, last_seq, last_ts) VALUES (?1, ?2, ?3)
                      ON CONFLICT (name) DO UPDATE SET last_seq = last_seq + ?2, last_ts = ?3
                      RETURNING last_seq",
-                )?
-                .query_row(params![room, count, ts], |row| row.get(0))?;
-            next = (last - count + 1) as u64;
-        }
-        // Each recipient's inbox (a direct room has two), and the
-        // sender's share of it, counted once per batch.
-        let mut inboxes = Inboxes::default();
-        let mut inserted: Vec<Event> = Vec::with_capacity(count as usize);
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm, client_ref)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        for (message, found) in batch.into_iter().zip(&retried) {
-            if found.is_some() {
-                continue;
+                    )?
+                    .query_row(params![room, count, ts], |row| row.get(0))?;
+                next = (last - count + 1) as u64;
             }
-            let seq = next;
-            next += 1;
-            let kept = match &message.to {
-                Some(recipient) => inboxes.keeps(conn, recipient, &message.from)?,
-                None => false,
-            };
-            insert.execute(params![
-                room,
-                seq as i64,
-                message.from,
-                message.text,
-                ts,
-                message.id,
-                message.to,
-                !kept,
-                message.confirm,
-                message.reference,
-            ])?;
-            inserted.push(Event::message(
-                room.as_str(),
-                seq,
-                message.id,
-                message.from,
-                ts,
-                message.text,
-            ));
-        }
-        // One process writes the file and allocates every seq in the
-        // transaction: nobody else's messages lie in between.
-        Ok(Appended {
-            events: in_batch_order(retried, inserted),
-            others: Vec::new(),
+            // Each recipient's inbox (a direct room has two), and the
+            // sender's share of it, counted once per batch.
+            let mut inboxes = Inboxes::default();
+            let mut inserted: Vec<Event> = Vec::with_capacity(count as usize);
+            let mut insert = conn.prepare_cached(
+            "INSERT INTO messages (room, seq, sender, text, ts, id, recipient, delivered, confirm,
+                 client_ref, kind, target)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+            for (message, found) in batch.into_iter().zip(&retried) {
+                if found.is_some() {
+                    continue;
+                }
+                let seq = next;
+                next += 1;
+                let kept = match &message.to {
+                    Some(recipient) => inboxes.keeps(conn, recipient, &message.from)?,
+                    None => false,
+                };
+                // An edit of a message deleted by now keeps no text.
+                let applied = change(conn, &room, &message.draft, ts)?;
+                insert.execute(params![
+                    room,
+                    seq as i64,
+                    message.from,
+                    if applied { message.draft.text() } else { "" },
+                    ts,
+                    message.id,
+                    message.to,
+                    !kept,
+                    message.confirm,
+                    message.reference,
+                    message.draft.kind() as i64,
+                    message.draft.target(),
+                ])?;
+                inserted.push(
+                    message
+                        .draft
+                        .into_event(&room, seq, message.id, message.from, ts),
+                );
+            }
+            // One process writes the file and allocates every seq in the
+            // transaction: nobody else's messages lie in between.
+            Ok(Appended {
+                events: in_batch_order(retried, inserted),
+                others: Vec::new(),
+            })
         })
-    })
-    .await
+        .await
+}
+
+/// Makes an edit or a delete to its message; whether the message took it
+/// (an edit of a deleted message changes nothing).
+fn change(conn: &Connection, room: &str, draft: &Draft, ts: Millis) -> rusqlite::Result<bool> {
+    match draft {
+        Draft::Message(_) => Ok(true),
+        Draft::Edit { target, text } => Ok(conn
+            .prepare_cached(
+                "UPDATE messages SET text = ?3, edited = ?4
+                 WHERE id = ?1 AND room = ?2 AND kind = 0 AND deleted = 0",
+            )?
+            .execute(params![target, room, text, ts])?
+            > 0),
+        Draft::Delete { target } => {
+            // The text goes, and so does every edit's; a deleted direct
+            // message leaves the recipient's inbox.
+            conn.prepare_cached(
+                "UPDATE messages SET text = '', deleted = 1, delivered = 1
+                 WHERE id = ?1 AND room = ?2 AND kind = 0",
+            )?
+            .execute(params![target, room])?;
+            conn.prepare_cached(
+                "UPDATE messages SET text = '' WHERE target = ?1 AND room = ?2 AND text != ''",
+            )?
+            .execute(params![target, room])?;
+            Ok(true)
+        }
+    }
 }
 
 fn retried(
     conn: &Connection,
     room: &str,
-    batch: &[NewMessage],
+    batch: &[NewEvent],
 ) -> rusqlite::Result<Vec<Option<Original>>> {
     let mut found = Vec::with_capacity(batch.len());
     if !batch.iter().any(|message| message.retry) {
@@ -102,6 +136,7 @@ fn retried(
     let mut lookup = conn.prepare_cached(
         "SELECT seq, ts, id FROM messages
          WHERE room = ?1 AND seq > ?2 AND sender = ?3 AND client_ref = ?4 AND text = ?5
+             AND kind = ?6 AND target IS ?7
          ORDER BY seq DESC LIMIT 1",
     )?;
     for (at, message) in batch.iter().enumerate() {
@@ -120,16 +155,17 @@ fn retried(
                     newest - RETRY_SCAN as i64,
                     message.from,
                     message.reference,
-                    message.text
+                    message.draft.text(),
+                    message.draft.kind() as i64,
+                    message.draft.target(),
                 ],
                 |row| {
-                    Ok(Event::message(
+                    Ok(message.draft.clone().into_event(
                         room,
                         row.get::<_, i64>(0)? as u64,
                         row.get::<_, String>(2)?,
-                        message.from.as_str(),
+                        message.from.clone(),
                         row.get(1)?,
-                        message.text.as_str(),
                     ))
                 },
             )

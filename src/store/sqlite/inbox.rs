@@ -2,9 +2,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::MessageRow;
 use super::SqliteStore;
-use crate::store::{Missed, Receipt, StoreResult};
+use crate::store::{Missed, Receipt, StoreResult, StoredEvent};
 
 pub(super) async fn mark_delivered(
     store: &SqliteStore,
@@ -76,19 +75,25 @@ pub(super) async fn fetch_missed(
                      WHERE recipient = ?1 AND delivered = 0
                      ORDER BY ts, room, seq LIMIT ?2)
                  RETURNING room, seq, sender, text, ts, id, confirm,
-                     (SELECT avatar FROM users WHERE name = sender)",
+                     (SELECT avatar FROM users WHERE name = sender), edited",
                 )?;
                 let mut rows = claim.query(params![user, limit])?;
                 while let Some(row) = rows.next()? {
-                    let message = MessageRow {
+                    // Only messages wait in an inbox, and a deleted one
+                    // leaves it.
+                    let message = StoredEvent {
                         room: row.get(0)?,
-                        seq: row.get(1)?,
-                        sender: row.get(2)?,
+                        seq: row.get::<_, i64>(1)? as u64,
+                        from: row.get(2)?,
                         text: row.get(3)?,
                         ts: row.get(4)?,
                         id: row.get(5)?,
+                        kind: 0,
+                        target: None,
                         avatar: row.get(7)?,
                         delivered: true,
+                        edited: row.get(8)?,
+                        deleted: false,
                     }
                     .into_event();
                     if let Some(confirm) = row.get::<_, Option<String>>(6)? {

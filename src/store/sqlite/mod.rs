@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::{
-    Appended, Millis, Missed, NewMessage, Receipt, Retention, Store, StoreError, StoreResult, User,
-    PRUNE_BATCH,
+    Appended, Millis, Missed, NewEvent, Receipt, Retention, Store, StoreError, StoreResult,
+    StoredEvent, User, PRUNE_BATCH,
 };
 use crate::event::Event;
 
@@ -126,7 +126,7 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Messages of `room` with their author's current photo, chosen by
+    /// Events of `room` with their author's current photo, chosen by
     /// `range` (over `?2` = `bound` and `?3` = `limit`).
     async fn page(
         &self,
@@ -139,23 +139,14 @@ impl SqliteStore {
         self.read(move |conn| {
             let mut query = conn.prepare_cached(&format!(
                 "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id,
-                     m.recipient IS NOT NULL AND m.delivered = 1
+                     m.recipient IS NOT NULL AND m.delivered = 1,
+                     m.kind, m.target, m.edited, m.deleted
                  FROM messages m LEFT JOIN users u ON u.name = m.sender
                  WHERE m.room = ?1 AND {range}"
             ))?;
             let messages = query
                 .query_map(params![room, bound, limit], |row| {
-                    Ok(MessageRow {
-                        room: room.clone(),
-                        seq: row.get(0)?,
-                        sender: row.get(1)?,
-                        text: row.get(2)?,
-                        ts: row.get(3)?,
-                        avatar: row.get(4)?,
-                        id: row.get(5)?,
-                        delivered: row.get(6)?,
-                    }
-                    .into_event())
+                    Ok(stored_event(room.clone(), row)?.into_event())
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(messages)
@@ -188,33 +179,23 @@ fn map_error(err: rusqlite::Error) -> StoreError {
     }
 }
 
-/// A `messages` row as read back, with its author's current photo: where
-/// a row becomes the room's event.
-struct MessageRow {
-    room: String,
-    seq: i64,
-    sender: String,
-    text: String,
-    ts: Millis,
-    avatar: Option<String>,
-    id: String,
-    /// A direct message that reached its recipient.
-    delivered: bool,
-}
-
-impl MessageRow {
-    fn into_event(self) -> Event {
-        Event::message(
-            self.room,
-            self.seq as u64,
-            self.id,
-            self.sender,
-            self.ts,
-            self.text,
-        )
-        .with_avatar(self.avatar)
-        .with_delivered(self.delivered)
-    }
+/// A `messages` row as [`SqliteStore::page`] and [`message`] select it:
+/// where a row becomes the room's event.
+fn stored_event(room: String, row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        room,
+        seq: row.get::<_, i64>(0)? as u64,
+        from: row.get(1)?,
+        text: row.get(2)?,
+        ts: row.get(3)?,
+        avatar: row.get(4)?,
+        id: row.get(5)?,
+        delivered: row.get(6)?,
+        kind: row.get(7)?,
+        target: row.get(8)?,
+        edited: row.get(9)?,
+        deleted: row.get(10)?,
+    })
 }
 
 #[async_trait]
@@ -253,12 +234,7 @@ impl Store for SqliteStore {
         users::set_avatar(self, name, avatar).await
     }
 
-    async fn append(
-        &self,
-        room: &str,
-        batch: Vec<NewMessage>,
-        ts: Millis,
-    ) -> StoreResult<Appended> {
+    async fn append(&self, room: &str, batch: Vec<NewEvent>, ts: Millis) -> StoreResult<Appended> {
         append::append(self, room, batch, ts).await
     }
 
@@ -281,10 +257,46 @@ impl Store for SqliteStore {
         Ok(newest_first)
     }
 
+    async fn messages(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
+        let mut newest_first = self
+            .page(
+                room,
+                before,
+                limit,
+                "m.seq < ?2 AND m.kind = 0 ORDER BY m.seq DESC LIMIT ?3",
+            )
+            .await?;
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
     async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
         let after = after.min(i64::MAX as u64) as i64;
         self.page(room, after, limit, "m.seq > ?2 ORDER BY m.seq LIMIT ?3")
             .await
+    }
+
+    async fn message(&self, room: &str, id: &str) -> StoreResult<Option<Event>> {
+        let (room, id) = (room.to_owned(), id.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id,
+                     m.recipient IS NOT NULL AND m.delivered = 1,
+                     m.kind, m.target, m.edited, m.deleted
+                 FROM messages m LEFT JOIN users u ON u.name = m.sender
+                 WHERE m.id = ?1 AND m.room = ?2 AND m.kind = 0",
+            )?
+            .query_row(params![id, room], |row| stored_event(room.clone(), row))
+            .optional()
+            .map(|found| found.map(StoredEvent::into_event))
+        })
+        .await
     }
 
     async fn mark_delivered(
@@ -394,10 +406,10 @@ mod tests {
         let texts: Vec<&str> = history.iter().filter_map(Event::text).collect();
         assert_eq!(texts, ["one", "two"]);
         assert_eq!(store.pending_count("b").await.unwrap(), 1);
-        let next = NewMessage {
+        let next = NewEvent {
             id: "x3".into(),
             from: "b".into(),
-            text: "three".into(),
+            draft: crate::store::Draft::Message("three".into()),
             to: None,
             confirm: None,
             reference: None,

@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// Bumped whenever `SCHEMA` changes in a way old files need migrating for.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -38,7 +38,15 @@ CREATE TABLE IF NOT EXISTS messages (
     delivered INTEGER NOT NULL DEFAULT 1,
     confirm   TEXT,
     -- The sender's ref (JSON), for recognising a retry.
-    client_ref TEXT
+    client_ref TEXT,
+    -- What the row is (store::EventKind): a message, or an edit or a
+    -- delete of message `target` (an id). A message row holds its current
+    -- text; `edited` is when it was last edited, `deleted` that it was
+    -- taken back (its text, and its edits', are then erased).
+    kind      INTEGER NOT NULL DEFAULT 0,
+    target    TEXT,
+    edited    INTEGER,
+    deleted   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS reads (
     room  TEXT NOT NULL,
@@ -116,6 +124,15 @@ pub(super) fn upgrade(writer: &Connection, path: &Path) -> anyhow::Result<()> {
         // Version 3 kept no refs.
         writer.execute_batch("ALTER TABLE messages ADD COLUMN client_ref TEXT;")?;
     }
+    if !has_column(writer, "messages", "kind")? {
+        // Version 5 kept messages only, as they were posted.
+        writer.execute_batch(
+            "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE messages ADD COLUMN target TEXT;
+             ALTER TABLE messages ADD COLUMN edited INTEGER;
+             ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
     if !has_column(writer, "users", "operator")? {
         // Version 4 told no operator's account from a registered one.
         writer
@@ -124,8 +141,13 @@ pub(super) fn upgrade(writer: &Connection, path: &Path) -> anyhow::Result<()> {
     // History pages and gap fills are range scans of one room; the
     // unique index also keeps a seq from ever being stored twice.
     // Undelivered messages are few; the partial index keeps only them.
+    // An edit finds its message by id (ids rise with time, so the index
+    // grows at its end); a delete finds the message's edits by target.
     writer.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_room_seq ON messages (room, seq);
+         CREATE INDEX IF NOT EXISTS messages_by_id ON messages (id);
+         CREATE INDEX IF NOT EXISTS changes_by_target ON messages (target)
+         WHERE target IS NOT NULL;
          CREATE INDEX IF NOT EXISTS users_by_folded_name ON users (name COLLATE NOCASE);
          CREATE INDEX IF NOT EXISTS undelivered ON messages (recipient, ts, room, seq)
          WHERE delivered = 0;

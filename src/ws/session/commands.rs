@@ -13,6 +13,7 @@ use crate::app::budget::Refusal;
 use crate::chat::{registry, room};
 use crate::metrics;
 use crate::protocol::{self, ClientFrame, ErrorCode, MessageOptions, Ref, Rejected, ServerFrame};
+use crate::store::Draft;
 
 impl WsSession {
     /// Whether a frame (text, binary or ping: each costs the server an
@@ -142,9 +143,28 @@ impl WsSession {
                     confirm: false,
                     retry,
                 };
-                let post = self.post(text, options, ctx);
+                let post = self.post(Draft::Message(text), options, ctx);
                 addr.do_send(post);
             }
+            ClientFrame::Edit {
+                room,
+                id,
+                text,
+                reference,
+                retry,
+            } => self.change(
+                room,
+                Draft::Edit { target: id, text },
+                reference,
+                retry,
+                ctx,
+            ),
+            ClientFrame::Delete {
+                room,
+                id,
+                reference,
+                retry,
+            } => self.change(room, Draft::Delete { target: id }, reference, retry, ctx),
             ClientFrame::Typing { room, active } => match self.rooms.get(&room) {
                 Some(addr) => addr.do_send(room::Typing {
                     session: self.id,
@@ -175,7 +195,7 @@ impl WsSession {
 
     pub(super) fn post(
         &self,
-        text: String,
+        draft: Draft,
         options: MessageOptions,
         ctx: &mut Context<Self>,
     ) -> room::Post {
@@ -183,7 +203,7 @@ impl WsSession {
             session: Some(self.id),
             user: self.user.clone(),
             avatar: self.avatar.clone(),
-            text,
+            draft,
             reference: options.reference,
             delivery: options.delivery,
             confirm: options.confirm,

@@ -6,13 +6,11 @@ use actix::prelude::*;
 use super::rooms::OwnedTarget;
 use super::{WsSession, DIRECT_ROOMS_CAPACITY};
 use crate::chat::names::is_valid_user_name;
-use crate::chat::registry;
 use crate::chat::room::Room;
+use crate::chat::{registry, wire};
 use crate::metrics;
-use crate::protocol::{
-    self, ErrorCode, MessageOptions, Rejected, ServerFrame, WireMessage, MAX_FETCH_MISSED,
-};
-use crate::store::StoreResult;
+use crate::protocol::{self, ErrorCode, MessageOptions, Rejected, ServerFrame, MAX_FETCH_MISSED};
+use crate::store::{Draft, StoreResult};
 
 impl WsSession {
     pub(super) fn fetch_missed(&mut self, limit: Option<u32>, ctx: &mut Context<Self>) {
@@ -29,10 +27,7 @@ impl WsSession {
                             .offline_fetched
                             .inc_by(missed.messages.len() as u64);
                         for message in &missed.messages {
-                            this.send(
-                                ServerFrame::Message(WireMessage::from(message)).encode(),
-                                ctx,
-                            );
+                            this.send(wire::frame(message).encode(), ctx);
                         }
                         this.send(
                             ServerFrame::FetchMissedComplete { left: missed.left }.encode(),
@@ -118,7 +113,7 @@ impl WsSession {
         ctx: &mut Context<Self>,
     ) {
         if let Some(room) = self.direct_rooms.get(&to).filter(|room| room.connected()) {
-            let post = self.post(text, options, ctx);
+            let post = self.post(Draft::Message(text), options, ctx);
             room.do_send(post);
             return;
         }
@@ -143,7 +138,7 @@ impl WsSession {
                     if this.direct_rooms.len() >= DIRECT_ROOMS_CAPACITY {
                         this.direct_rooms.clear();
                     }
-                    let post = this.post(text, options, ctx);
+                    let post = this.post(Draft::Message(text), options, ctx);
                     room.do_send(post);
                     this.direct_rooms.insert(to, room);
                 }

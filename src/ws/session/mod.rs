@@ -8,9 +8,11 @@
 //! This file holds the connection's state and its actor plumbing; the
 //! handlers are split by concern: `connection` (the outbox on the socket,
 //! heartbeat, close), `commands` (parsing and dispatching client frames), `rooms`
-//! (join, history, group messages, the authorize hook) and `direct`
-//! (direct messages and the offline inbox).
+//! (join, history, group messages, the authorize hook), `direct`
+//! (direct messages and the offline inbox) and `changes` (edits and
+//! deletes).
 
+mod changes;
 mod commands;
 mod connection;
 mod direct;

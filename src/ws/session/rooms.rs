@@ -6,12 +6,12 @@ use actix_ws::CloseCode;
 
 use super::{WsSession, MAX_ROOMS_PER_SESSION};
 use crate::chat::names::{is_valid_user_name, may_access, RoomKind};
-use crate::chat::registry;
+use crate::chat::{registry, wire};
 use crate::hooks::Target;
 use crate::metrics;
 use crate::protocol::{
-    self, ErrorCode, MessageOptions, Ref, Rejected, ServerFrame, WireMessage,
-    DEFAULT_HISTORY_LIMIT, MAX_GROUP_RECIPIENTS, MAX_HISTORY_LIMIT,
+    self, ErrorCode, MessageOptions, Ref, Rejected, ServerFrame, DEFAULT_HISTORY_LIMIT,
+    MAX_GROUP_RECIPIENTS, MAX_HISTORY_LIMIT,
 };
 
 impl WsSession {
@@ -167,7 +167,7 @@ impl WsSession {
             .clamp(1, MAX_HISTORY_LIMIT);
         let store = self.store.clone();
         let read = async move {
-            let messages = store.history(&room, before, limit).await;
+            let messages = store.messages(&room, before, limit).await;
             (room, messages)
         };
         ctx.spawn(
@@ -176,7 +176,7 @@ impl WsSession {
                     Ok(messages) => {
                         let frame = ServerFrame::History {
                             room: &room,
-                            messages: messages.iter().map(WireMessage::from).collect(),
+                            messages: wire::messages(&messages),
                         }
                         .encode();
                         this.send(frame, ctx);
