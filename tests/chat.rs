@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Client, TestServer, PASSWORD};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[actix_web::test]
 async fn two_users_see_each_others_messages_once_in_sequence() {
@@ -380,4 +380,146 @@ async fn a_burst_of_joins_is_announced_in_a_few_presence_frames() {
         "{frames} presence frames for {CROWD} joins"
     );
     server.stop().await;
+}
+
+#[actix_web::test]
+async fn messages_are_edited_and_deleted_live_in_history_and_in_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rookery::Config::local(dir.path());
+    config.admin_users = vec!["root".into()];
+    rookery::server::create_operator_account(&config, "root", PASSWORD)
+        .await
+        .unwrap();
+    let server = TestServer::start_with(config).await;
+    let (alice, bob) = (
+        Client::logged_in(&server, "alice").await,
+        Client::logged_in(&server, "bob").await,
+    );
+    let (mut a, mut b) = (alice.ws().await, bob.ws().await);
+    a.join("general").await;
+    b.join("general").await;
+    let first = a.say("general", "helo", "a1").await;
+    let id = b.recv_type("message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    a.send(json!({"type":"edit","room":"general","id":id,"text":"hello","ref":"e1"}))
+        .await;
+    let ack = a.recv_type("ack").await;
+    assert_eq!(
+        (ack["ref"].clone(), ack["seq"].as_u64()),
+        (json!("e1"), Some(first + 1))
+    );
+    let edit = b.recv_type("edit").await;
+    assert_eq!(
+        (
+            edit["id"].as_str(),
+            edit["text"].as_str(),
+            edit["seq"].as_u64(),
+            edit["from"].as_str()
+        ),
+        (
+            Some(id.as_str()),
+            Some("hello"),
+            Some(first + 1),
+            Some("alice")
+        )
+    );
+
+    // Only the author changes a message; what is not there cannot be.
+    let bobs_edit = json!({"type":"edit","room":"general","id":id,"text":"mine now","ref":"b1"});
+    assert_eq!(refused(&mut b, bobs_edit).await, "forbidden");
+    let bobs_delete = json!({"type":"delete","room":"general","id":id,"ref":"b2"});
+    assert_eq!(refused(&mut b, bobs_delete).await, "forbidden");
+    let unknown = json!({"type":"edit","room":"general","id":"0000","text":"x","ref":"a2"});
+    assert_eq!(refused(&mut a, unknown).await, "not_found");
+    let blank = json!({"type":"edit","room":"general","id":id,"text":" ","ref":"a3"});
+    assert_eq!(refused(&mut a, blank).await, "empty_text");
+    let elsewhere = json!({"type":"delete","room":"random","id":id,"ref":"a4"});
+    assert_eq!(refused(&mut a, elsewhere).await, "not_joined");
+    let long_id = json!({"type":"delete","room":"general","id":"x".repeat(65),"ref":"a5"});
+    assert_eq!(refused(&mut a, long_id).await, "invalid_frame");
+
+    // Bob goes away having seen the edit; the delete and a new message
+    // come back to him in the replay.
+    drop(b);
+    a.send(json!({"type":"delete","room":"general","id":id,"ref":"d1"}))
+        .await;
+    assert_eq!(a.recv_type("ack").await["seq"].as_u64(), Some(first + 2));
+    assert_eq!(a.recv_type("delete").await["id"], id.as_str());
+    let after = a.say("general", "after", "a6").await;
+    let mut b = bob.ws().await;
+    b.send(json!({"type":"resume","rooms":{"general": first + 1}}))
+        .await;
+    let joined = b.recv_type("joined").await;
+    assert_eq!(joined["recovered"], true);
+    let replayed: Vec<u64> = joined["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replayed, [after]);
+    let changes = joined["changes"]
+        .as_array()
+        .expect("the delete is replayed");
+    assert_eq!(changes.len(), 1, "{joined}");
+    assert_eq!(
+        (
+            changes[0]["type"].as_str(),
+            changes[0]["id"].as_str(),
+            changes[0]["seq"].as_u64()
+        ),
+        (Some("delete"), Some(id.as_str()), Some(first + 2))
+    );
+
+    // A fresh page shows the message where it was, deleted, without text.
+    let carol = Client::logged_in(&server, "carol").await;
+    let mut c = carol.ws().await;
+    let page = c.join("general").await;
+    assert!(
+        page.get("changes").is_none(),
+        "a fresh join needs no changes: {page}"
+    );
+    let history = page["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "the changes are in their message: {page}");
+    assert_eq!(history[0]["deleted"], true);
+    assert!(history[0].get("text").is_none(), "{}", history[0]);
+    assert_eq!(history[1]["text"], "after");
+
+    // An operator deletes anyone's message; an edit of it shows in history.
+    let root = Client::logged_in(&server, "root").await;
+    let mut r = root.ws().await;
+    r.join("general").await;
+    let later = b.say("general", "bob's", "b3").await;
+    let bobs_id = r.recv_type("message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.send(json!({"type":"edit","room":"general","id":bobs_id,"text":"bob's, fixed","ref":"b4"}))
+        .await;
+    b.recv_type("ack").await;
+    c.send(json!({"type":"history","room":"general"})).await;
+    let page = c.recv_type("history").await;
+    let edited = &page["messages"].as_array().unwrap()[2];
+    assert_eq!(
+        (edited["seq"].as_u64(), edited["text"].as_str()),
+        (Some(later), Some("bob's, fixed"))
+    );
+    assert!(edited["edited"].is_string(), "{edited}");
+    r.send(json!({"type":"delete","room":"general","id":bobs_id,"ref":"r1"}))
+        .await;
+    r.recv_type("ack").await;
+    assert_eq!(b.recv_type("delete").await["from"], "root");
+    server.stop().await;
+}
+
+/// Sends `frame` and returns the code of the error that answers it.
+async fn refused(ws: &mut common::Ws, frame: Value) -> String {
+    let reference = frame["ref"].clone();
+    ws.send(frame).await;
+    let error = ws.recv_type("error").await;
+    assert_eq!(error["ref"], reference, "{error}");
+    error["code"].as_str().unwrap().to_owned()
 }

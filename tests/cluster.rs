@@ -8,10 +8,12 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{serial, BrokerKind, Cluster};
 use common::{with_idle, Client, Ws};
+use reqwest::cookie::Jar;
 use serde_json::{json, Value};
 
 fn send_frame(room: &str, text: &str, reference: &str) -> Value {
@@ -743,6 +745,104 @@ async fn a_users_budget_is_one_across_replicas() {
 }
 
 /// The suite, once per broker, as `<broker>::<case>`.
+/// Edits and deletes cross replicas like messages: live, in a replay, in
+/// direct rooms; two edits made at once on two replicas end with the one
+/// of the later seq everywhere.
+async fn edits_and_deletes_cross_replicas(kind: BrokerKind) {
+    let _serial = serial().await;
+    let cluster = Cluster::start(kind, 2).await;
+    let (alice_client, mut alice) = cluster.user("alice", 0, "edits").await;
+    let (bob_client, mut bob) = cluster.user("bob", 1, "edits").await;
+    for ws in [&mut alice, &mut bob] {
+        ws.wait_online("edits", &["alice", "bob"], Duration::from_secs(20))
+            .await;
+    }
+    let first = alice.say("edits", "helo", "a1").await;
+    let id = bob.recv_type("message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice
+        .send(json!({"type":"edit","room":"edits","id":id,"text":"hello","ref":"e1"}))
+        .await;
+    assert_eq!(
+        alice.recv_type("ack").await["seq"].as_u64(),
+        Some(first + 1)
+    );
+    let edit = bob.recv_type("edit").await;
+    assert_eq!(
+        (edit["id"].as_str(), edit["text"].as_str()),
+        (Some(id.as_str()), Some("hello"))
+    );
+
+    // A direct message edited on the sender's replica changes on the
+    // recipient's.
+    let dm = alice.direct("bob", "see you at 5", "d1").await;
+    let dm_id = bob.recv_type("message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice
+        .send(json!({"type":"edit","room":dm["room"],"id":dm_id,"text":"see you at 6","ref":"d2"}))
+        .await;
+    alice.recv_type("ack").await;
+    assert_eq!(bob.recv_type("edit").await["text"], "see you at 6");
+
+    // Bob is away while the message is deleted on the other replica.
+    drop(bob);
+    alice
+        .send(json!({"type":"delete","room":"edits","id":id,"ref":"x1"}))
+        .await;
+    let deleted = alice.recv_type("ack").await["seq"].as_u64().unwrap();
+    let mut bob = bob_client.ws().await;
+    bob.send(json!({"type":"resume","rooms":{"edits": first + 1}}))
+        .await;
+    let joined = bob.recv_type("joined").await;
+    assert_eq!(joined["recovered"], true, "{joined}");
+    let changes = joined["changes"]
+        .as_array()
+        .expect("the delete is replayed");
+    assert_eq!(
+        (changes[0]["type"].as_str(), changes[0]["seq"].as_u64()),
+        (Some("delete"), Some(deleted)),
+        "{joined}"
+    );
+
+    // Two tabs of alice on two replicas edit one message at once.
+    let target = alice.say("edits", "v0", "a2").await;
+    let message = bob.recv_type("message").await;
+    assert_eq!(message["seq"].as_u64(), Some(target));
+    let target_id = message["id"].as_str().unwrap().to_owned();
+    let other = Client::at(cluster.replicas[1].url(""), alice_client.jar.clone());
+    let mut alice_too = other.ws().await;
+    alice_too.join("edits").await;
+    let edit = |text: &str, reference: &str| json!({"type":"edit","room":"edits","id":target_id,"text":text,"ref":reference});
+    alice.send(edit("from 0", "c0")).await;
+    alice_too.send(edit("from 1", "c1")).await;
+    let seq0 = alice.recv_type("ack").await["seq"].as_u64().unwrap();
+    let seq1 = alice_too.recv_type("ack").await["seq"].as_u64().unwrap();
+    let last = if seq0 > seq1 { "from 0" } else { "from 1" };
+    // Every member sees both, in seq order, ending with the later one ...
+    let seen: Vec<String> = [bob.recv_type("edit").await, bob.recv_type("edit").await]
+        .iter()
+        .map(|edit| edit["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen.last().map(String::as_str), Some(last));
+    // ... and every replica's history says the same.
+    for replica in &cluster.replicas {
+        let carol = Client::at(replica.url(""), Arc::new(Jar::default()));
+        carol.login("carol").await;
+        let page = carol.ws().await.join("edits").await;
+        let history = page["history"].as_array().unwrap();
+        let message = history
+            .iter()
+            .find(|m| m["id"] == target_id.as_str())
+            .unwrap();
+        assert_eq!(message["text"], last, "{page}");
+    }
+    cluster.assert_every_envelope_read().await;
+}
+
 macro_rules! for_each_broker {
     ($($broker:ident => $kind:expr),* $(,)?) => {
         $(
@@ -772,6 +872,11 @@ macro_rules! for_each_broker {
                 #[actix_web::test]
                 async fn resume_on_a_lagging_replica_repeats_nothing() {
                     super::resume_on_a_lagging_replica_repeats_nothing($kind).await;
+                }
+
+                #[actix_web::test]
+                async fn edits_and_deletes_cross_replicas() {
+                    super::edits_and_deletes_cross_replicas($kind).await;
                 }
 
                 #[actix_web::test]
