@@ -80,10 +80,25 @@
     return room;
   }
 
+  /** The newest seq of the room's stream this page has: a message's, or
+   * an edit's or delete's (`changedUpTo`), so a resume replays neither again. */
   function newestSeq(room) {
+    let newest = room.changedUpTo || 0;
+    for (const message of room.messages.values()) if (message.seq != null) newest = Math.max(newest, message.seq);
+    return newest;
+  }
+
+  /** The newest message's seq: what "seen by" and read positions are about. */
+  function newestMessageSeq(room) {
     let newest = 0;
     for (const message of room.messages.values()) if (message.seq != null) newest = Math.max(newest, message.seq);
     return newest;
+  }
+
+  /** The stored message with `id` in `room`, if the page has it. */
+  function messageById(room, id) {
+    for (const message of room.messages.values()) if (message.id === id) return message;
+    return null;
   }
 
   /** Stored messages by seq; a fast one sits where it arrived, after the newest stored then. */
@@ -153,10 +168,90 @@
     }
     const text = document.createElement("div");
     text.className = "text";
-    text.append(...richText(message.text));
-    if (mentions(message.text, me) && message.from !== me) li.classList.add("mention");
+    if (message.deleted) {
+      li.classList.add("deleted");
+      text.textContent = "This message was deleted.";
+    } else {
+      text.append(...richText(message.text));
+      if (mentions(message.text, me) && message.from !== me) li.classList.add("mention");
+    }
+    // With the text, not the name line, which a grouped message hides.
+    if (message.edited && !message.deleted) {
+      const edited = document.createElement("span");
+      edited.className = "edited";
+      edited.textContent = " (edited)";
+      edited.title = `edited ${new Date(message.edited).toLocaleString()}`;
+      text.append(edited);
+    }
     li.append(avatarNode(message.avatar, message.from), meta, text);
+    if (message.from === me && message.seq && message.id && !message.deleted) {
+      const actions = actionsNode(message);
+      li.append(actions);
+      // A long press on a phone opens the actions instead of the text menu.
+      li.addEventListener("contextmenu", (event) => {
+        if (!matchMedia("(hover: none)").matches) return;
+        event.preventDefault();
+        actions.classList.add("open");
+      });
+    }
     return li;
+  }
+
+  /** Edit and delete, for the author's own stored messages: shown on hover,
+   * and on a phone by a long press (or a tap on "⋯"). */
+  function actionsNode(message) {
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "more";
+    more.textContent = "⋯";
+    more.setAttribute("aria-label", "Message actions");
+    more.addEventListener("click", () => actions.classList.toggle("open"));
+    const edit = document.createElement("button");
+    edit.type = "button";
+    edit.className = "edit";
+    edit.textContent = "Edit";
+    edit.addEventListener("click", () => startEdit(message));
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = "Delete";
+    remove.addEventListener("click", () => {
+      if (confirm("Delete this message for everyone?")) {
+        send({ type: "delete", room: message.room, id: message.id, ref: `${me}-${Date.now()}-${nextRef++}` });
+      }
+    });
+    actions.append(more, edit, remove);
+    return actions;
+  }
+
+  /** Edits `message` in place: Enter saves, Escape gives up. */
+  function startEdit(message) {
+    const li = $("messages").querySelector(`li.msg[data-seq="${message.seq}"]`);
+    if (!li || li.querySelector("textarea.editing")) return;
+    const text = li.querySelector(".text");
+    const box = document.createElement("textarea");
+    box.className = "editing";
+    box.value = message.text;
+    box.setAttribute("aria-label", "Edit message");
+    const done = () => {
+      box.replaceWith(text);
+      $("text").focus();
+    };
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") return done();
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        const changed = box.value;
+        if (changed.trim() && changed !== message.text) {
+          send({ type: "edit", room: message.room, id: message.id, text: changed, ref: `${me}-${Date.now()}-${nextRef++}` });
+        }
+        done();
+      }
+    });
+    text.replaceWith(box);
+    box.focus();
   }
 
   const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
@@ -206,6 +301,7 @@
   function notify(message) {
     if (!("Notification" in window) || Notification.permission !== "granted") return;
     if (document.visibilityState === "visible" && message.room === current) return;
+    if (message.deleted) return;
     if (!isDirect(message.room) && !mentions(message.text, me)) return;
     const where = isDirect(message.room) ? "" : ` in ${label(message.room)}`;
     try {
@@ -278,7 +374,7 @@
   /** "Seen by" under the conversation: who has read up to its newest message. */
   function renderSeen() {
     const room = current && rooms.get(current);
-    const newest = room ? newestSeq(room) : 0;
+    const newest = room ? newestMessageSeq(room) : 0;
     const author = room && newest > 0 ? room.messages.get(newest)?.from : null;
     const who = room && newest > 0
       ? [...room.reads].filter(([user, seq]) => user !== me && user !== author && seq >= newest).map(([user]) => user)
@@ -442,7 +538,7 @@
     if (atBottom || last === null || message.from === me) list.scrollTop = list.scrollHeight;
     else $("new-below").classList.remove("hidden");
     // Screen readers hear what arrives, not the list rebuilt on a switch.
-    if (message.from !== me) $("announce").textContent = `${message.from}: ${message.text.slice(0, 300)}`;
+    if (message.from !== me && !message.deleted) $("announce").textContent = `${message.from}: ${message.text.slice(0, 300)}`;
     renderSeen();
     markRead();
   }
@@ -456,6 +552,28 @@
     }
   }
 
+  /** An edit or a delete of a message, live or replayed: the message shows
+   * as it is now (if the page has it; history brings it so otherwise). */
+  function change(frame) {
+    const room = roomState(frame.room);
+    room.changedUpTo = Math.max(room.changedUpTo || 0, frame.seq);
+    const message = messageById(room, frame.id);
+    if (!message) return;
+    if (frame.type === "edit") {
+      message.text = frame.text;
+      message.edited = frame.ts;
+    } else {
+      message.deleted = true;
+      delete message.text;
+    }
+    if (frame.room === current) {
+      const list = $("messages");
+      const fromBottom = list.scrollHeight - list.scrollTop;
+      renderMessages();
+      list.scrollTop = list.scrollHeight - fromBottom;
+    }
+  }
+
   /** What an error means to a person; the server's text where it is one. */
   function friendly(frame) {
     switch (frame.code) {
@@ -464,6 +582,7 @@
       case "text_too_long": return "the message is too long (at most 4000 characters)";
       case "empty_text": return "the message is empty";
       case "forbidden": return "you are not allowed to do that here";
+      case "not_found": return "that message is no longer there";
       case "store_unavailable": return "the server could not save it; try again";
       default: return frame.message;
     }
@@ -476,12 +595,14 @@
       room.joining = false;
       room.online = frame.online;
       storeMessages(room, frame.history);
+      for (const changed of frame.changes || []) change(changed);
       for (const { user, seq } of frame.read) room.reads.set(user, Math.max(seq, room.reads.get(user) || 0));
       // A resume replays at most the newest 500 messages: fetch the rest of
       // the gap, page by page, through history (its answers fill in below).
       const since = room.resumedFrom;
       delete room.resumedFrom;
-      const oldestReplayed = frame.history.length > 0 ? frame.history[0].seq : null;
+      const replayed = [...frame.history, ...(frame.changes || [])].map((event) => event.seq);
+      const oldestReplayed = replayed.length > 0 ? Math.min(...replayed) : null;
       if (since != null && oldestReplayed != null && oldestReplayed > since + 1) {
         room.fillGapAfter = since;
         send({ type: "history", room: frame.room, before: oldestReplayed, limit: 100 });
@@ -491,6 +612,8 @@
     message(frame) {
       addMessage(frame);
     },
+    edit: change,
+    delete: change,
     pong() {},
     ack(frame) {
       const entry = pending.get(frame.ref);
@@ -752,6 +875,18 @@
   });
 
   $("text").addEventListener("keydown", (event) => {
+    // Up in an empty box edits your last message, as in most chats.
+    if (event.key === "ArrowUp" && !$("text").value && current) {
+      const own = [...rooms.get(current).messages.values()]
+        .filter((message) => message.from === me && message.seq && !message.deleted)
+        .sort((a, b) => a.seq - b.seq)
+        .pop();
+      if (own) {
+        event.preventDefault();
+        startEdit(own);
+        return;
+      }
+    }
     // Enter that ends an input-method composition picks a word, not a send.
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();

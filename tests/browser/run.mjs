@@ -78,13 +78,17 @@ async function say(page, text) {
 /** Who has an account already. */
 const registered = new Set();
 
-async function login(browser, base, name, beforeNavigation = async () => {}) {
-  const context = await browser.newContext();
+async function login(browser, base, name, beforeNavigation = async () => {}, contextOptions = {}) {
+  const context = await browser.newContext(contextOptions);
   const page = await context.newPage();
   watch(page, name);
   await beforeNavigation(page);
-  page.on("dialog", () => {
-    throw new Error("a script from a chat message ran (alert dialog)");
+  page.on("dialog", (dialog) => {
+    // The one dialog the page shows: deleting a message asks first.
+    if (dialog.type() === "confirm" && dialog.message() === "Delete this message for everyone?") {
+      return dialog.accept();
+    }
+    throw new Error(`a script from a chat message ran (${dialog.type()} dialog)`);
   });
   await page.goto(`${base}/login`);
   await page.fill("input[name=name]", name);
@@ -189,6 +193,37 @@ try {
   assert.equal(await bob.locator("#messages li.day").first().textContent(), "Today");
   await say(alice, "and another thing");
   await bob.waitForSelector("#messages li.msg.grouped .text:text-is('and another thing')");
+
+  // Edit and delete: on hover for the author only; edited in place (and
+  // with Up in an empty box), deleted after a confirmation; both reach
+  // the other page live and stay after a reload.
+  await say(alice, "a typo hree");
+  // Found by seq: once editing, its text is in a box, not in the item.
+  const typoSeq = await alice.locator("#messages li.msg", { hasText: "a typo hree" }).getAttribute("data-seq");
+  const typo = alice.locator(`#messages li.msg[data-seq="${typoSeq}"]`);
+  assert.equal(await typo.locator("button.edit").isVisible(), false, "actions wait for a hover");
+  await typo.hover();
+  await typo.locator("button.edit").click();
+  await typo.locator("textarea.editing").fill("a typo, three");
+  await typo.locator("textarea.editing").press("Enter");
+  const fixed = bob.locator("#messages li.msg", { hasText: "a typo, three" });
+  await fixed.locator(".edited").waitFor();
+  assert.equal(await bob.locator("#messages li.msg .text", { hasText: "typo hree" }).count(), 0);
+  assert.equal(await fixed.locator(".actions").count(), 0, "no actions on someone else's message");
+  await say(alice, "frist");
+  await alice.press("#text", "ArrowUp");
+  await alice.locator("#messages textarea.editing").fill("first");
+  await alice.locator("#messages textarea.editing").press("Enter");
+  await bob.locator("#messages li.msg .text", { hasText: /^first \(edited\)$/ }).waitFor();
+  const first = alice.locator("#messages li.msg", { hasText: "first (edited)" }).last();
+  await first.hover();
+  await first.locator("button.delete").click();
+  await bob.waitForSelector("#messages li.msg.deleted .text:text-is('This message was deleted.')");
+  assert.equal(await bob.locator("#messages li.msg .text", { hasText: /^first/ }).count(), 0, "its text is gone");
+  await bob.reload();
+  await bob.waitForSelector("#messages li.msg.deleted");
+  await bob.locator("#messages li.msg", { hasText: "a typo, three" }).locator(".edited").waitFor();
+  await bob.waitForSelector("#status:text-is('connected')");
 
   // A direct message while bob looks at #general: counted on its button
   // and in the tab title; opening it joins it (history, no error), and
@@ -396,9 +431,9 @@ try {
   // A phone (390×844): nothing is wider than the screen, Send and Log out
   // are on it, the room list opens as a panel and closes on a choice, and
   // a long banner does not push the message box off the screen.
-  const phone = await login(browser, base, "erin", (page) =>
-    page.setViewportSize({ width: 390, height: 844 }),
-  );
+  const phone = await login(browser, base, "erin", async () => {}, {
+    viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true,
+  });
   const onScreen = async (selector) => {
     const box = await phone.locator(selector).boundingBox();
     assert.ok(box, `${selector} is shown`);
@@ -422,6 +457,14 @@ try {
   });
   await onScreen("#send-form button[type=submit]");
   await say(phone, "from a phone");
+  // On a touch screen the actions are behind "⋯".
+  const mineSeq = await phone.locator("#messages li.msg", { hasText: "from a phone" }).getAttribute("data-seq");
+  const mine = phone.locator(`#messages li.msg[data-seq="${mineSeq}"]`);
+  await mine.locator("button.more").tap();
+  await mine.locator("button.edit").tap();
+  await mine.locator("textarea.editing").fill("from a phone, edited");
+  await mine.locator("textarea.editing").press("Enter");
+  await alice.locator("#messages li.msg .text", { hasText: /^from a phone, edited \(edited\)$/ }).waitFor();
   await phone.screenshot({ path: join(shots, "phone.png") });
   await phone.close();
 
