@@ -20,7 +20,7 @@
 //!   ([`app::budget`]).
 //! - [`event`]: a room's stream, the model every layer below and above
 //!   converts to at its edge: an [`event::Event`] (seq, id, author, time,
-//!   a body that is a message today) made only by its constructors, what
+//!   a body: a message, an edit or a delete) made only by its constructors, what
 //!   the sequencer orders ([`event::Sequenced`]), and an [`event::Entry`]
 //!   (an event with the transport's `fast` flag).
 //! - [`protocol`]: the whole wire protocol (client frames, server frames,
@@ -83,9 +83,13 @@
 //!   the two users' names sorted); [`chat::names::RoomKind`] is the one
 //!   reader of a room's name.
 //! - **event**: one entry of a room's stream, with its **seq** ([`event::Event`]);
-//!   a message is one kind of event. Every layer has its own shape of it
-//!   (a store's row, the cluster's envelope, the wire's frame) and
-//!   converts at its edge.
+//!   a message is one kind of event, a **change** (an **edit** or a
+//!   **delete** of a message, named by its id) another. Every layer has its
+//!   own shape of it (a store's row, the cluster's envelope, the wire's
+//!   frame) and converts at its edge. A message read back is in its
+//!   **current state** (edited text, or deleted without text).
+//! - **draft**: what a new event will be before the store gives it its seq
+//!   ([`store::Draft`], inside a [`store::NewEvent`]).
 //! - **post**: a message a member hands its room. It is **stored** once the
 //!   store gave it its **seq** (per room, from 1, without holes), and the
 //!   **ack** tells its author so. **Reliable** and **fast** are the two ways
