@@ -662,3 +662,46 @@ async fn the_openapi_document_is_valid_and_complete() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A backend reads messages as they are now: edited text with its time,
+/// deleted ones in their place without text, and no edits or deletes as
+/// messages of their own, paging back or catching up.
+#[actix_web::test]
+async fn the_api_shows_messages_edited_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(server_with_keys(dir.path(), &[KEY], 100)).await;
+    let mut alice = Client::logged_in(&server, "alice").await.ws().await;
+    alice.join("notes").await;
+    let kept = alice.say("notes", "draft", "a1").await;
+    let gone = alice.say("notes", "oops", "a2").await;
+    let ids: Vec<String> = {
+        let page = alice.join("notes").await;
+        page["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    alice
+        .send(json!({"type":"edit","room":"notes","id":ids[0],"text":"final","ref":"e"}))
+        .await;
+    alice.recv_type("ack").await;
+    alice
+        .send(json!({"type":"delete","room":"notes","id":ids[1],"ref":"d"}))
+        .await;
+    alice.recv_type("ack").await;
+
+    let api = Backend::new(server.url(""));
+    for path in ["/rooms/notes/messages", "/rooms/notes/messages?after=0"] {
+        let (status, page) = api.get(path).await;
+        assert_eq!(status, 200, "{page}");
+        let messages = page["messages"].as_array().unwrap();
+        assert_eq!(seqs(messages), [kept, gone], "{path}: {page}");
+        assert_eq!(messages[0]["text"], "final");
+        assert!(messages[0]["edited"].is_string(), "{page}");
+        assert_eq!(messages[1]["deleted"], true);
+        assert!(messages[1].get("text").is_none(), "{page}");
+    }
+    server.stop().await;
+}

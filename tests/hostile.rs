@@ -603,6 +603,14 @@ async fn an_expired_login_closes_its_websockets_and_its_pages() {
         page.status()
     );
     assert_eq!(on_phone.say("lobby", "still here", "p1").await, 1);
+
+    // An operator revoking the phone's login (its row deleted) ends it too.
+    let revoked = database
+        .execute("DELETE FROM sessions WHERE expires > 1", [])
+        .unwrap();
+    assert_eq!(revoked, 1, "the phone's login is the one left");
+    on_phone.until_closed(Duration::from_secs(5)).await;
+    assert_eq!(on_phone.close_reason.as_deref(), Some("logged_out"));
 }
 
 /// A chat connection opened from another site's page (the browser sends
