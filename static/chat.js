@@ -10,6 +10,8 @@
 (() => {
   const app = document.getElementById("app");
   const me = app.dataset.user;
+  /** An operator may delete anyone's message (the server decides; the page offers). */
+  const operator = "operator" in app.dataset;
   const $ = (id) => document.getElementById(id);
 
   const TYPING_IDLE_MS = 3000; // stop announcing typing after this much quiet
@@ -184,7 +186,7 @@
       text.append(edited);
     }
     li.append(avatarNode(message.avatar, message.from), meta, text);
-    if (message.from === me && message.seq && message.id && !message.deleted) {
+    if ((message.from === me || operator) && message.seq && message.id && !message.deleted) {
       const actions = actionsNode(message);
       li.append(actions);
       // A long press on a phone opens the actions instead of the text menu.
@@ -213,27 +215,31 @@
     edit.className = "edit";
     edit.textContent = "Edit";
     edit.addEventListener("click", () => startEdit(message));
+    if (message.from !== me) edit.hidden = true; // an operator deletes, never edits, others' messages
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "delete";
     remove.textContent = "Delete";
     remove.addEventListener("click", () => {
       if (confirm("Delete this message for everyone?")) {
-        send({ type: "delete", room: message.room, id: message.id, ref: `${me}-${Date.now()}-${nextRef++}` });
+        const frame = { type: "delete", room: message.room, id: message.id, ref: `${me}-${Date.now()}-${nextRef++}` };
+        if (!send(frame)) notice("Not connected: the message was not deleted; try again when the connection is back.");
       }
     });
     actions.append(more, edit, remove);
     return actions;
   }
 
-  /** Edits `message` in place: Enter saves, Escape gives up. */
-  function startEdit(message) {
+  /** Edits `message` in place: Enter saves, Escape gives up. `draft` is
+   * what the box held before the list was drawn again. */
+  function startEdit(message, draft = message.text, focus = true) {
     const li = $("messages").querySelector(`li.msg[data-seq="${message.seq}"]`);
     if (!li || li.querySelector("textarea.editing")) return;
     const text = li.querySelector(".text");
     const box = document.createElement("textarea");
     box.className = "editing";
-    box.value = message.text;
+    box.dataset.seq = message.seq;
+    box.value = draft;
     box.setAttribute("aria-label", "Edit message");
     const done = () => {
       box.replaceWith(text);
@@ -245,13 +251,14 @@
         event.preventDefault();
         const changed = box.value;
         if (changed.trim() && changed !== message.text) {
-          send({ type: "edit", room: message.room, id: message.id, text: changed, ref: `${me}-${Date.now()}-${nextRef++}` });
+          const frame = { type: "edit", room: message.room, id: message.id, text: changed, ref: `${me}-${Date.now()}-${nextRef++}` };
+          if (!send(frame)) notice("Not connected: the message was not changed; try again when the connection is back.");
         }
         done();
       }
     });
     text.replaceWith(box);
-    box.focus();
+    if (focus) box.focus();
   }
 
   const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
@@ -355,6 +362,9 @@
 
   function renderMessages() {
     const list = $("messages");
+    // An edit in progress survives the list being drawn again.
+    const open = list.querySelector("textarea.editing");
+    const editing = open && { seq: Number(open.dataset.seq), draft: open.value, focused: document.activeElement === open };
     list.replaceChildren();
     if (!current) return;
     const room = rooms.get(current);
@@ -367,6 +377,8 @@
     for (const entry of pending.values()) if (entry.room === current) list.append(entry.li);
     $("load-older").classList.toggle("hidden", !room.hasOlder || ordered.length === 0 || order(ordered[0]) <= 1);
     list.scrollTop = list.scrollHeight;
+    const edited = editing && room.messages.get(editing.seq);
+    if (edited && !edited.deleted) startEdit(edited, editing.draft, editing.focused);
     renderSeen();
     markRead();
   }
@@ -554,7 +566,7 @@
 
   /** An edit or a delete of a message, live or replayed: the message shows
    * as it is now (if the page has it; history brings it so otherwise). */
-  function change(frame) {
+  function change(frame, render = true) {
     const room = roomState(frame.room);
     room.changedUpTo = Math.max(room.changedUpTo || 0, frame.seq);
     const message = messageById(room, frame.id);
@@ -566,7 +578,7 @@
       message.deleted = true;
       delete message.text;
     }
-    if (frame.room === current) {
+    if (render && frame.room === current) {
       const list = $("messages");
       const fromBottom = list.scrollHeight - list.scrollTop;
       renderMessages();
@@ -595,7 +607,8 @@
       room.joining = false;
       room.online = frame.online;
       storeMessages(room, frame.history);
-      for (const changed of frame.changes || []) change(changed);
+      // Drawn once below, with the rest of the replay.
+      for (const changed of frame.changes || []) change(changed, false);
       for (const { user, seq } of frame.read) room.reads.set(user, Math.max(seq, room.reads.get(user) || 0));
       // A resume replays at most the newest 500 messages: fetch the rest of
       // the gap, page by page, through history (its answers fill in below).

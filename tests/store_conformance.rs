@@ -576,10 +576,16 @@ mod cases {
             target: id.clone(),
             text: "zombie".into(),
         };
-        store
+        let stored = store
             .append("general", vec![change("alice", late)], 4)
             .await
-            .unwrap();
+            .unwrap()
+            .events;
+        assert_eq!(
+            stored[0].text(),
+            Some(""),
+            "what goes out for the late edit (ack, live, other replicas) has no text either"
+        );
         assert_eq!(
             store.message("general", &id).await.unwrap().unwrap().text(),
             None
@@ -612,6 +618,62 @@ mod cases {
         let edit_id = edit.id.clone();
         store.append("general", vec![edit], 2).await.unwrap();
         assert!(store.message("general", &edit_id).await.unwrap().is_none());
+    }
+
+    pub async fn a_retry_finds_its_original_after_it_changed(backend: Backend) {
+        let store = backend.open().await;
+        let sent = referenced("alice", "secret", "s1", false);
+        let id = sent.id.clone();
+        let first = store.append("general", vec![sent], 1).await.unwrap().events;
+        let edit = NewEvent {
+            reference: Some("e1".into()),
+            ..change(
+                "alice",
+                Draft::Edit {
+                    target: id.clone(),
+                    text: "public".into(),
+                },
+            )
+        };
+        let edited = store
+            .append("general", vec![edit.clone()], 2)
+            .await
+            .unwrap()
+            .events;
+        let delete = NewEvent {
+            reference: Some("d1".into()),
+            ..change("alice", Draft::Delete { target: id.clone() })
+        };
+        let deleted = store
+            .append("general", vec![delete.clone()], 3)
+            .await
+            .unwrap()
+            .events;
+        // The answers were lost; each is sent again as a retry.
+        let again = |original: NewEvent| NewEvent {
+            id: rookery::store::new_message_id(),
+            retry: true,
+            ..original
+        };
+        let retries = vec![
+            again(referenced("alice", "secret", "s1", false)),
+            again(edit),
+            again(delete),
+        ];
+        let acked = store.append("general", retries, 4).await.unwrap().events;
+        let seqs: Vec<u64> = acked.iter().map(|event| event.seq()).collect();
+        assert_eq!(
+            seqs,
+            [first[0].seq(), edited[0].seq(), deleted[0].seq()],
+            "each retry is acked as its original, though the message changed since"
+        );
+        assert_eq!(acked[0].text(), None, "the original as it is now: deleted");
+        assert_eq!(
+            texts(&*store, "general").await,
+            Vec::<String>::new(),
+            "nothing stored again"
+        );
+        assert_eq!(store.after("general", 0, 10).await.unwrap().len(), 3);
     }
 
     pub async fn the_later_of_two_edits_wins(backend: Backend) {
@@ -972,6 +1034,7 @@ conformance!(
     message_ids_come_back_with_history,
     edits_and_deletes_are_events_and_change_their_message,
     a_message_is_found_by_id_in_its_own_room_only,
+    a_retry_finds_its_original_after_it_changed,
     the_later_of_two_edits_wins,
     undelivered_direct_messages_are_fetched_once,
     an_offline_inbox_keeps_at_most_its_cap,

@@ -22,6 +22,9 @@ struct ChatPage<'a> {
     avatar: Option<&'a str>,
     rooms: &'a [String],
     node: &'a str,
+    /// May delete anyone's message (`ADMIN_USERS`, with an account the
+    /// operator made), as the WebSocket decides: the page only offers it.
+    operator: bool,
 }
 
 #[derive(Template)]
@@ -55,6 +58,8 @@ pub async fn chat(state: web::Data<AppState>, session: Session) -> HttpResponse 
             avatar: account.avatar.as_deref(),
             rooms: &rooms,
             node: &state.node_id,
+            operator: state.config.admin_users.contains(&account.name)
+                && (account.operator || state.hooks.has_auth()),
         },
     )
 }

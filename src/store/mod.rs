@@ -93,6 +93,21 @@ impl Draft {
         }
     }
 
+    /// The same draft saying `text` (a delete says nothing): what it is as
+    /// stored once its text was edited or erased.
+    pub fn with_text(&self, text: String) -> Self {
+        match self {
+            Self::Message(_) => Self::Message(text),
+            Self::Edit { target, .. } => Self::Edit {
+                target: target.clone(),
+                text,
+            },
+            Self::Delete { target } => Self::Delete {
+                target: target.clone(),
+            },
+        }
+    }
+
     /// How the stores name the kind of event in a row or document.
     pub fn kind(&self) -> EventKind {
         match self {

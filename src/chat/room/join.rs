@@ -46,16 +46,26 @@ impl Handler<Join> for Room {
         // by delivery; the history stops where delivery stands.
         let before = self.sequencer.delivered().map(|delivered| delivered + 1);
         tracing::debug!(room = %self.name, session = join.session, since = ?join.since, ?before, "join: reading history");
+        let fresh = join.since.is_none();
         let read = async move {
             let history = store.history(&room, before, limit).await;
+            // The page a fresh join shows is of messages; the events read
+            // above (which start the room's sequence) are that page unless
+            // changes took some of its places.
+            let page = match &history {
+                Ok(events) if fresh && events.iter().any(|event| !event.is_message()) => {
+                    store.messages(&room, before, limit).await.ok()
+                }
+                _ => None,
+            };
             // Read positions are a nicety: a failure leaves them out.
             let reads = store
                 .read_positions(&room, MAX_READ_POSITIONS)
                 .await
                 .unwrap_or_default();
-            (history, reads)
+            (history, page, reads)
         };
-        ctx.wait(read.into_actor(self).map(move |(history, reads), this, ctx| {
+        ctx.wait(read.into_actor(self).map(move |(history, page, reads), this, ctx| {
             let (mut history, complete) = match history {
                 Ok(history) => (history, true),
                 Err(err) => {
@@ -74,7 +84,7 @@ impl Handler<Join> for Room {
                 false => this.sequencer.delivered().unwrap_or(0),
             };
             if !complete || newest >= delivered {
-                return this.answer_join(join, history, reads, complete, ctx);
+                return this.answer_join(join, history, page, reads, complete, ctx);
             }
             // The page ends below what this room has delivered: the member
             // would never see the messages between. Seen under chaos with a
@@ -96,7 +106,7 @@ impl Handler<Join> for Room {
                         false
                     }
                 };
-                this.answer_join(join, history, reads, complete, ctx);
+                this.answer_join(join, history, None, reads, complete, ctx);
             }));
         }));
     }
@@ -106,11 +116,13 @@ impl Room {
     /// Makes the connection a member and sends its `joined`. `history`
     /// holds the page read (or a replay after `since`), `complete` whether
     /// it could be read; a page that does not reach what the room has
-    /// delivered is no full recovery.
+    /// delivered is no full recovery. `page`, when given, is the page of
+    /// messages a fresh join shows instead of those among `history`.
     fn answer_join(
         &mut self,
         join: Join,
         mut history: Vec<Event>,
+        page: Option<Vec<Event>>,
         reads: Vec<(String, u64)>,
         complete: bool,
         ctx: &mut Context<Self>,
@@ -160,7 +172,7 @@ impl Room {
         self.members_changed(ctx);
         let joined = ServerFrame::Joined {
             room: &self.name,
-            history: wire::messages(&history),
+            history: wire::messages(page.as_deref().unwrap_or(&history)),
             online: self.presence.online(),
             read: reads
                 .iter()

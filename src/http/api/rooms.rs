@@ -86,6 +86,37 @@ pub struct Page {
     pub limit: Option<u32>,
 }
 
+/// Up to `limit` messages after `after`, oldest first, and whether the
+/// reading stopped short of the end. The stream also holds edits and
+/// deletes (shown in their messages): it is read on past them,
+/// [`CATCH_UP_READS`] pages at most.
+async fn catch_up(
+    state: &AppState,
+    room: &str,
+    mut after: u64,
+    limit: u32,
+) -> crate::store::StoreResult<(Vec<Event>, bool)> {
+    let mut messages = Vec::new();
+    for _ in 0..CATCH_UP_READS {
+        let events = state.store.after(room, after, limit).await?;
+        let full = events.len() == limit as usize;
+        let Some(last) = events.last().map(Event::seq) else {
+            return Ok((messages, false));
+        };
+        messages.extend(events.into_iter().filter(Event::is_message));
+        if messages.len() >= limit as usize || !full {
+            messages.truncate(limit as usize);
+            return Ok((messages, false));
+        }
+        after = last;
+    }
+    Ok((messages, true))
+}
+
+/// Reads one catch-up page makes at most: a stretch of edits and deletes
+/// longer than this many pages ends a page early (with `more`).
+const CATCH_UP_READS: usize = 8;
+
 /// The room `room` names: a public room, or a direct one with its two
 /// participants in either order (`@bob:alice` is `@alice:bob`).
 fn check_room(room: &str) -> Result<String, ApiError> {
@@ -174,16 +205,23 @@ pub async fn history(
     }
     // One more than asked tells whether there is more.
     let (read, newest_first) = match (page.before, page.after) {
-        (before, None) => (state.store.messages(&room, before, limit + 1).await, true),
-        (_, Some(after)) => (state.store.after(&room, after, limit + 1).await, false),
+        (before, None) => (
+            state
+                .store
+                .messages(&room, before, limit + 1)
+                .await
+                .map(|page| (page, false)),
+            true,
+        ),
+        (_, Some(after)) => (catch_up(&state, &room, after, limit + 1).await, false),
     };
-    let mut messages = read.map_err(ApiError::store)?;
+    let (mut messages, cut) = read.map_err(ApiError::store)?;
     if let (Some(before), Some(_)) = (page.before, page.after) {
         // Within the range: what lies at `before` or past it is no more.
         messages.retain(|message| message.seq() < before);
     }
-    let more = messages.len() > limit as usize;
-    if more {
+    let more = messages.len() > limit as usize || cut;
+    if messages.len() > limit as usize {
         // `history` answers oldest first: the extra one is the oldest.
         if newest_first {
             messages.remove(0);

@@ -91,11 +91,17 @@ impl MongoStore {
         let inserted = self.insert(room, &new, ts).await?;
         // A change found stored may be one whose making failed after it
         // was stored (its answer was unknown): making it again is harmless.
+        // The new ones of the batch are stored by now, so a failure here
+        // leaves the answer unknown.
         for (found, message) in found.iter().zip(&batch) {
             if let (Some(Original::Stored(original)), Some(_)) = (found, message.draft.target()) {
-                self.change(room, original.seq(), &message.draft, ts)
-                    .await
-                    .map_err(unavailable)?;
+                let made = match &message.draft {
+                    Draft::Delete { target } => self.erase(room, target).await,
+                    draft => self.edit(room, original.seq(), draft, ts).await.map(drop),
+                };
+                made.map_err(|err| {
+                    StoreError::uncertain(format!("making a retried change again: {err}"))
+                })?;
             }
         }
         Ok(Appended {
@@ -160,6 +166,14 @@ impl MongoStore {
 
     /// Stores `batch` as the room's next messages (see [`Store::append`]).
     async fn insert(&self, room: &str, batch: &[NewEvent], ts: Millis) -> StoreResult<Appended> {
+        // A delete erases its message before it is stored: whatever fails
+        // after, the text is gone (a delete that then fails to be stored
+        // is refused, and its retry stores it).
+        for message in batch {
+            if let Draft::Delete { target } = &message.draft {
+                self.erase(room, target).await.map_err(unavailable)?;
+            }
+        }
         // How full each recipient's inbox is (a direct room has two)
         // decides which of the batch go in it, decided once for the batch.
         // So does the sender's share of it.
@@ -329,16 +343,31 @@ impl MongoStore {
             }
             pending = &pending[inserted..];
         }
-        // The changes are stored; what they change is changed after, so a
-        // failure here leaves the answer unknown (a retry makes it again).
-        for (event, message) in stored.iter().zip(batch) {
-            self.change(room, event.seq(), &message.draft, ts)
+        // The edits are stored; their messages are changed after (the
+        // later seq wins), so a failure here leaves the answer unknown (a
+        // retry makes it again). What goes out is what was stored: a late
+        // edit's text is not.
+        for (event, message) in stored.iter_mut().zip(batch) {
+            if !matches!(message.draft, Draft::Edit { .. }) {
+                continue;
+            }
+            let took = self
+                .edit(room, event.seq(), &message.draft, ts)
                 .await
                 .map_err(|err| {
                     StoreError::uncertain(format!(
-                        "a change is stored, its message may not show it: {err}"
+                        "an edit is stored, its message may not show it: {err}"
                     ))
                 })?;
+            if !took {
+                *event = message.draft.with_text(String::new()).into_event(
+                    room,
+                    event.seq(),
+                    message.id.clone(),
+                    message.from.clone(),
+                    ts,
+                );
+            }
         }
         if let Some(newest) = stored.last() {
             // Only feeds the room list; a failure here must not fail a send
@@ -373,62 +402,66 @@ impl MongoStore {
         })
     }
 
-    /// Makes the change stored as `seq` to its message. Replicas may make
-    /// two changes to one message in either order: an edit takes only if
-    /// no later change did (`changed`), a delete always; an edit of a
-    /// message deleted meanwhile erases its own text.
-    pub(super) async fn change(
+    /// Makes the edit stored as `seq` to its message; whether it took.
+    /// Replicas may make two edits of one message in either order: one
+    /// takes only if no later one did (`changed`). An edit of a message
+    /// deleted meanwhile erases its own text.
+    pub(super) async fn edit(
         &self,
         room: &str,
         seq: u64,
         draft: &Draft,
         ts: Millis,
-    ) -> Result<(), MongoError> {
+    ) -> Result<bool, MongoError> {
+        let Draft::Edit { target, text } = draft else {
+            return Ok(true);
+        };
         let seq = seq as i64;
-        match draft {
-            Draft::Message(_) => {}
-            Draft::Edit { target, text } => {
-                let edited = self
-                    .messages
-                    .update_one(
-                        doc! {
-                            "room": room, "id": target, "kind": { "$exists": false },
-                            "deleted": { "$ne": true },
-                            "$or": [ { "changed": { "$exists": false } }, { "changed": { "$lt": seq } } ],
-                        },
-                        doc! { "$set": { "text": text, "edited": DateTime::from_millis(ts), "changed": seq } },
-                    )
-                    .await?;
-                if edited.matched_count == 0 {
-                    let deleted = self
-                        .messages
-                        .find_one(doc! { "room": room, "id": target, "deleted": true })
-                        .await?;
-                    if deleted.is_some() {
-                        self.messages
-                            .update_one(
-                                doc! { "room": room, "seq": seq },
-                                doc! { "$set": { "text": "" } },
-                            )
-                            .await?;
-                    }
-                }
-            }
-            Draft::Delete { target } => {
-                self.messages
-                    .update_one(
-                        doc! { "room": room, "id": target, "kind": { "$exists": false } },
-                        doc! { "$set": { "text": "", "deleted": true, "delivered": true, "changed": seq } },
-                    )
-                    .await?;
-                self.messages
-                    .update_many(
-                        doc! { "room": room, "target": target, "text": { "$ne": "" } },
-                        doc! { "$set": { "text": "" } },
-                    )
-                    .await?;
-            }
+        let edited = self
+            .messages
+            .update_one(
+                doc! {
+                    "room": room, "id": target, "kind": { "$exists": false },
+                    "deleted": { "$ne": true },
+                    "$or": [ { "changed": { "$exists": false } }, { "changed": { "$lt": seq } } ],
+                },
+                doc! { "$set": { "text": text, "edited": DateTime::from_millis(ts), "changed": seq } },
+            )
+            .await?;
+        if edited.matched_count > 0 {
+            return Ok(true);
         }
+        let deleted = self
+            .messages
+            .find_one(doc! { "room": room, "id": target, "deleted": true })
+            .await?;
+        if deleted.is_none() {
+            // A later edit took first: this one stays in the stream as it was.
+            return Ok(true);
+        }
+        self.messages
+            .update_one(
+                doc! { "room": room, "seq": seq },
+                doc! { "$set": { "text": "" } },
+            )
+            .await?;
+        Ok(false)
+    }
+
+    /// Takes message `target` back: its text, and its edits', are erased.
+    async fn erase(&self, room: &str, target: &str) -> Result<(), MongoError> {
+        self.messages
+            .update_one(
+                doc! { "room": room, "id": target, "kind": { "$exists": false } },
+                doc! { "$set": { "text": "", "deleted": true, "delivered": true } },
+            )
+            .await?;
+        self.messages
+            .update_many(
+                doc! { "room": room, "target": target, "text": { "$ne": "" } },
+                doc! { "$set": { "text": "" } },
+            )
+            .await?;
         Ok(())
     }
 
@@ -460,8 +493,16 @@ impl MongoStore {
                     "seq": { "$gt": floor },
                     "from": &message.from,
                     "client_ref": reference,
-                    "text": message.draft.text(),
+                    "kind": message.draft.target().map(|_| message.draft.kind() as i64),
                     "target": message.draft.target(),
+                    // The original as posted, or changed since (edited,
+                    // deleted, an edit's text erased by a delete).
+                    "$or": [
+                        { "text": message.draft.text() },
+                        { "edited": { "$exists": true } },
+                        { "deleted": true },
+                        { "kind": { "$exists": true }, "text": "" },
+                    ],
                 })
                 .sort(doc! { "seq": -1 })
                 .await

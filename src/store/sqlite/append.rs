@@ -57,27 +57,28 @@ pub(super) async fn append(
                     Some(recipient) => inboxes.keeps(conn, recipient, &message.from)?,
                     None => false,
                 };
-                // An edit of a message deleted by now keeps no text.
-                let applied = change(conn, &room, &message.draft, ts)?;
+                // An edit of a message deleted by now keeps no text, and
+                // what goes out (ack, live, other replicas) is what was
+                // stored.
+                let draft = match change(conn, &room, &message.draft, ts)? {
+                    true => message.draft,
+                    false => message.draft.with_text(String::new()),
+                };
                 insert.execute(params![
                     room,
                     seq as i64,
                     message.from,
-                    if applied { message.draft.text() } else { "" },
+                    draft.text(),
                     ts,
                     message.id,
                     message.to,
                     !kept,
                     message.confirm,
                     message.reference,
-                    message.draft.kind() as i64,
-                    message.draft.target(),
+                    draft.kind() as i64,
+                    draft.target(),
                 ])?;
-                inserted.push(
-                    message
-                        .draft
-                        .into_event(&room, seq, message.id, message.from, ts),
-                );
+                inserted.push(draft.into_event(&room, seq, message.id, message.from, ts));
             }
             // One process writes the file and allocates every seq in the
             // transaction: nobody else's messages lie in between.
@@ -134,9 +135,13 @@ fn retried(
         .optional()?
         .unwrap_or(0);
     let mut lookup = conn.prepare_cached(
-        "SELECT seq, ts, id FROM messages
-         WHERE room = ?1 AND seq > ?2 AND sender = ?3 AND client_ref = ?4 AND text = ?5
-             AND kind = ?6 AND target IS ?7
+        "SELECT seq, ts, id, text, deleted, edited FROM messages
+         WHERE room = ?1 AND seq > ?2 AND sender = ?3 AND client_ref = ?4 AND kind = ?6
+             AND target IS ?7
+             -- The original as posted, or changed since (edited, deleted,
+             -- an edit's text erased by a delete): its text is not the
+             -- retry's any more.
+             AND (text = ?5 OR edited IS NOT NULL OR deleted = 1 OR (kind != 0 AND text = ''))
          ORDER BY seq DESC LIMIT 1",
     )?;
     for (at, message) in batch.iter().enumerate() {
@@ -160,13 +165,18 @@ fn retried(
                     message.draft.target(),
                 ],
                 |row| {
-                    Ok(message.draft.clone().into_event(
-                        room,
-                        row.get::<_, i64>(0)? as u64,
-                        row.get::<_, String>(2)?,
-                        message.from.clone(),
-                        row.get(1)?,
-                    ))
+                    Ok(message
+                        .draft
+                        .with_text(row.get(3)?)
+                        .into_event(
+                            room,
+                            row.get::<_, i64>(0)? as u64,
+                            row.get::<_, String>(2)?,
+                            message.from.clone(),
+                            row.get(1)?,
+                        )
+                        .with_deleted(row.get(4)?)
+                        .with_edited(row.get(5)?))
                 },
             )
             .optional()?;

@@ -57,8 +57,10 @@ impl WsSession {
             let Some(message) = store.message(&room, &target).await? else {
                 return Ok(Err(ErrorCode::NotFound));
             };
-            if message.text().is_none() {
-                // Deleted already.
+            // Deleted already: nothing to change, unless this repeats a
+            // change whose answer was lost (the store finds it and acks it
+            // again; anything else is a harmless no-op).
+            if message.text().is_none() && !retry {
                 return Ok(Err(ErrorCode::NotFound));
             }
             if message.from() != user && !(deleting && operator) {
