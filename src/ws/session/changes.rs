@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use super::rooms::not_joined;
+use super::rooms::{not_joined, OwnedTarget};
 use super::WsSession;
 use crate::chat::names::RoomKind;
 use crate::chat::registry;
@@ -49,6 +49,34 @@ impl WsSession {
         if let Err(rejected) = self.charge(1, reference.as_ref()) {
             return self.reject(rejected, ctx);
         }
+        // A change in a direct room reaches the peer as a direct message
+        // does: the authorize hook has its say (at once when it need not
+        // be asked).
+        match peer.clone() {
+            Some(peer) => self.authorized(
+                OwnedTarget::User(peer.clone()),
+                reference.clone(),
+                ctx,
+                move |this, ctx| {
+                    this.change_authorized(room, draft, reference, retry, Some(peer), ctx)
+                },
+            ),
+            None => self.change_authorized(room, draft, reference, retry, peer, ctx),
+        }
+    }
+
+    /// A change checked and paid for: checked against the stored message,
+    /// then posted to its room (`peer` names a direct room's other user).
+    fn change_authorized(
+        &mut self,
+        room: String,
+        draft: Draft,
+        reference: Option<Ref>,
+        retry: bool,
+        peer: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let target = draft.target().unwrap_or_default().to_owned();
         let deleting = matches!(draft, Draft::Delete { .. });
         let (store, registry) = (self.store.clone(), self.registry.clone());
         let (user, operator) = (self.user.clone(), self.admin);
