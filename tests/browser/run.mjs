@@ -220,6 +220,9 @@ try {
   await first.locator("button.delete").click();
   await bob.waitForSelector("#messages li.msg.deleted .text:text-is('This message was deleted.')");
   assert.equal(await bob.locator("#messages li.msg .text", { hasText: /^first/ }).count(), 0, "its text is gone");
+  await alice.waitForSelector("#messages li.msg.deleted");
+  await alice.locator("#messages li.msg", { hasText: "a typo, three" }).hover();
+  await alice.screenshot({ path: join(shots, "edits.png") });
   await bob.reload();
   await bob.waitForSelector("#messages li.msg.deleted");
   await bob.locator("#messages li.msg", { hasText: "a typo, three" }).locator(".edited").waitFor();
