@@ -3,7 +3,8 @@
 # (apt-get, pip, npm), starts the servers the tests talk to on free loopback
 # ports, then formatting, lints, unit and integration tests, the
 # server API fuzzed from its OpenAPI document (scripts/fuzz_api.sh), the
-# headless-Chromium browser test against a real server on a free port, a
+# headless-Chromium browser test against a real server on a free port, the
+# JavaScript client SDK's checks (scripts/sdk_test.sh), a
 # benchmark smoke run, and the compose stacks on a private Docker engine
 # (scripts/stacks.sh). Everything started here is stopped on exit.
 set -euo pipefail
@@ -65,6 +66,9 @@ scripts/fuzz_api.sh target/debug/rookery
 
 echo "==> browser test (headless Chromium)"
 node tests/browser/run.mjs target/debug/rookery
+
+echo "==> client SDK (clients/js: types, package, tests against real replicas)"
+scripts/sdk_test.sh target/debug/rookery
 
 echo "==> benchmark smoke run (every scenario, both servers, a few seconds each)"
 scripts/bench.sh --smoke

@@ -73,6 +73,11 @@ pub enum ServerFrame<'a> {
     /// and how far members have read (furthest first).
     Joined {
         room: &'a str,
+        /// Where the room's stream stands for this member: every event up
+        /// to it is in `history` (or shown in its messages); what comes
+        /// live is after it. A page's newest message may be older, when
+        /// edits and deletes came last.
+        seq: u64,
         history: Vec<WireMessage<'a>>,
         online: &'a [String],
         read: Vec<ReadPosition<'a>>,

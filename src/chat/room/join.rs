@@ -159,6 +159,7 @@ impl Room {
             "join: answered"
         );
         let socket = member.socket.clone();
+        let position = member.seen_up_to;
         // Held messages were delivered here already, so this `joined`
         // carries them: they reach the connection now.
         let reached: Vec<u64> = member
@@ -172,6 +173,7 @@ impl Room {
         self.members_changed(ctx);
         let joined = ServerFrame::Joined {
             room: &self.name,
+            seq: position,
             history: wire::messages(page.as_deref().unwrap_or(&history)),
             online: self.presence.online(),
             read: reads
