@@ -5,7 +5,8 @@
 # traefik and scraped by Prometheus, then tests/stacks.rs through traefik
 # (sticky clients on every replica chatting once and in order, presence, a
 # direct message, an avatar across replicas, one replica drained and one
-# killed with nothing lost), then `down -v` with nothing left. The basic
+# killed with nothing lost; on the Redis stack a rolling restart of every
+# replica under `rookery-bench verify`), then `down -v` with nothing left. The basic
 # docker-compose.yaml (one app and its database) gets a shorter run.
 # Every stage's wall time goes to stdout and target/stacks/report.md.
 #
@@ -76,6 +77,25 @@ nothing_left() {
     && [ -z "$(docker network ls -q --filter "label=com.docker.compose.project=$1")" ]
 }
 
+healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; }
+
+# A rolling restart (each replica in turn: SIGTERM, drained, started again)
+# while rookery-bench verify drives clients through traefik: nothing lost,
+# repeated or out of order, presence agreeing (README: checking a rolling
+# upgrade).
+rolling_restart_verified() {
+  target/debug/rookery-bench verify --target "http://127.0.0.1:$HTTP_PORT" --host app.docker.localhost \
+    --clients 10 --seconds 60 --interval-ms 500 --settle-seconds 90 &
+  local verify=$! container
+  sleep 5
+  for container in $(docker ps -aq --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.service=app"); do
+    docker restart --time 20 "$container" >/dev/null
+    wait_until 90 "replica $container healthy again" healthy "$container"
+  done
+  wait "$verify"
+}
+
 run_stack() {
   local stack=$1
   echo "### $stack stack" | tee -a "$report"
@@ -91,6 +111,9 @@ run_stack() {
   stage "clients through traefik (tests/stacks.rs)" \
     env STACK_URL="http://127.0.0.1:$HTTP_PORT" STACK_PROJECT="$project" STACK_REPLICAS="$replicas" \
     cargo test --quiet --test stacks -- --ignored --nocapture five_replicas
+  if [ "$stack" = redis ]; then
+    stage "a rolling restart under rookery-bench verify" rolling_restart_verified
+  fi
   stage "down -v" compose down -v --remove-orphans
   nothing_left "$project" || { echo "$project left containers, volumes or networks behind" >&2; return 1; }
   project=
@@ -117,6 +140,7 @@ stage "dockerd started" start_docker
 docker compose version
 stage "images (cached by their inputs)" build_images
 cargo build --quiet --tests
+cargo build --quiet -p rookery-bench
 for stack in "${stacks[@]}"; do
   case "$stack" in
     basic) run_basic ;;

@@ -6,6 +6,8 @@
 //! - [`scenarios`]: linker, fanout, idle, cluster.
 //! - [`report`]: histograms, the progress line, the table and JSON rows.
 //! - [`plot`]: latency plots (PNG) from the JSON rows.
+//! - [`verify`]: an operator's check of a live deployment (nothing lost,
+//!   repeated or out of order while replicas restart).
 //!
 //! It only ever connects to loopback addresses. `scripts/bench.sh` runs
 //! every scenario against both servers and writes `BENCHMARKS.md`'s data.
@@ -14,6 +16,7 @@ mod peer;
 mod plot;
 mod report;
 mod scenarios;
+mod verify;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -63,6 +66,32 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// Checks a live deployment while you restart its replicas: clients in
+    /// one room send for --seconds, reconnecting and resuming as needed;
+    /// then every acked message must have reached every client once, in
+    /// order, and every client must see the others online. Exits non-zero
+    /// otherwise.
+    Verify {
+        /// The load balancer (or a replica): http://127.0.0.1:PORT.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+        /// The Host header the load balancer routes by, e.g.
+        /// app.docker.localhost.
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Each client sends one message this often.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+        /// After the sending time: how long clients may take to settle.
+        #[arg(long, default_value_t = 60)]
+        settle_seconds: u64,
+        #[arg(long, default_value = "verify")]
+        room: String,
+    },
     /// Every connection messages itself (direct) every --interval-ms.
     Linker {
         #[command(flatten)]
@@ -201,6 +230,26 @@ async fn main() -> anyhow::Result<()> {
     }
     let (common, rows) = match cli.scenario {
         Scenario::Plot { results, out, font } => return plot::plot_all(&results, &out, &font),
+        Scenario::Verify {
+            target,
+            host,
+            clients,
+            seconds,
+            interval_ms,
+            settle_seconds,
+            room,
+        } => {
+            let verify = verify::Verify {
+                target,
+                host,
+                clients,
+                duration: Duration::from_secs(seconds),
+                interval: Duration::from_millis(interval_ms),
+                settle: Duration::from_secs(settle_seconds),
+                room,
+            };
+            return verify.run().await;
+        }
         Scenario::Linker {
             common,
             connections,
