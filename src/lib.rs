@@ -30,7 +30,8 @@
 //! - [`ws`]: the WebSocket endpoint; [`ws::outbox`], what waits to be
 //!   written to one client (a plain, unit-tested part); and [`ws::session`],
 //!   the actor behind each connection (the outbox on the socket and the
-//!   heartbeat, frame dispatch, rooms, direct messages: one file each).
+//!   heartbeat, frame dispatch, rooms, direct messages, edits and deletes:
+//!   one file each).
 //! - [`chat`]: the [`chat::room::Room`] actor (persists, sequences and fans
 //!   out a room's messages; its write queue, delivery and join handshake in
 //!   their own files) over plain parts with their own unit tests
