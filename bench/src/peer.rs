@@ -85,6 +85,22 @@ fn text_stamp(text: &str) -> Option<Instant> {
     digits.parse().ok().map(unstamp)
 }
 
+/// The session cookie Rookery's answer to `user`'s login set, as a
+/// `Cookie` header value.
+pub fn session_cookie(user: &str, response: &reqwest::Response) -> anyhow::Result<String> {
+    if response.status() != 303 {
+        bail!("login of {user} answered {}", response.status());
+    }
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with("rookery_session="))
+        .context("no session cookie")?;
+    Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+}
+
 /// Where to connect and from which loopback address (spreading source
 /// addresses lifts the ~28k ephemeral-port ceiling per address pair).
 #[derive(Clone, Debug)]
@@ -122,17 +138,7 @@ impl Target {
             .send()
             .await
             .context("login request")?;
-        if response.status() != 303 {
-            bail!("login of {user} answered {}", response.status());
-        }
-        let cookie = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .find(|value| value.starts_with("rookery_session="))
-            .context("no session cookie")?;
-        Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+        session_cookie(user, &response)
     }
 
     /// Opens a chat connection as `user` from source address `source`; with

@@ -129,17 +129,7 @@ async fn login(plan: &Plan) -> anyhow::Result<String> {
         request = request.header("host", host);
     }
     let response = request.send().await.context("login request")?;
-    if response.status() != 303 {
-        bail!("login of {} answered {}", plan.name, response.status());
-    }
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find(|value| value.starts_with("rookery_session="))
-        .context("no session cookie")?;
-    Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+    crate::peer::session_cookie(&plan.name, &response)
 }
 
 /// Sends on the clock until `sending_until`, reconnecting and resuming

@@ -76,6 +76,27 @@ pub struct Message {
 }
 
 impl Event {
+    /// The one place an event's fields are set; each kind's constructor
+    /// below names its body.
+    fn new(
+        room: impl Into<String>,
+        seq: u64,
+        id: impl Into<String>,
+        from: impl Into<String>,
+        ts: Millis,
+        body: Body,
+    ) -> Self {
+        Self {
+            room: room.into(),
+            seq,
+            id: id.into(),
+            from: from.into(),
+            ts,
+            avatar: None,
+            body,
+        }
+    }
+
     /// A message stored as `seq` of `room`.
     pub fn message(
         room: impl Into<String>,
@@ -85,20 +106,13 @@ impl Event {
         ts: Millis,
         text: impl Into<String>,
     ) -> Self {
-        Self {
-            room: room.into(),
-            seq,
-            id: id.into(),
-            from: from.into(),
-            ts,
-            avatar: None,
-            body: Body::Message(Message {
-                text: text.into(),
-                delivered: false,
-                edited: None,
-                deleted: false,
-            }),
-        }
+        let message = Message {
+            text: text.into(),
+            delivered: false,
+            edited: None,
+            deleted: false,
+        };
+        Self::new(room, seq, id, from, ts, Body::Message(message))
     }
 
     /// An edit stored as `seq` of `room`: `from` made message `target`
@@ -112,18 +126,11 @@ impl Event {
         target: impl Into<String>,
         text: impl Into<String>,
     ) -> Self {
-        Self {
-            room: room.into(),
-            seq,
-            id: id.into(),
-            from: from.into(),
-            ts,
-            avatar: None,
-            body: Body::Edit {
-                target: target.into(),
-                text: text.into(),
-            },
-        }
+        let body = Body::Edit {
+            target: target.into(),
+            text: text.into(),
+        };
+        Self::new(room, seq, id, from, ts, body)
     }
 
     /// A delete stored as `seq` of `room`: `from` took message `target` back.
@@ -135,17 +142,10 @@ impl Event {
         ts: Millis,
         target: impl Into<String>,
     ) -> Self {
-        Self {
-            room: room.into(),
-            seq,
-            id: id.into(),
-            from: from.into(),
-            ts,
-            avatar: None,
-            body: Body::Delete {
-                target: target.into(),
-            },
-        }
+        let body = Body::Delete {
+            target: target.into(),
+        };
+        Self::new(room, seq, id, from, ts, body)
     }
 
     /// A fast message on its way to the members before it is stored: no

@@ -22,7 +22,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, DateTime};
 use mongodb::error::{Error as MongoError, ErrorKind};
 
-use super::documents::MessageDoc;
+use super::documents::{stored_kind, MessageDoc};
 use super::{all, unavailable, MongoStore, DUPLICATE_KEY};
 use crate::store::{
     in_batch_order, repeated_in_batch, Appended, Draft, Millis, NewEvent, Original, StoreError,
@@ -242,7 +242,7 @@ impl MongoStore {
                     delivered: !in_inbox[batch.len() - pending.len() + offset],
                     confirm: message.confirm.clone(),
                     client_ref: message.reference.clone(),
-                    kind: message.draft.target().map(|_| message.draft.kind() as i64),
+                    kind: stored_kind(&message.draft),
                     target: message.draft.target().map(str::to_owned),
                     edited: None,
                     deleted: false,
@@ -493,7 +493,7 @@ impl MongoStore {
                     "seq": { "$gt": floor },
                     "from": &message.from,
                     "client_ref": reference,
-                    "kind": message.draft.target().map(|_| message.draft.kind() as i64),
+                    "kind": stored_kind(&message.draft),
                     "target": message.draft.target(),
                     // The original as posted, or changed since (edited,
                     // deleted, an edit's text erased by a delete).

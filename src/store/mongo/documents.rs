@@ -7,7 +7,7 @@ use mongodb::bson::{DateTime, Document};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::store::StoredEvent;
+use crate::store::{Draft, StoredEvent};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct UserDoc {
@@ -55,6 +55,12 @@ pub(super) struct MessageDoc {
     /// two edits out of order, the later seq wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) changed: Option<i64>,
+}
+
+/// The `kind` a document of `draft` carries: none for a message, as on
+/// every document written before there were kinds.
+pub(super) fn stored_kind(draft: &Draft) -> Option<i64> {
+    draft.target().map(|_| draft.kind() as i64)
 }
 
 /// Messages stored before the offline inbox existed count as delivered.

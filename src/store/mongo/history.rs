@@ -1,7 +1,7 @@
 //! Reading a room's events back: history pages, gap fills, one message, the
 //! room list.
 
-use mongodb::bson::doc;
+use mongodb::bson::{doc, Document};
 
 use super::documents::MessageDoc;
 use super::{all, unavailable, MongoStore};
@@ -14,17 +14,7 @@ pub(super) async fn before(
     before: Option<u64>,
     limit: u32,
 ) -> StoreResult<Vec<Event>> {
-    let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
-    let mut page = all(store
-        .messages
-        .find(doc! { "room": room, "seq": { "$lt": before } })
-        .sort(doc! { "seq": -1 })
-        .limit(i64::from(limit))
-        .await
-        .map_err(unavailable)?)
-    .await?;
-    page.reverse();
-    with_avatars(store, page).await
+    newest_before(store, doc! { "room": room }, before, limit).await
 }
 
 pub(super) async fn messages(
@@ -33,10 +23,23 @@ pub(super) async fn messages(
     before: Option<u64>,
     limit: u32,
 ) -> StoreResult<Vec<Event>> {
+    let only_messages = doc! { "room": room, "kind": { "$exists": false } };
+    newest_before(store, only_messages, before, limit).await
+}
+
+/// The newest `limit` documents `filter` picks with `seq < before`, oldest
+/// first.
+async fn newest_before(
+    store: &MongoStore,
+    mut filter: Document,
+    before: Option<u64>,
+    limit: u32,
+) -> StoreResult<Vec<Event>> {
     let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
+    filter.insert("seq", doc! { "$lt": before });
     let mut page = all(store
         .messages
-        .find(doc! { "room": room, "seq": { "$lt": before }, "kind": { "$exists": false } })
+        .find(filter)
         .sort(doc! { "seq": -1 })
         .limit(i64::from(limit))
         .await

@@ -138,11 +138,7 @@ impl SqliteStore {
         let room = room.to_owned();
         self.read(move |conn| {
             let mut query = conn.prepare_cached(&format!(
-                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id,
-                     m.recipient IS NOT NULL AND m.delivered = 1,
-                     m.kind, m.target, m.edited, m.deleted
-                 FROM messages m LEFT JOIN users u ON u.name = m.sender
-                 WHERE m.room = ?1 AND {range}"
+                "SELECT {EVENT_COLUMNS} WHERE m.room = ?1 AND {range}"
             ))?;
             let messages = query
                 .query_map(params![room, bound, limit], |row| {
@@ -152,6 +148,21 @@ impl SqliteStore {
             Ok(messages)
         })
         .await
+    }
+
+    /// [`SqliteStore::page`] of the newest rows before `before` (`range`
+    /// reads them newest first), oldest first.
+    async fn newest_before(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: u32,
+        range: &'static str,
+    ) -> StoreResult<Vec<Event>> {
+        let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
+        let mut newest_first = self.page(room, before, limit, range).await?;
+        newest_first.reverse();
+        Ok(newest_first)
     }
 }
 
@@ -179,8 +190,13 @@ fn map_error(err: rusqlite::Error) -> StoreError {
     }
 }
 
-/// A `messages` row as [`SqliteStore::page`] and [`message`] select it:
-/// where a row becomes the room's event.
+/// What [`stored_event`] reads, in its order, with the author's photo.
+const EVENT_COLUMNS: &str = "m.seq, m.sender, m.text, m.ts, u.avatar, m.id,
+     m.recipient IS NOT NULL AND m.delivered = 1, m.kind, m.target, m.edited, m.deleted
+     FROM messages m LEFT JOIN users u ON u.name = m.sender";
+
+/// A `messages` row as [`EVENT_COLUMNS`] selects it: where a row becomes
+/// the room's event.
 fn stored_event(room: String, row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         room,
@@ -244,17 +260,13 @@ impl Store for SqliteStore {
         before: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<Event>> {
-        let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
-        let mut newest_first = self
-            .page(
-                room,
-                before,
-                limit,
-                "m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
-            )
-            .await?;
-        newest_first.reverse();
-        Ok(newest_first)
+        self.newest_before(
+            room,
+            before,
+            limit,
+            "m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3",
+        )
+        .await
     }
 
     async fn messages(
@@ -263,17 +275,8 @@ impl Store for SqliteStore {
         before: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<Event>> {
-        let before = before.map_or(i64::MAX, |seq| seq.min(i64::MAX as u64) as i64);
-        let mut newest_first = self
-            .page(
-                room,
-                before,
-                limit,
-                "m.seq < ?2 AND m.kind = 0 ORDER BY m.seq DESC LIMIT ?3",
-            )
-            .await?;
-        newest_first.reverse();
-        Ok(newest_first)
+        let only_messages = "m.seq < ?2 AND m.kind = 0 ORDER BY m.seq DESC LIMIT ?3";
+        self.newest_before(room, before, limit, only_messages).await
     }
 
     async fn after(&self, room: &str, after: u64, limit: u32) -> StoreResult<Vec<Event>> {
@@ -285,13 +288,9 @@ impl Store for SqliteStore {
     async fn message(&self, room: &str, id: &str) -> StoreResult<Option<Event>> {
         let (room, id) = (room.to_owned(), id.to_owned());
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT m.seq, m.sender, m.text, m.ts, u.avatar, m.id,
-                     m.recipient IS NOT NULL AND m.delivered = 1,
-                     m.kind, m.target, m.edited, m.deleted
-                 FROM messages m LEFT JOIN users u ON u.name = m.sender
-                 WHERE m.id = ?1 AND m.room = ?2 AND m.kind = 0",
-            )?
+            conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} WHERE m.id = ?1 AND m.room = ?2 AND m.kind = 0"
+            ))?
             .query_row(params![id, room], |row| stored_event(room.clone(), row))
             .optional()
             .map(|found| found.map(StoredEvent::into_event))

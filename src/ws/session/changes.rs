@@ -22,8 +22,8 @@ impl WsSession {
         retry: bool,
         ctx: &mut Context<Self>,
     ) {
-        let target = draft.target().unwrap_or_default().to_owned();
-        if target.is_empty() || target.len() > MAX_ID_BYTES {
+        let id_bytes = draft.target().map_or(0, str::len);
+        if id_bytes == 0 || id_bytes > MAX_ID_BYTES {
             let rejected = Rejected::new(
                 ErrorCode::InvalidFrame,
                 format!("id is a message's id: 1 to {MAX_ID_BYTES} bytes"),
@@ -52,7 +52,7 @@ impl WsSession {
         // A change in a direct room reaches the peer as a direct message
         // does: the authorize hook has its say (at once when it need not
         // be asked).
-        match peer.clone() {
+        match peer {
             Some(peer) => self.authorized(
                 OwnedTarget::User(peer.clone()),
                 reference.clone(),
@@ -61,7 +61,7 @@ impl WsSession {
                     this.change_authorized(room, draft, reference, retry, Some(peer), ctx)
                 },
             ),
-            None => self.change_authorized(room, draft, reference, retry, peer, ctx),
+            None => self.change_authorized(room, draft, reference, retry, None, ctx),
         }
     }
 
